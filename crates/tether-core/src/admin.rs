@@ -1,0 +1,268 @@
+//! Application settings as the admin CLI (and later the admin API) changes them: defaults, and
+//! every check that refuses a configuration that cannot work (token-binding.md B-10), so that no
+//! request ever meets a half-valid app.
+
+use crate::binding;
+use crate::model::{App, AppRecord, AuthMethod, BindingType, GrantType, IdTokenAlg, TokenType};
+use crate::scope;
+use crate::secret::{Secret, b64url, hash_secret, random_bytes, random_token};
+
+/// Requested changes; `None` leaves a setting as it is (or at its default on create).
+#[derive(Debug, Default, Clone)]
+pub struct AppChanges {
+    pub name: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub public: Option<bool>,
+    pub auth_method: Option<String>,
+    pub tls_subject_dn: Option<String>,
+    pub cert_file: Option<String>,
+    pub token_type: Option<String>,
+    pub binding: Option<String>,
+    pub validate_binding: Option<bool>,
+    pub revoke_on_logout: Option<bool>,
+    pub scopes: Option<Vec<String>>,
+    pub audience: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub introspect_any: Option<bool>,
+    pub require_consent: Option<bool>,
+    pub exchange_from: Option<Vec<String>>,
+    pub id_token_alg: Option<String>,
+    pub access_token_ttl: Option<i64>,
+    pub refresh_token_ttl: Option<i64>,
+}
+
+fn defaults(client_id: String) -> App {
+    App {
+        client_id,
+        name: String::new(),
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        redirect_uris: vec![],
+        public: false,
+        auth_method: AuthMethod::ClientSecretBasic,
+        token_type: TokenType::Opaque,
+        binding: BindingType::None,
+        validate_binding: false,
+        revoke_on_logout: false,
+        scopes: vec!["openid".into(), "profile".into(), "email".into()],
+        audience: vec![],
+        allowed_origins: vec![],
+        introspect_any: false,
+        require_consent: false,
+        exchange_from: vec![],
+        id_token_alg: IdTokenAlg::RS256,
+        access_token_ttl: 3600,
+        refresh_token_ttl: 86400,
+        tls_subject_dn: None,
+    }
+}
+
+/// A new app; returns it and the client secret (for confidential clients), shown once.
+pub fn create(changes: &AppChanges) -> Result<(AppRecord, Option<Secret>), String> {
+    if changes.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err("--name is required".into());
+    }
+    let mut app = defaults(b64url(&random_bytes::<16>()));
+    apply(&mut app, changes)?;
+    let secret = (!app.public).then(|| Secret::new(random_token()));
+    let secret_hash = secret.as_ref().map(|s| hash_secret(s.expose()));
+    Ok((AppRecord { app, secret_hash }, secret))
+}
+
+/// Apply changes to an existing app. A client that becomes confidential gets a new secret.
+pub fn update(existing: &AppRecord, changes: &AppChanges) -> Result<(AppRecord, Option<Secret>), String> {
+    let mut app = existing.app.clone();
+    if changes.public.is_none() && changes.auth_method.is_some() && app.public {
+        app.public = false; // an explicit auth method other than none makes it confidential below
+    }
+    apply(&mut app, changes)?;
+    let (secret_hash, secret) = match (app.public, &existing.secret_hash) {
+        (true, _) => (None, None),
+        (false, Some(h)) => (Some(h.clone()), None),
+        (false, None) => {
+            let s = Secret::new(random_token());
+            (Some(hash_secret(s.expose())), Some(s))
+        }
+    };
+    Ok((AppRecord { app, secret_hash }, secret))
+}
+
+fn parse_list<T>(items: &[String], what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
+    items.iter().map(|s| parse(s.trim()).ok_or_else(|| format!("unknown {what}: {s:?}"))).collect()
+}
+
+fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
+    if let Some(n) = &c.name {
+        if n.trim().is_empty() {
+            return Err("--name must not be empty".into());
+        }
+        app.name = n.trim().to_string();
+    }
+    if let Some(g) = &c.grant_types {
+        let mut gts = parse_list(g, "grant type", GrantType::parse_cli)?;
+        gts.dedup();
+        if gts.is_empty() {
+            return Err("--grant-types must name at least one grant type".into());
+        }
+        app.grant_types = gts;
+    }
+    if let Some(r) = &c.redirect_uris {
+        app.redirect_uris = r.clone();
+    }
+    if let Some(m) = &c.auth_method {
+        app.auth_method = AuthMethod::parse(m).ok_or_else(|| format!("unknown --auth-method {m:?}"))?;
+        if c.public.is_none() {
+            app.public = app.auth_method == AuthMethod::None;
+        }
+    }
+    if let Some(p) = c.public {
+        if p {
+            if let Some(m) = &c.auth_method {
+                if m != "none" {
+                    return Err(format!("--public cannot be combined with --auth-method {m} (public clients have no secret)"));
+                }
+            }
+            app.public = true;
+            app.auth_method = AuthMethod::None;
+        } else {
+            app.public = false;
+        }
+    }
+    if !app.public && app.auth_method == AuthMethod::None {
+        app.auth_method = AuthMethod::ClientSecretBasic;
+    }
+    if let Some(t) = &c.token_type {
+        app.token_type = TokenType::parse(t).ok_or_else(|| format!("unknown --token-type {t:?} (jwt or opaque)"))?;
+    }
+    if let Some(b) = &c.binding {
+        app.binding = BindingType::parse(b).ok_or_else(|| format!("unknown --binding {b:?}"))?;
+    }
+    if let Some(v) = c.validate_binding {
+        app.validate_binding = v;
+    }
+    if let Some(v) = c.revoke_on_logout {
+        app.revoke_on_logout = v;
+    }
+    if let Some(s) = &c.scopes {
+        app.scopes = s.iter().map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect();
+    }
+    if let Some(a) = &c.audience {
+        app.audience = a.iter().map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect();
+    }
+    if let Some(o) = &c.allowed_origins {
+        app.allowed_origins = o.iter().map(|x| x.trim().trim_end_matches('/').to_string()).collect();
+    }
+    if let Some(v) = c.introspect_any {
+        app.introspect_any = v;
+    }
+    if let Some(v) = c.require_consent {
+        app.require_consent = v;
+    }
+    if let Some(e) = &c.exchange_from {
+        app.exchange_from = e.clone();
+    }
+    if let Some(a) = &c.id_token_alg {
+        app.id_token_alg = IdTokenAlg::parse(a).ok_or_else(|| format!("unknown --id-token-alg {a:?} (RS256 or ES256)"))?;
+    }
+    if let Some(t) = c.access_token_ttl {
+        app.access_token_ttl = t;
+    }
+    if let Some(t) = c.refresh_token_ttl {
+        app.refresh_token_ttl = t;
+    }
+    if c.tls_subject_dn.is_some() || c.cert_file.is_some() {
+        return Err("--tls-subject-dn and --cert-file need mTLS client authentication, which this version does not support yet".into());
+    }
+    check(app)
+}
+
+/// Every rule an app must satisfy, with a message naming the flag.
+pub fn check(app: &App) -> Result<(), String> {
+    for g in &app.grant_types {
+        if matches!(g, GrantType::DeviceCode | GrantType::TokenExchange) {
+            return Err(format!("grant type {g} is not supported by this version of Tether yet"));
+        }
+    }
+    if matches!(app.auth_method, AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth) {
+        return Err(format!("--auth-method {} is not supported by this version of Tether yet", app.auth_method));
+    }
+    if !binding::supported(app.binding) {
+        return Err(format!("--binding {} is not supported by this version of Tether yet", app.binding));
+    }
+    if app.public && app.allows_grant(GrantType::ClientCredentials) {
+        return Err("public clients cannot use the client_credentials grant".into());
+    }
+    if app.allows_grant(GrantType::AuthorizationCode) && app.redirect_uris.is_empty() {
+        return Err("the authorization_code grant needs at least one --redirect-uri (or choose --grant-types)".into());
+    }
+    for u in &app.redirect_uris {
+        match url::Url::parse(u) {
+            Ok(parsed) if parsed.fragment().is_some() => return Err(format!("redirect URI {u:?} must not have a fragment")),
+            Ok(parsed) if parsed.cannot_be_a_base() && parsed.scheme() != "urn" => {
+                return Err(format!("redirect URI {u:?} is not an absolute URI"));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(format!("redirect URI {u:?} is not an absolute URI")),
+        }
+    }
+    if app.scopes.is_empty() {
+        return Err("--scopes must name at least one scope".into());
+    }
+    if let Some(bad) = app.scopes.iter().find(|s| !scope::valid_token(s)) {
+        return Err(format!("scope {bad:?} has characters RFC 6749 does not allow"));
+    }
+    for a in &app.audience {
+        let ok = url::Url::parse(a).map(|u| u.fragment().is_none()).unwrap_or(false);
+        if !ok {
+            return Err(format!("audience {a:?} must be an absolute URI without a fragment (RFC 8707)"));
+        }
+    }
+    for o in &app.allowed_origins {
+        let ok = url::Url::parse(o)
+            .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" && u.query().is_none() && !o.ends_with('/'))
+            .unwrap_or(false);
+        if !ok {
+            return Err(format!("allowed origin {o:?} must be scheme://host[:port], without a path"));
+        }
+    }
+    if app.validate_binding && app.binding == BindingType::None {
+        return Err("--validate-binding needs a --binding type".into());
+    }
+    if !(1..=31_536_000).contains(&app.access_token_ttl) {
+        return Err("--access-token-ttl must be between 1 and 31536000 seconds".into());
+    }
+    if !(1..=315_360_000).contains(&app.refresh_token_ttl) {
+        return Err("--refresh-token-ttl must be between 1 and 315360000 seconds".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch() -> AppChanges {
+        AppChanges { name: Some("x".into()), grant_types: Some(vec!["password".into()]), ..Default::default() }
+    }
+
+    #[test]
+    fn refuses_bad_combinations() {
+        let mut c = ch();
+        c.public = Some(true);
+        c.auth_method = Some("client_secret_basic".into());
+        assert!(create(&c).unwrap_err().contains("--public"));
+        let mut c = ch();
+        c.grant_types = Some(vec!["nope".into()]);
+        assert!(create(&c).is_err());
+        let mut c = ch();
+        c.grant_types = Some(vec!["authorization_code".into()]);
+        c.redirect_uris = Some(vec!["/relative".into()]);
+        assert!(create(&c).unwrap_err().contains("absolute"));
+        let (rec, secret) = create(&ch()).unwrap();
+        assert!(secret.is_some() && rec.secret_hash.is_some());
+        let mut c = ch();
+        c.public = Some(true);
+        let (rec, secret) = create(&c).unwrap();
+        assert!(secret.is_none() && rec.secret_hash.is_none() && rec.app.auth_method == AuthMethod::None);
+    }
+}

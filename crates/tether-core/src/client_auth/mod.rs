@@ -1,0 +1,91 @@
+//! Client authentication at the token, introspection and revocation endpoints (RFC 6749 §2.3,
+//! RFC 7591 §2 method names). One module per `token_endpoint_auth_method`; [`authenticate`] finds
+//! which one the request used, refuses requests that use two, and checks that it is the method
+//! the client is registered for.
+
+pub mod client_secret_basic;
+pub mod client_secret_post;
+pub mod none;
+
+use std::sync::Arc;
+
+use crate::error::OAuthError;
+use crate::form::Form;
+use crate::model::{AppRecord, AuthMethod};
+use crate::provider::Provider;
+
+/// The credentials a request carried, before they are checked.
+#[derive(Debug)]
+pub enum Presented<'a> {
+    Basic { client_id: String, secret: crate::secret::Secret },
+    Post { client_id: &'a str, secret: &'a str },
+    None { client_id: &'a str },
+}
+
+/// Work out which method a request used. `authorization` is the raw `Authorization` header.
+pub fn presented<'a>(form: &'a Form, authorization: Option<&str>) -> Result<Presented<'a>, OAuthError> {
+    let basic = client_secret_basic::parse(authorization)?;
+    let post_secret = form.get("client_secret");
+    match (basic, post_secret) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "the client authenticated twice (Authorization header and client_secret); use one method",
+        )),
+        (Some((client_id, secret)), None) => {
+            if let Some(form_id) = form.get("client_id") {
+                if form_id != client_id {
+                    return Err(OAuthError::invalid_request(
+                        "client_id in the body differs from the one in the Authorization header",
+                    ));
+                }
+            }
+            Ok(Presented::Basic { client_id, secret })
+        }
+        (None, Some(secret)) => {
+            let client_id = form.require("client_id")?;
+            Ok(Presented::Post { client_id, secret })
+        }
+        (None, None) => match form.get("client_id") {
+            Some(client_id) => Ok(Presented::None { client_id }),
+            None => Err(OAuthError::invalid_client(
+                "client authentication is required (HTTP Basic, client_secret in the body, or client_id for public clients)",
+            )),
+        },
+    }
+}
+
+/// Authenticate the client of a request.
+pub fn authenticate(p: &Provider, form: &Form, authorization: Option<&str>) -> Result<Arc<AppRecord>, OAuthError> {
+    let presented = presented(form, authorization)?;
+    let client_id = match &presented {
+        Presented::Basic { client_id, .. } => client_id.as_str(),
+        Presented::Post { client_id, .. } | Presented::None { client_id } => client_id,
+    };
+    let Some(app) = p.app(client_id) else {
+        return Err(OAuthError::invalid_client("unknown client"));
+    };
+    let registered = app.app.auth_method;
+    let used = match &presented {
+        Presented::Basic { .. } => AuthMethod::ClientSecretBasic,
+        Presented::Post { .. } => AuthMethod::ClientSecretPost,
+        Presented::None { .. } => AuthMethod::None,
+    };
+    if used != registered {
+        return Err(OAuthError::invalid_client(format!(
+            "this client is registered for {registered} authentication but the request used {used}"
+        )));
+    }
+    match presented {
+        Presented::Basic { secret, .. } => client_secret_basic::verify(&app, secret.expose())?,
+        Presented::Post { secret, .. } => client_secret_post::verify(&app, secret)?,
+        Presented::None { .. } => none::verify(&app)?,
+    }
+    Ok(app)
+}
+
+/// Shared by the two secret methods.
+pub(crate) fn verify_secret(app: &AppRecord, secret: &str) -> Result<(), OAuthError> {
+    match &app.secret_hash {
+        Some(h) if crate::secret::verify_secret(secret, h) => Ok(()),
+        _ => Err(OAuthError::invalid_client("client authentication failed: wrong client secret")),
+    }
+}

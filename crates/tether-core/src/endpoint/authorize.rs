@@ -1,0 +1,216 @@
+//! The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2) without HTTP: validating the
+//! request, login sessions, and issuing codes.
+//!
+//! Errors before the client and its `redirect_uri` are known are shown to the user (never
+//! redirected: an open redirector otherwise); later errors go back to the client per §4.1.2.1.
+
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::error::{ErrorCode, OAuthError};
+use crate::form::Form;
+use crate::grant::{self, new_grant_id};
+use crate::model::{AppRecord, GrantType};
+use crate::pkce;
+use crate::provider::Provider;
+use crate::secret::{b64url, hash_secret, random_bytes, random_token};
+use crate::store::{CodeRecord, SessionRecord};
+
+#[derive(Debug, Clone)]
+pub struct AuthzRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub scopes: Vec<String>,
+    pub audience: Vec<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<pkce::Method>,
+    pub prompt_login: bool,
+    pub prompt_none: bool,
+}
+
+#[derive(Debug)]
+pub enum AuthzError {
+    /// Shown on a page: the client or redirect URI cannot be trusted.
+    Page(OAuthError),
+    /// Sent back to the client's redirect URI.
+    Redirect { redirect_uri: String, state: Option<String>, error: OAuthError },
+}
+
+impl AuthzError {
+    fn redirect(req_uri: &str, state: Option<&str>, code: ErrorCode, d: impl Into<String>) -> Self {
+        AuthzError::Redirect {
+            redirect_uri: req_uri.to_string(),
+            state: state.map(str::to_string),
+            error: OAuthError::new(code, d),
+        }
+    }
+}
+
+pub fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
+    let client_id = form.get("client_id").ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
+    let app = p.app(client_id).ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("unknown client_id")))?;
+    let redirect_uri = match form.get("redirect_uri") {
+        Some(r) if app.app.redirect_uris.iter().any(|u| u == r) => r.to_string(),
+        Some(_) => {
+            return Err(AuthzError::Page(OAuthError::invalid_request(
+                "redirect_uri does not match any redirect URI registered for this client",
+            )));
+        }
+        None if app.app.redirect_uris.len() == 1 => app.app.redirect_uris[0].clone(),
+        None => return Err(AuthzError::Page(OAuthError::invalid_request("missing parameter: redirect_uri"))),
+    };
+    let state = form.get("state");
+    let r = |code, d: &str| AuthzError::redirect(&redirect_uri, state, code, d);
+    if !app.app.allows_grant(GrantType::AuthorizationCode) {
+        return Err(r(ErrorCode::UnauthorizedClient, "this client is not allowed the authorization_code grant"));
+    }
+    match form.get("response_type") {
+        Some("code") => {}
+        Some(_) => return Err(r(ErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
+        None => return Err(r(ErrorCode::InvalidRequest, "missing parameter: response_type")),
+    }
+    if let Some(m) = form.get("response_mode") {
+        if m != "query" {
+            return Err(r(ErrorCode::InvalidRequest, "only response_mode=query is supported"));
+        }
+    }
+    if form.has("request") || form.has("request_uri") {
+        return Err(AuthzError::redirect(&redirect_uri, state, ErrorCode::InvalidRequest, "request objects are not supported"));
+    }
+    let scopes = grant::requested_scopes(&app.app, form).map_err(|e| r(e.code, &e.description))?;
+    let audience = grant::requested_audience(&app.app, form).map_err(|e| r(e.code, &e.description))?;
+    let code_challenge = form.get("code_challenge").map(str::to_string);
+    let method = match (form.get("code_challenge_method"), &code_challenge) {
+        (Some(m), Some(_)) => {
+            Some(pkce::Method::parse(m).ok_or_else(|| r(ErrorCode::InvalidRequest, "code_challenge_method must be S256 or plain"))?)
+        }
+        (None, Some(_)) => Some(pkce::Method::Plain),
+        (Some(_), None) => return Err(r(ErrorCode::InvalidRequest, "code_challenge_method without code_challenge")),
+        (None, None) => None,
+    };
+    if let Some(c) = &code_challenge {
+        if !pkce::valid_verifier(c) {
+            return Err(r(ErrorCode::InvalidRequest, "code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]"));
+        }
+    }
+    if app.app.public {
+        match method {
+            Some(pkce::Method::S256) => {}
+            Some(pkce::Method::Plain) => {
+                return Err(r(ErrorCode::InvalidRequest, "public clients must use code_challenge_method=S256"));
+            }
+            None => return Err(r(ErrorCode::InvalidRequest, "public clients must send a PKCE code_challenge (S256)")),
+        }
+    }
+    let prompt = form.get("prompt").unwrap_or("");
+    let prompt_none = prompt.split(' ').any(|x| x == "none");
+    let prompt_login = prompt.split(' ').any(|x| x == "login");
+    if prompt_none && prompt_login {
+        return Err(r(ErrorCode::InvalidRequest, "prompt=none cannot be combined with other prompt values"));
+    }
+    Ok((
+        app.clone(),
+        AuthzRequest {
+            client_id: app.app.client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            state: state.map(str::to_string),
+            nonce: form.get("nonce").map(str::to_string),
+            scopes,
+            audience,
+            code_challenge,
+            code_challenge_method: method,
+            prompt_login,
+            prompt_none,
+        },
+    ))
+}
+
+/// The name of the SSO session cookie.
+pub const SESSION_COOKIE: &str = "tether_session";
+
+/// A live session for this cookie value, or `None`.
+pub async fn current_session(p: &Provider, cookie: Option<&str>) -> Result<Option<SessionRecord>, OAuthError> {
+    let Some(c) = cookie.filter(|c| c.len() <= 128) else { return Ok(None) };
+    let Some(s) = p.store.find_session(&hash_secret(c)).await? else { return Ok(None) };
+    let now = p.now();
+    if s.ended_at.is_some() || s.expires_at <= now || s.last_seen + p.config.session_idle_timeout <= now {
+        return Ok(None);
+    }
+    p.store.touch_session(&s.id, now).await?;
+    Ok(Some(s))
+}
+
+/// Start a login session. Returns the cookie value (shown once, stored as a hash).
+pub async fn start_session(p: &Provider, user_id: &str) -> Result<(SessionRecord, String), OAuthError> {
+    let now = p.now();
+    let cookie = random_token();
+    let s = SessionRecord {
+        id: b64url(&random_bytes::<16>()),
+        cookie_hash: hash_secret(&cookie),
+        user_id: user_id.to_string(),
+        auth_time: now,
+        expires_at: now + p.config.session_lifetime,
+        last_seen: now,
+        ended_at: None,
+    };
+    p.store.create_session(&s).await?;
+    Ok((s, cookie))
+}
+
+/// Issue a code for a validated request and a live session; returns the redirect URL.
+pub async fn issue_code(p: &Provider, req: &AuthzRequest, session: &SessionRecord) -> Result<String, OAuthError> {
+    let code = random_token();
+    let now = p.now();
+    let rec = CodeRecord {
+        code_hash: hash_secret(&code),
+        client_id: req.client_id.clone(),
+        user_id: session.user_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        scope: crate::scope::canonical(&req.scopes),
+        audience: req.audience.clone(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        code_challenge_method: req.code_challenge_method.map(|m| m.as_str().to_string()),
+        session_id: session.id.clone(),
+        auth_time: session.auth_time,
+        grant_id: new_grant_id(),
+        binding: None,
+        expires_at: now + p.config.code_lifetime,
+        used_at: None,
+    };
+    p.store.insert_code(&rec).await?;
+    let mut params = vec![("code", code.as_str())];
+    if let Some(s) = &req.state {
+        params.push(("state", s));
+    }
+    params.push(("iss", p.issuer()));
+    Ok(append_query(&req.redirect_uri, &params))
+}
+
+/// An error redirect (RFC 6749 §4.1.2.1) with `iss` (RFC 9207).
+pub fn error_redirect(p: &Provider, redirect_uri: &str, state: Option<&str>, err: &OAuthError) -> String {
+    let mut params = vec![("error", err.code.as_str()), ("error_description", err.description.as_str())];
+    if let Some(s) = state {
+        params.push(("state", s));
+    }
+    params.push(("iss", p.issuer()));
+    append_query(redirect_uri, &params)
+}
+
+fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
+    match Url::parse(uri) {
+        Ok(mut u) => {
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            u.to_string()
+        }
+        Err(_) => uri.to_string(),
+    }
+}

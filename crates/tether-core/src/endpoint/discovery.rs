@@ -1,0 +1,41 @@
+//! Authorization server metadata (RFC 8414) and OpenID Provider metadata (Discovery 1.0 §3).
+
+use serde_json::{Value, json};
+
+use crate::model::{AuthMethod, GrantType};
+use crate::provider::Provider;
+
+pub fn metadata(p: &Provider) -> Value {
+    let iss = p.issuer();
+    let grants: Vec<&str> = [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::Password, GrantType::ClientCredentials]
+        .iter()
+        .map(|g| g.as_str())
+        .collect();
+    let auth = [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::None].map(AuthMethod::as_str);
+    let confidential_auth = [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost].map(AuthMethod::as_str);
+    json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/oauth2/authorize"),
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "jwks_uri": format!("{iss}/oauth2/jwks"),
+        "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": grants,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "token_endpoint_auth_methods_supported": auth,
+        "revocation_endpoint_auth_methods_supported": auth,
+        "introspection_endpoint_auth_methods_supported": confidential_auth,
+        "code_challenge_methods_supported": ["S256", "plain"],
+        "scopes_supported": ["openid", "profile", "email"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "name", "preferred_username", "email", "email_verified"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "claims_parameter_supported": false,
+        "access_token_signing_alg_values_supported": ["ES256"],
+    })
+}

@@ -1,0 +1,8 @@
+//! Orchestration of each endpoint: the protocol steps, in order, independent of HTTP.
+
+pub mod authorize;
+pub mod discovery;
+pub mod introspect;
+pub mod revoke;
+pub mod token;
+pub mod userinfo;

@@ -1,0 +1,32 @@
+//! `client_credentials` (RFC 6749 §4.4): the client acts for itself. No refresh token (§4.4.3).
+
+use super::{Validated, new_grant_id, requested_audience, requested_scopes};
+use crate::error::OAuthError;
+use crate::form::Form;
+use crate::model::{App, GrantType};
+use crate::store::Precondition;
+
+pub const GRANT_TYPE: GrantType = GrantType::ClientCredentials;
+
+pub fn handle(app: &App, form: &Form) -> Result<Validated, OAuthError> {
+    if app.public {
+        return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
+    }
+    let scopes = requested_scopes(app, form)?;
+    if scopes.iter().any(|s| s == "openid") {
+        return Err(OAuthError::invalid_scope("openid needs a user; client_credentials has none"));
+    }
+    Ok(Validated {
+        grant: GRANT_TYPE,
+        subject: None,
+        scopes,
+        audience: requested_audience(app, form)?,
+        grant_id: new_grant_id(),
+        session_id: None,
+        auth_time: None,
+        nonce: None,
+        issue_refresh: false,
+        precondition: Precondition::None,
+        inherited: None,
+    })
+}

@@ -1,0 +1,89 @@
+//! Grants: one module per `grant_type` wire value, all the same shape (ARCHITECTURE.md pattern 1):
+//! parse the form, check it, and return a [`Validated`] grant. No grant mints or stores a token;
+//! that happens once, for all of them, in [`crate::endpoint::token`].
+
+pub mod authorization_code;
+pub mod client_credentials;
+pub mod password;
+pub mod refresh_token;
+
+use crate::error::{ErrorCode, OAuthError};
+use crate::form::Form;
+use crate::model::{App, GrantType};
+use crate::scope;
+use crate::store::{BindingRecord, Precondition};
+
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub user_id: String,
+    pub username: String,
+}
+
+/// A grant that passed its checks: everything the issuance pipeline needs.
+#[derive(Debug)]
+pub struct Validated {
+    pub grant: GrantType,
+    pub subject: Option<Subject>,
+    pub scopes: Vec<String>,
+    pub audience: Vec<String>,
+    pub grant_id: String,
+    pub session_id: Option<String>,
+    pub auth_time: Option<i64>,
+    pub nonce: Option<String>,
+    pub issue_refresh: bool,
+    pub precondition: Precondition,
+    /// For `refresh_token`: the binding the new tokens inherit (B-1) and the family they join.
+    pub inherited: Option<Inherited>,
+}
+
+#[derive(Debug)]
+pub struct Inherited {
+    pub binding: Option<BindingRecord>,
+    pub family_id: String,
+    pub refresh_scope: String,
+    pub refresh_expires_at: i64,
+}
+
+/// The scope a request asks for, checked against what the app may get. Absent: the app's scopes
+/// (without `openid`, which must be asked for since it yields an ID token).
+pub fn requested_scopes(app: &App, form: &Form) -> Result<Vec<String>, OAuthError> {
+    match form.get("scope") {
+        None => Ok(app.scopes.iter().filter(|s| *s != "openid").cloned().collect()),
+        Some(s) => {
+            let req = scope::parse(s)?;
+            if let Some(bad) = req.iter().find(|s| !app.scopes.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!("scope {bad:?} is not allowed for this client")));
+            }
+            Ok(req)
+        }
+    }
+}
+
+/// RFC 8707 `resource` values, each within the app's `--audience`; absent: the app's default.
+pub fn requested_audience(app: &App, form: &Form) -> Result<Vec<String>, OAuthError> {
+    resolve_audience(app, &form.get_all("resource"))
+}
+
+pub fn resolve_audience(app: &App, resources: &[&str]) -> Result<Vec<String>, OAuthError> {
+    if resources.is_empty() {
+        return Ok(vec![app.default_audience().to_string()]);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for r in resources {
+        let ok_uri = url::Url::parse(r).map(|u| u.fragment().is_none()).unwrap_or(false);
+        if !ok_uri {
+            return Err(OAuthError::new(ErrorCode::InvalidTarget, format!("resource {r:?} must be an absolute URI without a fragment")));
+        }
+        if !app.audience.iter().any(|a| a == r) {
+            return Err(OAuthError::new(ErrorCode::InvalidTarget, format!("resource {r:?} is not an audience this client may ask for")));
+        }
+        if !out.iter().any(|o| o == r) {
+            out.push(r.to_string());
+        }
+    }
+    Ok(out)
+}
+
+pub fn new_grant_id() -> String {
+    crate::secret::b64url(&crate::secret::random_bytes::<16>())
+}

@@ -1,0 +1,82 @@
+//! `refresh_token` (RFC 6749 §6) with rotation: every use returns a new refresh token in the same
+//! family; presenting a rotated one revokes the family (OAuth 2.0 Security BCP §4.14.2). The new
+//! access token inherits the refresh token's binding (token-binding.md B-1).
+
+use super::{Inherited, Subject, Validated};
+use crate::error::OAuthError;
+use crate::form::Form;
+use crate::model::{App, GrantType};
+use crate::provider::Provider;
+use crate::scope;
+use crate::secret::hash_secret;
+use crate::store::Precondition;
+
+pub const GRANT_TYPE: GrantType = GrantType::RefreshToken;
+
+pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
+    let presented = form.require("refresh_token")?;
+    let now = p.now();
+    let Some(rec) = p.store.find_refresh(&hash_secret(presented)).await? else {
+        return Err(OAuthError::invalid_grant("unknown refresh token"));
+    };
+    if rec.client_id != app.client_id {
+        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+    }
+    if rec.revoked_at.is_some() {
+        return Err(OAuthError::invalid_grant("the refresh token has been revoked"));
+    }
+    if rec.used_at.is_some() {
+        p.store.revoke_family(&rec.family_id, now).await?;
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was already used; as a precaution every token of its family has been revoked",
+        ));
+    }
+    if rec.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the refresh token has expired"));
+    }
+    let granted: Vec<String> = rec.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let scopes = match form.get("scope") {
+        None => granted.clone(),
+        Some(s) => {
+            let req = scope::parse(s)?;
+            if let Some(bad) = req.iter().find(|s| !granted.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!("scope {bad:?} was not granted to this refresh token")));
+            }
+            req
+        }
+    };
+    let resources = form.get_all("resource");
+    let audience = if resources.is_empty() {
+        rec.audience.clone()
+    } else {
+        if let Some(bad) = resources.iter().find(|r| !rec.audience.iter().any(|a| a == *r)) {
+            return Err(OAuthError::new(
+                crate::error::ErrorCode::InvalidTarget,
+                format!("resource {bad:?} was not granted to this refresh token"),
+            ));
+        }
+        resources.iter().map(|s| s.to_string()).collect()
+    };
+    let subject = match (&rec.user_id, &rec.username) {
+        (Some(id), Some(name)) => Some(Subject { user_id: id.clone(), username: name.clone() }),
+        _ => None,
+    };
+    Ok(Validated {
+        grant: GRANT_TYPE,
+        subject,
+        scopes,
+        audience,
+        grant_id: rec.grant_id.clone(),
+        session_id: rec.session_id.clone(),
+        auth_time: rec.auth_time,
+        nonce: None,
+        issue_refresh: true,
+        precondition: Precondition::RotateRefresh(rec.id.clone()),
+        inherited: Some(Inherited {
+            binding: rec.binding.clone(),
+            family_id: rec.family_id.clone(),
+            refresh_scope: rec.scope.clone(),
+            refresh_expires_at: rec.expires_at,
+        }),
+    })
+}

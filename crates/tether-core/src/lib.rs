@@ -1,0 +1,30 @@
+//! Tether's protocol engine.
+//!
+//! This crate owns OAuth 2.0 / OpenID Connect semantics and nothing else: no HTTP framework, no SQL,
+//! no TLS. The HTTP adapter (`tether-server`) turns requests into the plain values these modules take
+//! (a parsed form, the peer certificate's DER, a cookie value) and maps [`error::OAuthError`] back to
+//! HTTP. Storage sits behind [`store::Store`], one implementation per backend in `tether-store`.
+//!
+//! Layout (see `shared/ARCHITECTURE.md`): one module per client authentication method
+//! ([`client_auth`]), per grant type ([`grant`]), per binding type ([`binding`]); token formats in
+//! [`token`]; the orchestration of every endpoint in [`endpoint`], where the single issuance
+//! pipeline lives.
+
+pub mod admin;
+pub mod binding;
+pub mod client_auth;
+pub mod clock;
+pub mod crypto;
+pub mod endpoint;
+pub mod error;
+pub mod form;
+pub mod grant;
+pub mod keys;
+pub mod model;
+pub mod password;
+pub mod pkce;
+pub mod provider;
+pub mod scope;
+pub mod secret;
+pub mod store;
+pub mod token;

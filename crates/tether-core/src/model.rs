@@ -1,0 +1,145 @@
+//! The things Tether stores and reasons about: applications (clients), users, and the enums that
+//! name their settings by their wire values.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($var:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $wire)] $var),+ }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            pub fn as_str(self) -> &'static str { match self { $($name::$var => $wire),+ } }
+            pub fn parse(s: &str) -> Option<Self> { match s { $($wire => Some($name::$var),)+ _ => None } }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+wire_enum!(
+    /// `grant_type` wire values.
+    GrantType {
+        AuthorizationCode = "authorization_code",
+        RefreshToken = "refresh_token",
+        Password = "password",
+        ClientCredentials = "client_credentials",
+        DeviceCode = "urn:ietf:params:oauth:grant-type:device_code",
+        TokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange",
+    }
+);
+
+impl GrantType {
+    /// Wire value or one of the CLI aliases (`device_code`, `token_exchange`).
+    pub fn parse_cli(s: &str) -> Option<Self> {
+        match s {
+            "device_code" => Some(Self::DeviceCode),
+            "token_exchange" => Some(Self::TokenExchange),
+            other => Self::parse(other),
+        }
+    }
+}
+
+wire_enum!(
+    /// `token_endpoint_auth_method` values (RFC 7591 §2, RFC 8705 §2).
+    AuthMethod {
+        ClientSecretBasic = "client_secret_basic",
+        ClientSecretPost = "client_secret_post",
+        TlsClientAuth = "tls_client_auth",
+        SelfSignedTlsClientAuth = "self_signed_tls_client_auth",
+        None = "none",
+    }
+);
+
+wire_enum!(
+    TokenType {
+        Opaque = "opaque",
+        Jwt = "jwt",
+    }
+);
+
+wire_enum!(
+    /// Binding types of token-binding.md B-1.
+    BindingType {
+        None = "none",
+        Cookie = "cookie",
+        SsoSession = "sso-session",
+        Certificate = "certificate",
+        DeviceFlow = "device-flow",
+        ClientRequest = "client-request",
+        Dpop = "dpop",
+    }
+);
+
+wire_enum!(
+    IdTokenAlg {
+        RS256 = "RS256",
+        ES256 = "ES256",
+    }
+);
+
+/// An application (OAuth client) as stored and as `tether app show --json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct App {
+    pub client_id: String,
+    pub name: String,
+    pub grant_types: Vec<GrantType>,
+    pub redirect_uris: Vec<String>,
+    pub public: bool,
+    pub auth_method: AuthMethod,
+    pub token_type: TokenType,
+    pub binding: BindingType,
+    pub validate_binding: bool,
+    pub revoke_on_logout: bool,
+    pub scopes: Vec<String>,
+    pub audience: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub introspect_any: bool,
+    pub require_consent: bool,
+    pub exchange_from: Vec<String>,
+    pub id_token_alg: IdTokenAlg,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_subject_dn: Option<String>,
+}
+
+impl App {
+    pub fn allows_grant(&self, g: GrantType) -> bool {
+        self.grant_types.contains(&g)
+    }
+    /// The `aud` of tokens when the request names no `resource`.
+    pub fn default_audience(&self) -> &str {
+        self.audience.first().map(String::as_str).unwrap_or(&self.client_id)
+    }
+    pub fn confidential(&self) -> bool {
+        !self.public
+    }
+}
+
+/// An application with the hash of its secret: what the store keeps.
+#[derive(Debug, Clone)]
+pub struct AppRecord {
+    pub app: App,
+    /// SHA-256 (base64url) of the client secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: String,
+}

@@ -1,0 +1,234 @@
+//! The running authorization server's state: configuration, the store, the clock, the keys
+//! unsealed in memory and a cache of applications.
+//!
+//! Caches are reloaded when the store's generation counter moves (every app, user or key change
+//! bumps it, whichever process made it); a background task polls it every 250 ms, so a change made
+//! by the CLI is seen within a second. Tokens are never cached: their state is read from the store
+//! on every use, so a revocation holds at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::clock::SharedClock;
+use crate::crypto::{MacKey, MasterKey};
+use crate::error::{OAuthError, StoreError};
+use crate::keys::{Alg, KeyRecord, SigningKey};
+use crate::model::AppRecord;
+use crate::secret::random_bytes;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub issuer: String,
+    pub session_lifetime: i64,
+    pub session_idle_timeout: i64,
+    pub code_lifetime: i64,
+    pub id_token_lifetime: i64,
+}
+
+impl ProviderConfig {
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            session_lifetime: 28800,
+            session_idle_timeout: 3600,
+            code_lifetime: 60,
+            id_token_lifetime: 3600,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct KeySet {
+    /// Keys signing now, per algorithm.
+    pub current: HashMap<&'static str, Arc<SigningKey>>,
+    /// Public JWKs to publish (current and rotated-but-still-valid).
+    pub jwks: Vec<serde_json::Value>,
+}
+
+pub struct Provider {
+    pub config: ProviderConfig,
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    master: MasterKey,
+    /// Derives opaque tokens from stored ids.
+    pub opaque_key: MacKey,
+    /// Signs hidden form state on pages (CSRF, pending authorization requests).
+    pub form_key: MacKey,
+    keys: RwLock<Arc<KeySet>>,
+    apps: RwLock<Arc<HashMap<String, Arc<AppRecord>>>>,
+    generation: AtomicI64,
+    healthy: AtomicBool,
+}
+
+impl Provider {
+    /// Load (creating on first start) the server secrets and signing keys, and the app cache.
+    pub async fn open(
+        config: ProviderConfig,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        master: MasterKey,
+    ) -> Result<Arc<Self>, String> {
+        let opaque_key = load_secret(&*store, &master, "opaque-token-key").await?;
+        let form_key = load_secret(&*store, &master, "form-key").await?;
+        let p = Arc::new(Self {
+            config,
+            store,
+            clock,
+            master,
+            opaque_key,
+            form_key,
+            keys: RwLock::new(Arc::new(KeySet::default())),
+            apps: RwLock::new(Arc::new(HashMap::new())),
+            generation: AtomicI64::new(i64::MIN),
+            healthy: AtomicBool::new(true),
+        });
+        ensure_keys(&*p.store, &p.master, p.clock.now()).await?;
+        p.reload().await.map_err(|e| e.to_string())?;
+        Ok(p)
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    pub fn signing_key(&self, alg: Alg) -> Result<Arc<SigningKey>, OAuthError> {
+        self.keys().current.get(alg.as_str()).cloned().ok_or_else(|| OAuthError::server(format!("no {} key", alg.as_str())))
+    }
+
+    pub fn app(&self, client_id: &str) -> Option<Arc<AppRecord>> {
+        self.apps.read().ok().and_then(|a| a.get(client_id).cloned())
+    }
+
+    /// Reload caches if the store's generation moved. Returns whether it reloaded.
+    pub async fn refresh(&self) -> Result<bool, StoreError> {
+        let g = self.store.generation().await?;
+        if g == self.generation.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.reload().await?;
+        self.generation.store(g, Ordering::Release);
+        Ok(true)
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        let apps = self.store.list_apps().await?;
+        let map: HashMap<String, Arc<AppRecord>> =
+            apps.into_iter().map(|a| (a.app.client_id.clone(), Arc::new(a))).collect();
+        if let Ok(mut w) = self.apps.write() {
+            *w = Arc::new(map);
+        }
+        let records = self.store.list_keys().await?;
+        let now = self.now();
+        let mut set = KeySet::default();
+        for rec in &records {
+            if rec.publish_until.is_some_and(|t| t < now) {
+                continue;
+            }
+            let Ok(jwk) = serde_json::from_str::<serde_json::Value>(&rec.public_jwk) else { continue };
+            let mut jwk = jwk;
+            jwk["kid"] = serde_json::json!(rec.kid);
+            set.jwks.push(jwk);
+            if rec.rotated_at.is_none() {
+                match SigningKey::from_record(rec, &self.master) {
+                    Ok(k) => {
+                        set.current.insert(rec.alg.as_str(), Arc::new(k));
+                    }
+                    Err(e) => tracing::error!(kid = %rec.kid, error = %e, "cannot unseal signing key"),
+                }
+            }
+        }
+        if let Ok(mut w) = self.keys.write() {
+            *w = Arc::new(set);
+        }
+        Ok(())
+    }
+
+    /// Poll the store forever: keeps caches fresh and the health flag true to the database.
+    pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(p) = weak.upgrade() else { return };
+                let ok = match tokio::time::timeout(Duration::from_secs(2), p.refresh()).await {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "database check failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!("database check timed out");
+                        false
+                    }
+                };
+                let was = p.healthy.swap(ok, Ordering::Relaxed);
+                if was != ok {
+                    if ok {
+                        tracing::info!("database reachable again");
+                    } else {
+                        tracing::error!("database unreachable: answering 503 until it is back");
+                    }
+                }
+            }
+        })
+    }
+}
+
+async fn load_secret(store: &dyn Store, master: &MasterKey, name: &str) -> Result<MacKey, String> {
+    let fresh = master.seal(name, &random_bytes::<32>());
+    let sealed = store.get_or_init_secret(name, &fresh).await.map_err(|e| e.to_string())?;
+    let bytes = master.open(name, &sealed).map_err(|e| e.to_string())?;
+    Ok(MacKey::new(&bytes))
+}
+
+/// Create the ES256 and RS256 keys on first start; check the master key opens the existing ones.
+pub async fn ensure_keys(store: &dyn Store, master: &MasterKey, now: i64) -> Result<(), String> {
+    let existing = store.list_keys().await.map_err(|e| e.to_string())?;
+    let mut missing = Vec::new();
+    for alg in [Alg::ES256, Alg::RS256] {
+        match existing.iter().find(|k| k.alg == alg && k.rotated_at.is_none()) {
+            Some(rec) => {
+                SigningKey::from_record(rec, master).map_err(|e| e.to_string())?;
+            }
+            None => missing.push(alg),
+        }
+    }
+    if !missing.is_empty() {
+        let mut recs: Vec<KeyRecord> = Vec::new();
+        for alg in missing {
+            recs.push(SigningKey::generate(alg, master, now)?.1);
+        }
+        store.add_keys(&recs, now, now).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `tether keys rotate`: new ES256 and RS256 keys; the old ones stay published for as long as a
+/// token they signed can live (the longest access-token lifetime of any app, at least an hour).
+pub async fn rotate_keys(store: &dyn Store, master: &MasterKey, now: i64) -> Result<Vec<KeyRecord>, String> {
+    let apps = store.list_apps().await.map_err(|e| e.to_string())?;
+    let longest = apps.iter().map(|a| a.app.access_token_ttl).max().unwrap_or(0).max(3600);
+    let mut recs = Vec::new();
+    for alg in [Alg::ES256, Alg::RS256] {
+        recs.push(SigningKey::generate(alg, master, now)?.1);
+    }
+    store.add_keys(&recs, now, now + longest).await.map_err(|e| e.to_string())?;
+    Ok(recs)
+}

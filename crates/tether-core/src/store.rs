@@ -1,0 +1,213 @@
+//! Storage, as the protocol needs it: small, atomic operations (ARCHITECTURE.md pattern 9).
+//!
+//! Every method is one transaction. The ones that decide something under concurrency — redeeming a
+//! code, rotating a refresh token, "one active token per reuse key" (token-binding.md B-3) — decide
+//! it inside the store, so that two requests racing on one node or on two nodes cannot both win.
+//! One implementation per backend lives in `tether-store`; there are no backend branches here.
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::keys::KeyRecord;
+use crate::model::{AppRecord, BindingType, TokenType, UserRecord};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a token is bound to (B-1). `value_hash` is SHA-256 of the binding value, never the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingRecord {
+    pub kind: BindingType,
+    /// Binding reference: lowercase hex MD5 of the value (B-0); an identifier, not a check.
+    pub reference: String,
+    pub value_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessTokenRecord {
+    /// Random id. For opaque tokens the token is HMAC(opaque key, id), so it can be produced again
+    /// for reuse (B-3) without being kept: the database alone never yields a usable token.
+    pub id: String,
+    pub token_hash: String,
+    pub jti: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    /// Canonical scope (sorted, space-joined).
+    pub scope: String,
+    pub audience: Vec<String>,
+    pub token_type: TokenType,
+    pub binding: Option<BindingRecord>,
+    /// B-3 reuse key; `None` for apps without a binding type.
+    pub reuse_key: Option<String>,
+    /// The authorization this token descends from (a code, or a direct token request).
+    pub grant_id: String,
+    pub session_id: Option<String>,
+    pub auth_time: Option<i64>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl AccessTokenRecord {
+    pub fn active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRecord {
+    pub id: String,
+    pub token_hash: String,
+    /// Rotation family: every refresh token descending from one issuance. Presenting a rotated
+    /// member revokes the whole family.
+    pub family_id: String,
+    /// The access token issued together with this refresh token ("the pair" of RFC 7009 §2.1).
+    pub access_id: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub scope: String,
+    pub audience: Vec<String>,
+    pub binding: Option<BindingRecord>,
+    pub grant_id: String,
+    pub session_id: Option<String>,
+    pub auth_time: Option<i64>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl RefreshTokenRecord {
+    pub fn active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.used_at.is_none() && self.expires_at > now
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CodeRecord {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub audience: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub session_id: String,
+    pub auth_time: i64,
+    pub grant_id: String,
+    pub binding: Option<BindingRecord>,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// Random public id (`sid`), never the cookie value.
+    pub id: String,
+    pub cookie_hash: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub expires_at: i64,
+    pub last_seen: i64,
+    pub ended_at: Option<i64>,
+}
+
+/// How issuance treats existing tokens of the same reuse key (B-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReusePolicy {
+    /// Binding `none`: independent tokens, nothing reused or revoked.
+    Independent,
+    /// Opaque app: return the active token of the key if there is one (with the new refresh token).
+    ReuseActive,
+    /// JWT app / refresh grant: revoke the key's active token (and its refresh families if set).
+    RevokePrevious { with_refresh: bool },
+}
+
+/// What must hold, atomically with issuance.
+#[derive(Debug, Clone)]
+pub enum Precondition {
+    None,
+    /// The code (by hash) is unused; it becomes used. If it was used, the tokens of its grant are
+    /// revoked (RFC 6749 §4.1.2) and nothing is issued.
+    ConsumeCode(String),
+    /// The refresh token (by id) is active; it becomes used. If it had been used already, its whole
+    /// family is revoked (reuse detection) and nothing is issued.
+    RotateRefresh(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    pub access: AccessTokenRecord,
+    pub refresh: Option<RefreshTokenRecord>,
+    pub policy: ReusePolicy,
+    pub precondition: Precondition,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum IssueOutcome {
+    /// The new access token (and refresh token) were stored.
+    Issued,
+    /// An active token of the key was found and is to be returned again; only the refresh token
+    /// (linked to it) was stored.
+    Reused(AccessTokenRecord),
+    /// The code was already redeemed / the refresh token already rotated or revoked: the
+    /// descendant tokens were revoked and nothing was issued.
+    Replayed,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap liveness check.
+    async fn ping(&self) -> StoreResult<()>;
+    /// A counter bumped by every change of apps, users or keys, so caches know when to reload.
+    async fn generation(&self) -> StoreResult<i64>;
+
+    // Apps.
+    async fn create_app(&self, app: &AppRecord) -> StoreResult<()>;
+    /// Replace an app's settings (and its secret hash when `Some`).
+    async fn update_app(&self, app: &AppRecord) -> StoreResult<()>;
+    async fn get_app(&self, client_id: &str) -> StoreResult<Option<AppRecord>>;
+    async fn list_apps(&self) -> StoreResult<Vec<AppRecord>>;
+    /// Delete an app and revoke every token it holds. Returns false if it did not exist.
+    async fn delete_app(&self, client_id: &str, now: i64) -> StoreResult<bool>;
+
+    // Users.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool>;
+    async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Delete a user, end their sessions and revoke their tokens.
+    async fn delete_user(&self, username: &str, now: i64) -> StoreResult<bool>;
+
+    // Keys and server secrets (sealed under the master key by the caller).
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// Insert new keys; mark the current keys of the same algorithms rotated, published until
+    /// `publish_until`.
+    async fn add_keys(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()>;
+    /// Store `sealed` under `name` unless a value exists; return the stored value either way.
+    async fn get_or_init_secret(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>>;
+
+    // Sessions and codes.
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()>;
+    async fn find_session(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()>;
+    async fn end_session(&self, id: &str, now: i64) -> StoreResult<()>;
+    async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()>;
+    async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>>;
+
+    // Tokens.
+    async fn issue(&self, req: &IssueRequest) -> StoreResult<IssueOutcome>;
+    async fn find_access(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>>;
+    async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>>;
+    /// Revoke an access token and the refresh families issued with it.
+    async fn revoke_access(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// Revoke a refresh family and every access token issued with its members.
+    async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()>;
+    /// Revoke every token descending from one authorization (a replayed code).
+    async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()>;
+}

@@ -1,0 +1,41 @@
+//! JWT access tokens (RFC 9068): `typ: at+jwt`, ES256, `kid` in the header.
+
+use serde_json::{Value, json};
+
+use crate::keys::SigningKey;
+use crate::store::AccessTokenRecord;
+
+pub const TYP: &str = "at+jwt";
+
+pub fn claims(issuer: &str, rec: &AccessTokenRecord) -> Value {
+    let aud: Value = if rec.audience.len() == 1 { json!(rec.audience[0]) } else { json!(rec.audience) };
+    let mut c = json!({
+        "iss": issuer,
+        "sub": rec.user_id.as_deref().unwrap_or(&rec.client_id),
+        "aud": aud,
+        "client_id": rec.client_id,
+        "scope": rec.scope,
+        "jti": rec.jti,
+        "iat": rec.issued_at,
+        "nbf": rec.issued_at,
+        "exp": rec.expires_at,
+    });
+    if let Some(at) = rec.auth_time {
+        c["auth_time"] = json!(at);
+    }
+    if let Some(u) = &rec.username {
+        c["username"] = json!(u);
+    }
+    if let Some(sid) = &rec.session_id {
+        c["sid"] = json!(sid);
+    }
+    if let Some(b) = &rec.binding {
+        c["binding_type"] = json!(b.kind.as_str());
+        c["binding_ref"] = json!(b.reference);
+    }
+    c
+}
+
+pub fn mint(key: &SigningKey, issuer: &str, rec: &AccessTokenRecord) -> String {
+    key.sign_jwt(TYP, &claims(issuer, rec))
+}
