@@ -114,6 +114,23 @@ impl Provider {
         self.apps.read().ok().and_then(|a| a.get(client_id).cloned())
     }
 
+    /// The cached app, or — on a miss — the store's (an app created a moment ago by the CLI is
+    /// usable at once, before the next cache refresh).
+    pub async fn find_app(&self, client_id: &str) -> Result<Option<Arc<AppRecord>>, StoreError> {
+        if let Some(a) = self.app(client_id) {
+            return Ok(Some(a));
+        }
+        if client_id.is_empty() || client_id.len() > 256 {
+            return Ok(None);
+        }
+        Ok(self.store.get_app(client_id).await?.map(Arc::new))
+    }
+
+    /// May a browser at `origin` call the token, userinfo and revocation endpoints (CORS)?
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.apps.read().map(|a| a.values().any(|app| app.app.allowed_origins.iter().any(|o| o == origin))).unwrap_or(false)
+    }
+
     /// Reload caches if the store's generation moved. Returns whether it reloaded.
     pub async fn refresh(&self) -> Result<bool, StoreError> {
         let g = self.store.generation().await?;

@@ -1,1 +1,145 @@
+//! Tether's HTTP adapter: configuration, TLS, routes and pages around `tether-core`.
+//!
+//! Nothing here decides protocol questions; handlers turn requests into core calls and core
+//! results (or [`tether_core::error::OAuthError`]s) into responses.
 
+pub mod config;
+mod http;
+pub mod pki;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tether_core::clock::SharedClock;
+use tether_core::crypto::MasterKey;
+use tether_core::provider::{Provider, ProviderConfig};
+use tether_core::store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{FileConfig, Overrides, Settings};
+
+/// Read the master key from `TETHER_MASTER_KEY` or the key file, creating the file (0600) on
+/// first start.
+pub fn load_master_key(settings: &Settings) -> Result<MasterKey, String> {
+    if let Ok(v) = std::env::var("TETHER_MASTER_KEY") {
+        if !v.trim().is_empty() {
+            return MasterKey::from_text(&v).map_err(|e| format!("TETHER_MASTER_KEY: {e}"));
+        }
+    }
+    let path = &settings.master_key_file;
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let text = format!("{}\n", tether_core::secret::hex(&MasterKey::generate()));
+        pki::write_private(path, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "created a new master key; keep it safe and outside the database backups");
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    MasterKey::from_text(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Open the data directory's store (creating the directory and running migrations).
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", settings.data_dir.display()))?;
+    tether_store::open(&settings.database_url).await
+}
+
+fn metrics_handle() -> PrometheusHandle {
+    static H: OnceLock<PrometheusHandle> = OnceLock::new();
+    H.get_or_init(|| {
+        let b = PrometheusBuilder::new()
+            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        match b.install_recorder() {
+            Ok(h) => h,
+            // Another recorder is installed (an embedding program's): render an empty registry.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+    .clone()
+}
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub issuer: String,
+    pub provider: Arc<Provider>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    refresher: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop accepting, let in-flight requests finish, close the database.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.refresher.abort();
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+/// Start `tether serve`: open everything, bind every listener, serve in the background.
+pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, String> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let master = load_master_key(&settings)?;
+    let store = open_store(&settings).await?;
+
+    let listener = bind(settings.listen, "listen").await?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let issuer = settings.issuer.clone().unwrap_or_else(|| {
+        if addr.port() == 9443 { "https://localhost:9443".to_string() } else { format!("https://localhost:{}", addr.port()) }
+    });
+    let mut pcfg = ProviderConfig::new(issuer.clone());
+    pcfg.session_lifetime = settings.session_lifetime;
+    pcfg.session_idle_timeout = settings.session_idle_timeout;
+    let provider = Provider::open(pcfg, store, clock, master).await?;
+    let refresher = provider.spawn_refresher();
+
+    let material = match (&settings.tls.cert_file, &settings.tls.key_file) {
+        (Some(c), Some(k)) => pki::from_files(c, k)?,
+        _ => pki::ensure_local(&settings.data_dir)?,
+    };
+    let tls_cfg = tls::server_config(&material, settings.tls.request_client_cert.unwrap_or(true))?;
+    if settings.tls.mtls_listen.is_some() || settings.tls.client_cert_header.is_some() {
+        tracing::warn!("[tls] mtls_listen and client_cert_header are not used by this version yet");
+    }
+
+    let (tx, rx) = watch::channel(false);
+    let grace = Duration::from_secs(20);
+    let app = http::router(provider.clone(), http::Options { secure_cookies: true });
+    let mut tasks = vec![tokio::spawn(tls::serve(listener, Some(tls_cfg), app.clone(), rx.clone(), grace))];
+    let mut http_addr = None;
+    if let Some(a) = settings.http_listen {
+        let l = bind(a, "http_listen").await?;
+        http_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+        tasks.push(tokio::spawn(tls::serve(l, None, app, rx.clone(), grace)));
+    }
+    let mut metrics_addr = None;
+    if let Some(a) = settings.metrics_listen {
+        let l = bind(a, "metrics_listen").await?;
+        metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+        tasks.push(tokio::spawn(tls::serve(l, None, http::metrics_router(metrics_handle()), rx.clone(), grace)));
+    }
+    Ok(Running { addr, http_addr, metrics_addr, issuer, provider, shutdown: tx, tasks, refresher })
+}
+
+/// Is `path` inside a directory we may create? (Used by the CLI for friendlier errors.)
+pub fn data_dir_exists(p: &Path) -> bool {
+    p.join("tether.db").exists()
+}

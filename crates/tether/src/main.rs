@@ -1,1 +1,194 @@
-fn main() {}
+//! `tether`: the one binary. `serve` runs the authorization server; `app`, `user` and `keys` act on
+//! the same database directly (no server needed); `gateway` is the PoP reverse proxy.
+//!
+//! Exit status: 0 success, 1 a runtime failure (database, file system), 2 a usage error (bad flags
+//! or a configuration that cannot work), each with a one-line reason on stderr.
+
+mod admin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tether_server::{FileConfig, Overrides, Settings};
+
+#[derive(Parser)]
+#[command(name = "tether", version, about = "OAuth 2.0 / OpenID Connect server whose tokens are bound to their holder")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// TOML config file
+    #[arg(long, env = "TETHER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, master key, TLS material)
+    #[arg(long, env = "TETHER_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default DATA_DIR/tether.db)
+    #[arg(long, env = "TETHER_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the authorization server
+    Serve(ServeArgs),
+    /// Run the proof-of-possession gateway
+    Gateway,
+    /// Manage applications (OAuth clients)
+    #[command(subcommand)]
+    App(admin::AppCmd),
+    /// Manage users
+    #[command(subcommand)]
+    User(admin::UserCmd),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Keys(admin::KeysCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// HTTPS listen address
+    #[arg(long, env = "TETHER_LISTEN")]
+    listen: Option<String>,
+    /// Also serve plain HTTP here (behind a TLS-terminating proxy)
+    #[arg(long, env = "TETHER_HTTP_LISTEN")]
+    http_listen: Option<String>,
+    /// Prometheus /metrics listen address ("off" to disable)
+    #[arg(long, env = "TETHER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Issuer URL (default https://localhost:PORT)
+    #[arg(long, env = "TETHER_ISSUER")]
+    issuer: Option<String>,
+    /// Log format
+    #[arg(long, env = "TETHER_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+pub(crate) fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+pub(crate) fn runtime_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(1)
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if format == LogFormat::Json {
+        b.json().flatten_event(true).init();
+    } else {
+        b.init();
+    }
+}
+
+pub(crate) fn settings(g: &Global, extra: Overrides) -> Result<Settings, String> {
+    let file = match &g.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let o = Overrides { data_dir: g.data_dir.clone(), database_url: g.database_url.clone(), ..extra };
+    Settings::resolve(&o, file)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return runtime_error(format!("cannot start the runtime: {e}")),
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve(a) => serve(&cli.global, a).await,
+            Cmd::Gateway => usage_error("tether gateway is not available in this version yet"),
+            Cmd::App(c) => {
+                init_logging(LogFormat::Text, "warn");
+                admin::app(&cli.global, c).await
+            }
+            Cmd::User(c) => {
+                init_logging(LogFormat::Text, "warn");
+                admin::user(&cli.global, c).await
+            }
+            Cmd::Keys(c) => {
+                init_logging(LogFormat::Text, "warn");
+                admin::keys(&cli.global, c).await
+            }
+        }
+    })
+}
+
+async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
+    init_logging(a.log_format, "info");
+    let extra = Overrides {
+        listen: a.listen,
+        http_listen: a.http_listen,
+        metrics_listen: a.metrics_listen,
+        issuer: a.issuer,
+        ..Default::default()
+    };
+    let settings = match settings(g, extra) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
+    };
+    let running = match tether_server::start(settings, Arc::new(tether_core::clock::SystemClock)).await {
+        Ok(r) => r,
+        Err(e) => return runtime_error(e),
+    };
+    let announce = |scheme: &str, addr: std::net::SocketAddr| {
+        if a.log_format == LogFormat::Json {
+            tracing::info!(addr = %format!("{scheme}://{addr}"), "listening");
+        } else {
+            eprintln!("listening on {scheme}://{addr}");
+        }
+    };
+    tracing::info!(issuer = %running.issuer, "tether serve ready");
+    if let Some(m) = running.metrics_addr {
+        tracing::info!(addr = %format!("http://{m}/metrics"), "metrics");
+    }
+    announce("https", running.addr);
+    if let Some(h) = running.http_addr {
+        announce("http", h);
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -54,13 +54,13 @@ pub fn presented<'a>(form: &'a Form, authorization: Option<&str>) -> Result<Pres
 }
 
 /// Authenticate the client of a request.
-pub fn authenticate(p: &Provider, form: &Form, authorization: Option<&str>) -> Result<Arc<AppRecord>, OAuthError> {
+pub async fn authenticate(p: &Provider, form: &Form, authorization: Option<&str>) -> Result<Arc<AppRecord>, OAuthError> {
     let presented = presented(form, authorization)?;
     let client_id = match &presented {
         Presented::Basic { client_id, .. } => client_id.as_str(),
         Presented::Post { client_id, .. } | Presented::None { client_id } => client_id,
     };
-    let Some(app) = p.app(client_id) else {
+    let Some(app) = p.find_app(client_id).await? else {
         return Err(OAuthError::invalid_client("unknown client"));
     };
     let registered = app.app.auth_method;

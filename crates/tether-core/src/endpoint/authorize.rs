@@ -49,9 +49,13 @@ impl AuthzError {
     }
 }
 
-pub fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
+pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
     let client_id = form.get("client_id").ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
-    let app = p.app(client_id).ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("unknown client_id")))?;
+    let app = p
+        .find_app(client_id)
+        .await
+        .map_err(|e| AuthzError::Page(e.into()))?
+        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("unknown client_id")))?;
     let redirect_uri = match form.get("redirect_uri") {
         Some(r) if app.app.redirect_uris.iter().any(|u| u == r) => r.to_string(),
         Some(_) => {

@@ -8,7 +8,7 @@ use crate::provider::Provider;
 use crate::token::{self, Found, MAX_TOKEN_LEN};
 
 pub async fn handle(p: &Provider, form: &Form, authorization: Option<&str>) -> Result<(), OAuthError> {
-    let caller = client_auth::authenticate(p, form, authorization)?;
+    let caller = client_auth::authenticate(p, form, authorization).await?;
     let token = form.require("token")?;
     if token.len() > MAX_TOKEN_LEN {
         return Ok(());

@@ -1,0 +1,141 @@
+//! `tether serve` configuration: the TOML file (every key optional, unknown keys refused with
+//! their name), flags and `TETHER_*` variables. Precedence: flag > variable > file > default
+//! (interface.md §1). Validated once, at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub issuer: Option<String>,
+    pub database_url: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub session: SessionSection,
+    #[serde(default)]
+    pub device: DeviceSection,
+    #[serde(default)]
+    pub dpop: DpopSection,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub request_client_cert: Option<bool>,
+    pub mtls_listen: Option<String>,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_cert_header: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    pub lifetime_seconds: Option<i64>,
+    pub idle_timeout_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    pub expires_in_seconds: Option<i64>,
+    pub interval_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DpopSection {
+    pub require_nonce: Option<bool>,
+    pub proof_lifetime_seconds: Option<i64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), e.message()))
+    }
+}
+
+/// Values given on the command line or in the environment (clap reads both).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub database_url: Option<String>,
+    pub issuer: Option<String>,
+}
+
+/// Everything `serve` (and the admin commands) need, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub http_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub issuer: Option<String>,
+    pub database_url: String,
+    pub master_key_file: PathBuf,
+    pub tls: TlsSection,
+    pub session_lifetime: i64,
+    pub session_idle_timeout: i64,
+}
+
+fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| format!("{what} {s:?} is not an address like 127.0.0.1:9443"))
+}
+
+impl Settings {
+    pub fn resolve(o: &Overrides, file: FileConfig) -> Result<Self, String> {
+        let data_dir = o.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("tether-data"));
+        let listen = addr("listen", o.listen.as_deref().or(file.listen.as_deref()).unwrap_or("127.0.0.1:9443"))?;
+        let http_listen = o.http_listen.as_deref().or(file.http_listen.as_deref()).map(|s| addr("http_listen", s)).transpose()?;
+        let metrics = o.metrics_listen.as_deref().or(file.metrics_listen.as_deref()).unwrap_or("127.0.0.1:9464");
+        let metrics_listen = if metrics == "off" { None } else { Some(addr("metrics_listen", metrics)?) };
+        let issuer = o.issuer.clone().or(file.issuer);
+        if let Some(i) = &issuer {
+            let u = url::Url::parse(i).map_err(|_| format!("issuer {i:?} is not a URL"))?;
+            if u.scheme() != "https" && u.scheme() != "http" || u.query().is_some() || u.fragment().is_some() {
+                return Err(format!("issuer {i:?} must be an https URL without query or fragment"));
+            }
+        }
+        let database_url = o
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tether.db").display()));
+        let master_key_file = file.master_key_file.unwrap_or_else(|| data_dir.join("master.key"));
+        let session_lifetime = file.session.lifetime_seconds.unwrap_or(28800);
+        let session_idle_timeout = file.session.idle_timeout_seconds.unwrap_or(3600);
+        if session_lifetime <= 0 || session_idle_timeout <= 0 {
+            return Err("[session] lifetime_seconds and idle_timeout_seconds must be positive".into());
+        }
+        if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {
+            return Err("[tls] cert_file and key_file must be given together".into());
+        }
+        Ok(Self {
+            data_dir,
+            listen,
+            http_listen,
+            metrics_listen,
+            issuer: issuer.map(|i| i.trim_end_matches('/').to_string()),
+            database_url,
+            master_key_file,
+            tls: file.tls,
+            session_lifetime,
+            session_idle_timeout,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+-- Tether schema, SQLite dialect. Migrations are additive only (a node of version N must keep
+-- working against the schema of version N+1 during a rolling upgrade).
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('generation', 1);
+
+CREATE TABLE apps (
+    client_id   TEXT PRIMARY KEY,
+    secret_hash TEXT,
+    settings    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    email         TEXT,
+    name          TEXT,
+    created_at    INTEGER NOT NULL
+);
+
+CREATE TABLE signing_keys (
+    kid            TEXT PRIMARY KEY,
+    alg            TEXT NOT NULL,
+    private_sealed BLOB NOT NULL,
+    public_jwk     TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    rotated_at     INTEGER,
+    publish_until  INTEGER
+);
+
+CREATE TABLE server_secrets (
+    name   TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL
+);
+
+CREATE TABLE sessions (
+    id          TEXT PRIMARY KEY,
+    cookie_hash TEXT NOT NULL UNIQUE,
+    user_id     TEXT NOT NULL,
+    auth_time   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    ended_at    INTEGER
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+CREATE TABLE codes (
+    code_hash             TEXT PRIMARY KEY,
+    client_id             TEXT NOT NULL,
+    user_id               TEXT NOT NULL,
+    redirect_uri          TEXT NOT NULL,
+    scope                 TEXT NOT NULL,
+    audience              TEXT NOT NULL,
+    nonce                 TEXT,
+    code_challenge        TEXT,
+    code_challenge_method TEXT,
+    session_id            TEXT NOT NULL,
+    auth_time             INTEGER NOT NULL,
+    grant_id              TEXT NOT NULL,
+    binding_type          TEXT,
+    binding_ref           TEXT,
+    binding_hash          TEXT,
+    expires_at            INTEGER NOT NULL,
+    used_at               INTEGER
+);
+CREATE INDEX codes_expires ON codes (expires_at);
+
+CREATE TABLE access_tokens (
+    id           TEXT PRIMARY KEY,
+    token_hash   TEXT NOT NULL UNIQUE,
+    jti          TEXT NOT NULL,
+    client_id    TEXT NOT NULL,
+    user_id      TEXT,
+    username     TEXT,
+    scope        TEXT NOT NULL,
+    audience     TEXT NOT NULL,
+    token_type   TEXT NOT NULL,
+    binding_type TEXT,
+    binding_ref  TEXT,
+    binding_hash TEXT,
+    reuse_key    TEXT,
+    grant_id     TEXT NOT NULL,
+    session_id   TEXT,
+    auth_time    INTEGER,
+    issued_at    INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    revoked_at   INTEGER
+);
+-- token-binding.md B-3: at most one active access token per reuse key, enforced by the database.
+CREATE UNIQUE INDEX access_one_active_per_key ON access_tokens (reuse_key)
+    WHERE reuse_key IS NOT NULL AND revoked_at IS NULL;
+CREATE INDEX access_grant ON access_tokens (grant_id);
+CREATE INDEX access_client ON access_tokens (client_id);
+CREATE INDEX access_user ON access_tokens (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX access_expires ON access_tokens (expires_at);
+
+CREATE TABLE refresh_tokens (
+    id           TEXT PRIMARY KEY,
+    token_hash   TEXT NOT NULL UNIQUE,
+    family_id    TEXT NOT NULL,
+    access_id    TEXT NOT NULL,
+    client_id    TEXT NOT NULL,
+    user_id      TEXT,
+    username     TEXT,
+    scope        TEXT NOT NULL,
+    audience     TEXT NOT NULL,
+    binding_type TEXT,
+    binding_ref  TEXT,
+    binding_hash TEXT,
+    grant_id     TEXT NOT NULL,
+    session_id   TEXT,
+    auth_time    INTEGER,
+    issued_at    INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    used_at      INTEGER,
+    revoked_at   INTEGER
+);
+CREATE INDEX refresh_family ON refresh_tokens (family_id);
+CREATE INDEX refresh_access ON refresh_tokens (access_id);
+CREATE INDEX refresh_grant ON refresh_tokens (grant_id);
+CREATE INDEX refresh_client ON refresh_tokens (client_id);
+CREATE INDEX refresh_user ON refresh_tokens (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX refresh_expires ON refresh_tokens (expires_at);
