@@ -60,6 +60,8 @@ pub struct Provider {
     keys: RwLock<Arc<KeySet>>,
     apps: RwLock<Arc<HashMap<String, Arc<AppRecord>>>>,
     generation: AtomicI64,
+    /// When the next published key leaves the JWKS (a reload is due then, without a change).
+    keys_due: AtomicI64,
     healthy: AtomicBool,
 }
 
@@ -83,6 +85,7 @@ impl Provider {
             keys: RwLock::new(Arc::new(KeySet::default())),
             apps: RwLock::new(Arc::new(HashMap::new())),
             generation: AtomicI64::new(i64::MIN),
+            keys_due: AtomicI64::new(i64::MAX),
             healthy: AtomicBool::new(true),
         });
         ensure_keys(&*p.store, &p.master, p.clock.now()).await?;
@@ -134,7 +137,7 @@ impl Provider {
     /// Reload caches if the store's generation moved. Returns whether it reloaded.
     pub async fn refresh(&self) -> Result<bool, StoreError> {
         let g = self.store.generation().await?;
-        if g == self.generation.load(Ordering::Acquire) {
+        if g == self.generation.load(Ordering::Acquire) && self.now() < self.keys_due.load(Ordering::Acquire) {
             return Ok(false);
         }
         self.reload().await?;
@@ -152,9 +155,12 @@ impl Provider {
         let records = self.store.list_keys().await?;
         let now = self.now();
         let mut set = KeySet::default();
+        let mut due = i64::MAX;
         for rec in &records {
-            if rec.publish_until.is_some_and(|t| t < now) {
-                continue;
+            match rec.publish_until {
+                Some(t) if t <= now => continue,
+                Some(t) => due = due.min(t),
+                None => {}
             }
             let Ok(jwk) = serde_json::from_str::<serde_json::Value>(&rec.public_jwk) else { continue };
             let mut jwk = jwk;
@@ -172,6 +178,7 @@ impl Provider {
         if let Ok(mut w) = self.keys.write() {
             *w = Arc::new(set);
         }
+        self.keys_due.store(due, Ordering::Release);
         Ok(())
     }
 

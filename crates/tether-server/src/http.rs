@@ -50,9 +50,10 @@ pub fn router(p: Arc<Provider>, opts: Options) -> Router {
         .allow_headers([AUTHORIZATION, CONTENT_TYPE, HeaderName::from_static("dpop")])
         .max_age(std::time::Duration::from_secs(600));
     let browser = Router::new()
-        .route("/oauth2/token", post(token_endpoint))
-        .route("/oauth2/userinfo", get(userinfo_endpoint).post(userinfo_endpoint))
-        .route("/oauth2/revoke", post(revoke_endpoint))
+        // OPTIONS routes exist so that the CORS layer (which answers preflights itself) wraps them.
+        .route("/oauth2/token", post(token_endpoint).options(preflight))
+        .route("/oauth2/userinfo", get(userinfo_endpoint).post(userinfo_endpoint).options(preflight))
+        .route("/oauth2/revoke", post(revoke_endpoint).options(preflight))
         .layer(cors);
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery_endpoint))
@@ -171,6 +172,10 @@ impl IntoResponse for ResourceError {
         }
         resp
     }
+}
+
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 async fn not_found() -> Response {

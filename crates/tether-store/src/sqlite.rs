@@ -25,6 +25,7 @@ use crate::errors::map;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+#[derive(Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
@@ -345,18 +346,17 @@ async fn revoke_grant_tx(tx: &mut Tx<'_>, grant_id: &str, now: i64) -> Result<()
     Ok(())
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> StoreResult<()> {
+impl SqliteStore {
+    async fn ping_now(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map)?;
         Ok(())
     }
 
-    async fn generation(&self) -> StoreResult<i64> {
+    async fn generation_now(&self) -> StoreResult<i64> {
         sqlx::query_scalar("SELECT value FROM meta WHERE key = 'generation'").fetch_one(&self.reader).await.map_err(map)
     }
 
-    async fn create_app(&self, a: &AppRecord) -> StoreResult<()> {
+    async fn create_app_now(&self, a: &AppRecord) -> StoreResult<()> {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO apps (client_id, secret_hash, settings, created_at) VALUES (?,?,?,strftime('%s','now'))")
@@ -370,7 +370,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map)
     }
 
-    async fn update_app(&self, a: &AppRecord) -> StoreResult<()> {
+    async fn update_app_now(&self, a: &AppRecord) -> StoreResult<()> {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE apps SET secret_hash = ?, settings = ? WHERE client_id = ?")
@@ -381,13 +381,14 @@ impl Store for SqliteStore {
             .await
             .map_err(map)?;
         if r.rows_affected() == 0 {
+            tx.rollback().await.map_err(map)?;
             return Err(StoreError::NotFound);
         }
         bump(&mut tx).await?;
         tx.commit().await.map_err(map)
     }
 
-    async fn get_app(&self, client_id: &str) -> StoreResult<Option<AppRecord>> {
+    async fn get_app_now(&self, client_id: &str) -> StoreResult<Option<AppRecord>> {
         let row = sqlx::query("SELECT * FROM apps WHERE client_id = ?")
             .bind(client_id)
             .fetch_optional(&self.reader)
@@ -396,15 +397,16 @@ impl Store for SqliteStore {
         row.as_ref().map(app_from).transpose()
     }
 
-    async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
+    async fn list_apps_now(&self) -> StoreResult<Vec<AppRecord>> {
         let rows = sqlx::query("SELECT * FROM apps ORDER BY created_at, client_id").fetch_all(&self.reader).await.map_err(map)?;
         rows.iter().map(app_from).collect()
     }
 
-    async fn delete_app(&self, client_id: &str, now: i64) -> StoreResult<bool> {
+    async fn delete_app_now(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM apps WHERE client_id = ?").bind(client_id).execute(&mut *tx).await.map_err(map)?;
         if r.rows_affected() == 0 {
+            tx.rollback().await.map_err(map)?;
             return Ok(false);
         }
         for sql in [
@@ -419,7 +421,7 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
+    async fn create_user_now(&self, u: &UserRecord) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO users (id, username, password_hash, email, name, created_at) VALUES (?,?,?,?,?,?)")
             .bind(&u.user.id)
@@ -435,7 +437,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map)
     }
 
-    async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+    async fn set_password_now(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let r = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
             .bind(password_hash)
@@ -448,7 +450,7 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+    async fn get_user_by_name_now(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         let row = sqlx::query("SELECT * FROM users WHERE username = ?")
             .bind(username)
             .fetch_optional(&self.reader)
@@ -457,24 +459,27 @@ impl Store for SqliteStore {
         row.as_ref().map(user_from).transpose()
     }
 
-    async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+    async fn get_user_now(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         let row = sqlx::query("SELECT * FROM users WHERE id = ?").bind(id).fetch_optional(&self.reader).await.map_err(map)?;
         row.as_ref().map(user_from).transpose()
     }
 
-    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+    async fn list_users_now(&self) -> StoreResult<Vec<UserRecord>> {
         let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.reader).await.map_err(map)?;
         rows.iter().map(user_from).collect()
     }
 
-    async fn delete_user(&self, username: &str, now: i64) -> StoreResult<bool> {
+    async fn delete_user_now(&self, username: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = ?")
             .bind(username)
             .fetch_optional(&mut *tx)
             .await
             .map_err(map)?;
-        let Some(id) = id else { return Ok(false) };
+        let Some(id) = id else {
+            tx.rollback().await.map_err(map)?;
+            return Ok(false);
+        };
         sqlx::query("DELETE FROM users WHERE id = ?").bind(&id).execute(&mut *tx).await.map_err(map)?;
         for sql in [
             "UPDATE access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
@@ -489,12 +494,12 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
+    async fn list_keys_now(&self) -> StoreResult<Vec<KeyRecord>> {
         let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid").fetch_all(&self.reader).await.map_err(map)?;
         rows.iter().map(key_from).collect()
     }
 
-    async fn add_keys(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()> {
+    async fn add_keys_now(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         for k in keys {
             sqlx::query("UPDATE signing_keys SET rotated_at = ?, publish_until = ? WHERE alg = ? AND rotated_at IS NULL")
@@ -521,7 +526,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map)
     }
 
-    async fn get_or_init_secret(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>> {
+    async fn get_or_init_secret_now(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>> {
         let mut tx = self.begin().await?;
         sqlx::query("INSERT OR IGNORE INTO server_secrets (name, sealed) VALUES (?, ?)")
             .bind(name)
@@ -538,7 +543,7 @@ impl Store for SqliteStore {
         Ok(v)
     }
 
-    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+    async fn create_session_now(&self, s: &SessionRecord) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at) VALUES (?,?,?,?,?,?,NULL)",
@@ -555,7 +560,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map)
     }
 
-    async fn find_session(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>> {
+    async fn find_session_now(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>> {
         let row = sqlx::query("SELECT * FROM sessions WHERE cookie_hash = ?")
             .bind(cookie_hash)
             .fetch_optional(&self.reader)
@@ -564,7 +569,7 @@ impl Store for SqliteStore {
         row.as_ref().map(session_from).transpose()
     }
 
-    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
+    async fn touch_session_now(&self, id: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE sessions SET last_seen = ? WHERE id = ? AND last_seen < ?")
             .bind(now)
@@ -576,7 +581,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map)
     }
 
-    async fn end_session(&self, id: &str, now: i64) -> StoreResult<()> {
+    async fn end_session_now(&self, id: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
             .bind(now)
@@ -587,7 +592,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map)
     }
 
-    async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()> {
+    async fn insert_code_now(&self, c: &CodeRecord) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO codes (code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, code_challenge, \
@@ -616,7 +621,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map)
     }
 
-    async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
+    async fn find_code_now(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
         let row = sqlx::query("SELECT * FROM codes WHERE code_hash = ?")
             .bind(code_hash)
             .fetch_optional(&self.reader)
@@ -625,7 +630,7 @@ impl Store for SqliteStore {
         row.as_ref().map(code_from).transpose()
     }
 
-    async fn issue(&self, req: &IssueRequest) -> StoreResult<IssueOutcome> {
+    async fn issue_now(&self, req: &IssueRequest) -> StoreResult<IssueOutcome> {
         let now = req.now;
         let mut tx = self.begin().await?;
         match &req.precondition {
@@ -713,7 +718,7 @@ impl Store for SqliteStore {
         Ok(IssueOutcome::Issued)
     }
 
-    async fn find_access(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
+    async fn find_access_now(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
         let row = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.reader)
@@ -722,7 +727,7 @@ impl Store for SqliteStore {
         row.as_ref().map(access_from).transpose()
     }
 
-    async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
+    async fn find_refresh_now(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
         let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.reader)
@@ -731,21 +736,150 @@ impl Store for SqliteStore {
         row.as_ref().map(refresh_from).transpose()
     }
 
-    async fn revoke_access(&self, id: &str, now: i64) -> StoreResult<()> {
+    async fn revoke_access_now(&self, id: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         revoke_access_tx(&mut tx, id, now, true).await?;
         tx.commit().await.map_err(map)
     }
 
-    async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
+    async fn revoke_family_now(&self, family_id: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         revoke_family_tx(&mut tx, family_id, now).await?;
         tx.commit().await.map_err(map)
     }
 
-    async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
+    async fn revoke_grant_now(&self, grant_id: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         revoke_grant_tx(&mut tx, grant_id, now).await?;
         tx.commit().await.map_err(map)
     }
+}
+
+/// Write transactions run on their own task: if the request that started one is cancelled (the
+/// client went away), the transaction still commits or rolls back cleanly instead of being
+/// dropped half-way on the single writer connection.
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.ping_now().await
+    }
+    async fn generation(&self) -> StoreResult<i64> {
+        self.generation_now().await
+    }
+    async fn create_app(&self, a: &AppRecord) -> StoreResult<()> {
+        let a = a.clone();
+        let this = self.clone();
+        detach(async move { this.create_app_now(&a).await }).await
+    }
+    async fn update_app(&self, a: &AppRecord) -> StoreResult<()> {
+        let a = a.clone();
+        let this = self.clone();
+        detach(async move { this.update_app_now(&a).await }).await
+    }
+    async fn get_app(&self, client_id: &str) -> StoreResult<Option<AppRecord>> {
+        self.get_app_now(client_id).await
+    }
+    async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
+        self.list_apps_now().await
+    }
+    async fn delete_app(&self, client_id: &str, now: i64) -> StoreResult<bool> {
+        let client_id = client_id.to_string();
+        let this = self.clone();
+        detach(async move { this.delete_app_now(&client_id, now).await }).await
+    }
+    async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
+        let u = u.clone();
+        let this = self.clone();
+        detach(async move { this.create_user_now(&u).await }).await
+    }
+    async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+        let username = username.to_string();
+        let password_hash = password_hash.to_string();
+        let this = self.clone();
+        detach(async move { this.set_password_now(&username, &password_hash).await }).await
+    }
+    async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.get_user_by_name_now(username).await
+    }
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        self.get_user_now(id).await
+    }
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.list_users_now().await
+    }
+    async fn delete_user(&self, username: &str, now: i64) -> StoreResult<bool> {
+        let username = username.to_string();
+        let this = self.clone();
+        detach(async move { this.delete_user_now(&username, now).await }).await
+    }
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        self.list_keys_now().await
+    }
+    async fn add_keys(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()> {
+        let keys = keys.to_vec();
+        let this = self.clone();
+        detach(async move { this.add_keys_now(&keys, now, publish_until).await }).await
+    }
+    async fn get_or_init_secret(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>> {
+        let name = name.to_string();
+        let sealed = sealed.to_vec();
+        let this = self.clone();
+        detach(async move { this.get_or_init_secret_now(&name, &sealed).await }).await
+    }
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        let s = s.clone();
+        let this = self.clone();
+        detach(async move { this.create_session_now(&s).await }).await
+    }
+    async fn find_session(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>> {
+        self.find_session_now(cookie_hash).await
+    }
+    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
+        let id = id.to_string();
+        let this = self.clone();
+        detach(async move { this.touch_session_now(&id, now).await }).await
+    }
+    async fn end_session(&self, id: &str, now: i64) -> StoreResult<()> {
+        let id = id.to_string();
+        let this = self.clone();
+        detach(async move { this.end_session_now(&id, now).await }).await
+    }
+    async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()> {
+        let c = c.clone();
+        let this = self.clone();
+        detach(async move { this.insert_code_now(&c).await }).await
+    }
+    async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
+        self.find_code_now(code_hash).await
+    }
+    async fn issue(&self, req: &IssueRequest) -> StoreResult<IssueOutcome> {
+        let req = req.clone();
+        let this = self.clone();
+        detach(async move { this.issue_now(&req).await }).await
+    }
+    async fn find_access(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
+        self.find_access_now(token_hash).await
+    }
+    async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
+        self.find_refresh_now(token_hash).await
+    }
+    async fn revoke_access(&self, id: &str, now: i64) -> StoreResult<()> {
+        let id = id.to_string();
+        let this = self.clone();
+        detach(async move { this.revoke_access_now(&id, now).await }).await
+    }
+    async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
+        let family_id = family_id.to_string();
+        let this = self.clone();
+        detach(async move { this.revoke_family_now(&family_id, now).await }).await
+    }
+    async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
+        let grant_id = grant_id.to_string();
+        let this = self.clone();
+        detach(async move { this.revoke_grant_now(&grant_id, now).await }).await
+    }
+}
+
+async fn detach<T: Send + 'static>(f: impl std::future::Future<Output = StoreResult<T>> + Send + 'static) -> StoreResult<T> {
+    tokio::spawn(f).await.map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
 }

@@ -1,1 +1,302 @@
+//! Test helpers: a real `tether serve` on 127.0.0.1 with an ephemeral port, its own data
+//! directory, real TLS (the generated local CA is trusted by the client), real SQLite, and a
+//! clock the test steers. Plus the one assertion helper for OAuth errors.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+use tether_core::admin::{self, AppChanges};
+use tether_core::clock::ManualClock;
+use tether_core::model::{User, UserRecord};
+use tether_server::{FileConfig, Overrides, Running, Settings};
+
+/// A fixed start time for every test: 2026-11-01T00:00:00Z.
+pub const T0: i64 = 1_793_491_200;
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let rnd = tether_core::secret::hex(&tether_core::secret::random_bytes::<6>());
+        let p = std::env::temp_dir().join(format!("tether-test-{tag}-{rnd}"));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub clock: ManualClock,
+    pub base: String,
+    pub dir: TempDir,
+    pub ca_pem: String,
+}
+
+pub struct AppCreds {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Start with a config file's settings adjusted by `f`.
+    pub async fn start_with(f: impl FnOnce(&mut Settings)) -> Self {
+        let dir = TempDir::new("srv");
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            listen: Some("127.0.0.1:0".into()),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let mut settings = Settings::resolve(&overrides, FileConfig::default()).expect("settings");
+        f(&mut settings);
+        let clock = ManualClock::new(T0);
+        let running = tether_server::start(settings, Arc::new(clock.clone())).await.expect("server starts");
+        let base = format!("https://localhost:{}", running.addr.port());
+        let ca_pem = std::fs::read_to_string(dir.path().join("tls/ca.pem")).expect("ca.pem");
+        TestServer { running: Some(running), clock, base, dir, ca_pem }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An HTTPS client that trusts the server's local CA and resolves `localhost` to 127.0.0.1.
+    pub fn client(&self) -> Client {
+        self.client_builder().build().expect("client")
+    }
+
+    /// Same, with a cookie jar (a browser-like session).
+    pub fn browser(&self) -> Client {
+        self.client_builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    }
+
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca");
+        Client::builder()
+            .tls_certs_only([ca])
+            .resolve("localhost", self.running().addr)
+            .redirect(reqwest::redirect::Policy::none())
+    }
+
+    pub async fn create_app(&self, changes: AppChanges) -> AppCreds {
+        let (rec, secret) = admin::create(&changes).expect("valid app");
+        self.running().provider.store.create_app(&rec).await.expect("store app");
+        self.running().provider.refresh().await.expect("refresh");
+        AppCreds { client_id: rec.app.client_id, client_secret: secret.map(|s| s.into_inner()) }
+    }
+
+    pub async fn add_user(&self, username: &str, password: &str) -> String {
+        let rec = UserRecord {
+            user: User {
+                id: format!("user-{username}"),
+                username: username.into(),
+                email: Some(format!("{username}@example.com")),
+                name: Some(format!("User {username}")),
+                created_at: T0,
+            },
+            password_hash: tether_core::password::hash(password).expect("hash"),
+        };
+        self.running().provider.store.create_user(&rec).await.expect("store user");
+        rec.user.id
+    }
+
+    /// POST a form to the token endpoint with HTTP Basic client authentication.
+    pub async fn token(&self, app: &AppCreds, form: &[(&str, &str)]) -> Response {
+        let mut req = self.client().post(self.url("/oauth2/token"));
+        match &app.client_secret {
+            Some(s) => req = req.basic_auth(&app.client_id, Some(s)),
+            None => {
+                let mut f: Vec<(&str, &str)> = form.to_vec();
+                f.push(("client_id", &app.client_id));
+                return req.form(&f).send().await.expect("send");
+            }
+        }
+        req.form(form).send().await.expect("send")
+    }
+
+    pub async fn introspect(&self, caller: &AppCreds, token: &str) -> Value {
+        let r = self
+            .client()
+            .post(self.url("/oauth2/introspect"))
+            .basic_auth(&caller.client_id, caller.client_secret.as_deref())
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "introspection status");
+        r.json().await.expect("json")
+    }
+
+    /// Count rows of a table with a separate SQLite connection (to check nothing was written).
+    pub async fn count(&self, table: &str) -> i64 {
+        use sqlx::Connection;
+        let path = self.dir.path().join("tether.db");
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.expect("sqlite");
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut c).await.expect("count");
+        n
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Assert an RFC 6749 §5.2 error: status, `error` code, a non-empty description, JSON, no-store.
+pub async fn assert_oauth_error(resp: Response, status: u16, code: &str) -> Value {
+    let got = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "status (body {body})");
+    assert_eq!(body["error"], code, "error code (body {body})");
+    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "error_description present: {body}");
+    assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    if code == "invalid_client" {
+        assert!(headers.get("www-authenticate").is_some(), "invalid_client needs WWW-Authenticate");
+    }
+    body
+}
+
+/// App changes for a confidential app with the given grant types.
+pub fn app(grants: &[&str]) -> AppChanges {
+    AppChanges {
+        name: Some("test app".into()),
+        grant_types: Some(grants.iter().map(|s| s.to_string()).collect()),
+        redirect_uris: grants.contains(&"authorization_code").then(|| vec!["https://app.example/cb".to_string()]),
+        ..Default::default()
+    }
+}
+
+/// Decode a JWT's payload without verifying it.
+pub fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("b64");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+pub fn jwt_header(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').next().expect("header");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("b64");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+/// PKCE pair (verifier, S256 challenge).
+pub fn pkce() -> (String, String) {
+    let v = tether_core::secret::random_token() + "xyz";
+    let c = tether_core::secret::b64url(&tether_core::secret::sha256(v.as_bytes()));
+    (v, c)
+}
+
+/// Extract `name="..." value="..."` hidden inputs from an HTML form.
+pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for chunk in html.split("<input").skip(1) {
+        let tag = chunk.split('>').next().unwrap_or("");
+        if !tag.contains("type=\"hidden\"") {
+            continue;
+        }
+        let attr = |n: &str| -> Option<String> {
+            let start = tag.find(&format!("{n}=\""))? + n.len() + 2;
+            let end = tag[start..].find('"')? + start;
+            Some(html_unescape(&tag[start..end]))
+        };
+        if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
+            out.push((n, v));
+        }
+    }
+    out
+}
+
+fn html_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let ent = &tail[1..end];
+        let ch = match ent {
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            _ if ent.starts_with("#x") => u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32),
+            _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match ch {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Run the authorization-code flow through the login form with a browser-like client.
+/// Returns the `Location` of the final redirect (carrying `code` or `error`).
+pub async fn login_flow(srv: &TestServer, browser: &Client, authorize_query: &str, user: &str, pw: &str) -> String {
+    let r = browser.get(srv.url(&format!("/oauth2/authorize?{authorize_query}"))).send().await.expect("authorize");
+    if r.status().is_redirection() {
+        return location(&r);
+    }
+    assert_eq!(r.status(), StatusCode::OK, "login page");
+    let html = r.text().await.expect("html");
+    assert!(html.contains("name=\"username\"") && html.contains("name=\"password\""), "login form: {html}");
+    let mut form = hidden_inputs(&html);
+    form.push(("username".into(), user.into()));
+    form.push(("password".into(), pw.into()));
+    let r = browser.post(srv.url("/oauth2/authorize")).form(&form).send().await.expect("login post");
+    assert!(r.status().is_redirection(), "login redirects, got {}", r.status());
+    location(&r)
+}
+
+pub fn location(r: &Response) -> String {
+    r.headers().get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string()
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    u.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// A fresh self-signed client certificate, returned as `cert PEM + key PEM` (reqwest Identity form).
+pub fn self_signed_client_pem(cn: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let cert = params.self_signed(&key).expect("cert");
+    format!("{}{}", cert.pem(), key.serialize_pem())
+}

@@ -1,0 +1,321 @@
+//! The `tether` binary as users run it: embedded defaults, the admin CLI, a running server seeing
+//! CLI changes, graceful shutdown, logs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tether_testkit::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+struct Proc {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(cwd).stdout(Stdio::null()).stderr(Stdio::piped()).env_remove("RUST_LOG");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tether");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (l2, stderr) = (log.clone(), child.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut g = l2.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        Proc { child, log }
+    }
+
+    /// Wait for a log line containing `needle`; return that line.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("tether exited ({st}) before logging {needle:?}:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn term(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--data-dir").arg(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("output");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn client(ca: &Path, port: u16) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    reqwest::Client::builder().tls_certs_only([ca]).resolve("localhost", ([127, 0, 0, 1], port).into()).build().unwrap()
+}
+
+fn port_of(line: &str) -> u16 {
+    line.rsplit(':').next().unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn serve_with_no_flags_uses_the_embedded_defaults() {
+    let cwd = TempDir::new("defaults");
+    let mut p = Proc::spawn(cwd.path(), &["serve"], &[]);
+    let line = p.wait_for("listening on https://");
+    assert_eq!(line.trim(), "listening on https://127.0.0.1:9443");
+    let data = cwd.path().join("tether-data");
+    for f in ["tether.db", "master.key", "tls/ca.pem", "tls/server.pem"] {
+        assert!(data.join(f).exists(), "{f} created");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(data.join("master.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(data.join("tls/server-key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
+    let c = client(&data.join("tls/ca.pem"), 9443);
+    let d: Value = c.get("https://localhost:9443/.well-known/openid-configuration").send().await.unwrap().json().await.unwrap();
+    assert_eq!(d["issuer"], "https://localhost:9443");
+    assert_eq!(c.get("https://localhost:9443/healthz").send().await.unwrap().status(), 200);
+    // Metrics on the metrics listener only.
+    assert_eq!(c.get("https://localhost:9443/metrics").send().await.unwrap().status(), 404);
+    let m = reqwest::get("http://127.0.0.1:9464/metrics").await.unwrap().text().await.unwrap();
+    assert!(m.contains("tether_http_requests_total"), "{m}");
+    assert!(m.contains("endpoint=\"/healthz\""));
+    let st = p.term();
+    assert!(st.success(), "clean exit on SIGTERM: {st}");
+}
+
+#[tokio::test]
+async fn admin_cli_flags_json_and_exit_codes() {
+    let d = TempDir::new("cli");
+    let dir = d.path();
+    let (code, out, err) = cli(dir, &["app", "create", "--name", "svc", "--grant-types", "password,client_credentials", "--token-type", "jwt", "--json"], None);
+    assert_eq!(code, 0, "{err}");
+    let app: Value = serde_json::from_str(&out).unwrap();
+    for k in ["client_id", "client_secret", "name", "grant_types", "redirect_uris", "public", "auth_method", "token_type", "binding",
+        "validate_binding", "revoke_on_logout", "scopes", "audience", "allowed_origins", "introspect_any", "require_consent",
+        "exchange_from", "id_token_alg", "access_token_ttl", "refresh_token_ttl"] {
+        assert!(app.get(k).is_some(), "--json has {k}: {app}");
+    }
+    assert_eq!(app["grant_types"], serde_json::json!(["password", "client_credentials"]));
+    assert_eq!(app["auth_method"], "client_secret_basic");
+    let secret = app["client_secret"].as_str().unwrap();
+    assert!(secret.len() >= 43, "secret has >= 256 bits");
+    let db = std::fs::read(dir.join("tether.db")).unwrap();
+    let wal = std::fs::read(dir.join("tether.db-wal")).unwrap_or_default();
+    assert!(!db.windows(secret.len()).chain(wal.windows(secret.len())).any(|w| w == secret.as_bytes()), "secret stored only as a hash");
+    let id = app["client_id"].as_str().unwrap();
+
+    let (code, out, _) = cli(dir, &["app", "show", id, "--json"], None);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert!(shown.get("client_secret").is_none(), "the secret is shown once");
+    let (code, out, _) = cli(dir, &["app", "update", id, "--scopes", "a,b", "--redirect-uri", "https://x.example/cb", "--redirect-uri", "https://y.example/cb", "--json"], None);
+    assert_eq!(code, 0);
+    let up: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(up["scopes"], serde_json::json!(["a", "b"]));
+    assert_eq!(up["redirect_uris"], serde_json::json!(["https://x.example/cb", "https://y.example/cb"]));
+    let (_, out, _) = cli(dir, &["app", "update", id, "--redirect-uri", "https://z.example/cb", "--json"], None);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["redirect_uris"], serde_json::json!(["https://z.example/cb"]), "a repeated flag replaces the list");
+    let (code, out, _) = cli(dir, &["app", "list", "--json"], None);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len(), 1);
+
+    // Refused combinations: exit 2 and one line.
+    for bad in [
+        vec!["app", "create", "--name", "x", "--public", "--auth-method", "client_secret_basic", "--grant-types", "password"],
+        vec!["app", "create", "--name", "x", "--grant-types", "password,bogus"],
+        vec!["app", "create", "--name", "x", "--grant-types", "authorization_code", "--redirect-uri", "/relative/cb"],
+        vec!["app", "create", "--name", "x", "--grant-types", "authorization_code"],
+        vec!["app", "create", "--name", "x", "--grant-types", "client_credentials", "--public"],
+        vec!["app", "create", "--name", "x", "--grant-types", "password", "--token-type", "paseto"],
+        vec!["app", "create", "--name", "x", "--grant-types", "password", "--audience", "not a uri"],
+        vec!["app", "create", "--name", "x", "--grant-types", "password", "--validate-binding"],
+        vec!["app", "create", "--grant-types", "password"],
+        vec!["app", "create", "--name", "x", "--no-such-flag"],
+    ] {
+        let (code, _, err) = cli(dir, &bad, None);
+        assert_eq!(code, 2, "{bad:?} must exit 2: {err}");
+        assert!(!err.trim().is_empty());
+        if !bad.contains(&"--no-such-flag") {
+            assert_eq!(err.trim().lines().count(), 1, "one-line reason: {err}");
+        }
+    }
+    let (code, _, _) = cli(dir, &["app", "show", "nope"], None);
+    assert_eq!(code, 1);
+
+    // Users.
+    let (code, _, err) = cli(dir, &["user", "add", "alice", "--password-stdin", "--email", "a@example.com"], Some("pw one\n"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = cli(dir, &["user", "add", "alice", "--password-stdin"], Some("x\n"));
+    assert_eq!(code, 1, "duplicate user");
+    let (code, _, _) = cli(dir, &["user", "passwd", "alice", "--password-stdin"], Some("pw two\r\n"));
+    assert_eq!(code, 0);
+    let (_, out, _) = cli(dir, &["user", "list", "--json"], None);
+    let users: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(users[0]["username"], "alice");
+    assert!(users[0].get("password_hash").is_none());
+    let (code, _, _) = cli(dir, &["user", "delete", "alice"], None);
+    assert_eq!(code, 0);
+    let (code, _, _) = cli(dir, &["user", "delete", "alice"], None);
+    assert_eq!(code, 1);
+
+    // Keys.
+    let (code, out, _) = cli(dir, &["keys", "list", "--json"], None);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len(), 2);
+    let (code, _, _) = cli(dir, &["keys", "rotate"], None);
+    assert_eq!(code, 0);
+    let (_, out, _) = cli(dir, &["keys", "list", "--json"], None);
+    let keys: Value = serde_json::from_str(&out).unwrap();
+    let statuses: Vec<&str> = keys.as_array().unwrap().iter().map(|k| k["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "current").count(), 2);
+    assert_eq!(statuses.iter().filter(|s| **s == "published").count(), 2);
+
+    let (code, _, _) = cli(dir, &["app", "delete", id], None);
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn running_server_sees_cli_changes_within_a_second_and_logs_no_secrets() {
+    let d = TempDir::new("live");
+    let dir = d.path().to_path_buf();
+    let mut p = Proc::spawn(
+        &dir,
+        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json"],
+        &[("RUST_LOG", "debug")],
+    );
+    let line = p.wait_for("\"listening\"");
+    let v: Value = serde_json::from_str(&line).expect("JSON log line");
+    assert_eq!(v["message"], "listening");
+    let addr = v["addr"].as_str().unwrap().to_string();
+    assert!(addr.starts_with("https://127.0.0.1:"));
+    let port = port_of(&addr);
+    let c = client(&dir.join("tls/ca.pem"), port);
+    let base = format!("https://localhost:{port}");
+
+    let (_, out, _) = cli(&dir, &["app", "create", "--name", "live", "--grant-types", "password,client_credentials", "--json"], None);
+    let app: Value = serde_json::from_str(&out).unwrap();
+    let (id, secret) = (app["client_id"].as_str().unwrap().to_string(), app["client_secret"].as_str().unwrap().to_string());
+    cli(&dir, &["user", "add", "carol", "--password-stdin"], Some("first-pass\n"));
+    let token = |form: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        let (id, secret, url) = (id.clone(), secret.clone(), format!("{base}/oauth2/token"));
+        async move { c.post(url).basic_auth(id, Some(secret)).form(&form).send().await.unwrap() }
+    };
+    let r = token(vec![("grant_type", "client_credentials".into())]).await;
+    assert_eq!(r.status(), 200, "a new app works at once");
+    let t: Value = r.json().await.unwrap();
+    let pw = token(vec![("grant_type", "password".into()), ("username", "carol".into()), ("password", "first-pass".into())]).await;
+    assert_eq!(pw.status(), 200);
+    let pw: Value = pw.json().await.unwrap();
+
+    // Change the app: within a second the server refuses the removed grant.
+    cli(&dir, &["app", "update", &id, "--grant-types", "password"], None);
+    let started = Instant::now();
+    loop {
+        let r = token(vec![("grant_type", "client_credentials".into())]).await;
+        if r.status() == 400 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "update not seen within 1 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cli(&dir, &["user", "passwd", "carol", "--password-stdin"], Some("second-pass\n"));
+    let r = token(vec![("grant_type", "password".into()), ("username", "carol".into()), ("password", "second-pass".into())]).await;
+    assert_eq!(r.status(), 200);
+    cli(&dir, &["keys", "rotate"], None);
+    let started = Instant::now();
+    loop {
+        let j: Value = c.get(format!("{base}/oauth2/jwks")).send().await.unwrap().json().await.unwrap();
+        if j["keys"].as_array().unwrap().len() == 4 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "key rotation not seen within 1 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Graceful shutdown: a request in flight when SIGTERM arrives still completes.
+    let inflight = tokio::spawn(token(vec![("grant_type", "password".into()), ("username", "carol".into()), ("password", "second-pass".into())]));
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    let st = p.term();
+    let r = inflight.await.unwrap();
+    assert_eq!(r.status(), 200, "in-flight request finished");
+    assert!(st.success());
+
+    // Nothing secret in the logs, even at debug level.
+    let log = p.log();
+    for secret_value in [
+        secret.as_str(),
+        t["access_token"].as_str().unwrap(),
+        pw["access_token"].as_str().unwrap(),
+        "first-pass",
+        "second-pass",
+    ] {
+        assert!(!log.contains(secret_value), "a secret leaked into the log");
+    }
+}
+
+#[tokio::test]
+async fn config_file_and_precedence() {
+    let d = TempDir::new("cfg");
+    let dir = d.path();
+    std::fs::write(dir.join("bad.toml"), "listen = \"127.0.0.1:0\"\nlisten_typo = 1\n").unwrap();
+    let out = Command::new(BIN).args(["serve", "--config", dir.join("bad.toml").to_str().unwrap()]).current_dir(dir).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_typo"), "the unknown key is named");
+
+    std::fs::write(
+        dir.join("ok.toml"),
+        format!("data_dir = \"{}\"\nlisten = \"127.0.0.1:1\"\nmetrics_listen = \"127.0.0.1:0\"\n[session]\nlifetime_seconds = 600\n", dir.join("data").display()),
+    )
+    .unwrap();
+    // The variable beats the file; the flag beats the variable.
+    let mut p = Proc::spawn(dir, &["serve", "--config", dir.join("ok.toml").to_str().unwrap(), "--issuer", "https://flag.example"], &[("TETHER_LISTEN", "127.0.0.1:0"), ("TETHER_ISSUER", "https://env.example")]);
+    let line = p.wait_for("listening on https://");
+    let port = port_of(&line);
+    assert_ne!(port, 1);
+    assert!(dir.join("data/tether.db").exists(), "data_dir from the file");
+    let c = client(&dir.join("data/tls/ca.pem"), port);
+    let d: Value = c.get(format!("https://localhost:{port}/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(d["issuer"], "https://flag.example");
+    p.term();
+}

@@ -1,0 +1,9 @@
+//! Integration tests: a real server over real HTTPS with real SQLite (see tether-testkit).
+//! One test binary with modules keeps link time down.
+
+mod binary;
+mod code_flow;
+mod errors;
+mod grants;
+mod reuse;
+mod tokens;

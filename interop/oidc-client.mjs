@@ -1,0 +1,502 @@
+// Interoperability check: drives a running Tether server with panva's
+// openid-client (v6) and jose, two independent, standards-focused libraries.
+//
+// Inputs (environment):
+//   ISSUER              e.g. https://localhost:29443
+//   CONF_CLIENT_ID      confidential client (client_secret_basic), grant types
+//   CONF_CLIENT_SECRET    authorization_code, refresh_token, password,
+//                         client_credentials; JWT access tokens; --introspect-any
+//   PUBLIC_CLIENT_ID    public client (PKCE), authorization_code, refresh_token
+//   REDIRECT_URI        registered for both clients (never contacted)
+//   USERNAME, PASSWORD  an existing user
+//   EXPECTED_AUDIENCE   optional: the `aud` the confidential client's JWT
+//                       access tokens must carry (its --audience); when unset
+//                       any non-empty aud is accepted
+// TLS: the server's CA must be trusted via NODE_EXTRA_CA_CERTS; verification
+// is never disabled.
+//
+// Output: one `ok - <name>` / `not ok - <name>` line per check, then
+// `N passed, M failed`; exit status 1 when anything failed.
+
+import { createHash } from 'node:crypto';
+import * as client from 'openid-client';
+import * as jose from 'jose';
+
+// ---------------------------------------------------------------- inputs
+
+function env(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`missing environment variable ${name}`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const ISSUER = env('ISSUER');
+const CONF_CLIENT_ID = env('CONF_CLIENT_ID');
+const CONF_CLIENT_SECRET = env('CONF_CLIENT_SECRET');
+const PUBLIC_CLIENT_ID = env('PUBLIC_CLIENT_ID');
+const REDIRECT_URI = env('REDIRECT_URI');
+const USERNAME = env('USERNAME');
+const PASSWORD = env('PASSWORD');
+const EXPECTED_AUDIENCE = process.env.EXPECTED_AUDIENCE || undefined;
+
+const SCOPE = 'openid profile email';
+
+// ---------------------------------------------------------------- harness
+
+let passed = 0;
+let failed = 0;
+
+async function check(name, fn) {
+  try {
+    await fn();
+    passed += 1;
+    console.log(`ok - ${name}`);
+  } catch (err) {
+    failed += 1;
+    console.log(`not ok - ${name}`);
+    for (const line of describe(err).split('\n')) console.log(`#   ${line}`);
+  }
+}
+
+function describe(err) {
+  if (!(err instanceof Error)) return String(err);
+  const parts = [`${err.name}: ${err.message}`];
+  if (err.code) parts.push(`code: ${err.code}`);
+  if (err.error) parts.push(`error: ${err.error}`);
+  if (err.error_description) parts.push(`error_description: ${err.error_description}`);
+  if (err.status) parts.push(`status: ${err.status}`);
+  if (err.cause !== undefined) {
+    let cause = err.cause;
+    if (cause instanceof Error) cause = `${cause.name}: ${cause.message}`;
+    else if (cause instanceof URLSearchParams) cause = cause.toString();
+    else if (typeof cause === 'object') {
+      try {
+        cause = JSON.stringify(cause);
+      } catch {
+        cause = String(cause);
+      }
+    }
+    parts.push(`cause: ${cause}`);
+  }
+  return parts.join('\n');
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(`assertion failed: ${message}`);
+}
+
+function assertEq(actual, expected, what) {
+  if (actual !== expected) {
+    throw new Error(
+      `assertion failed: ${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`,
+    );
+  }
+}
+
+// Expect `promise` to reject with an OAuth error response carrying `code`.
+async function expectOAuthError(promise, code, what) {
+  let result;
+  try {
+    result = await promise;
+  } catch (err) {
+    if (err instanceof client.ResponseBodyError) {
+      assertEq(err.error, code, `${what}: OAuth error code`);
+      return err;
+    }
+    throw new Error(`${what}: expected OAuth error ${code}, got ${describe(err)}`);
+  }
+  throw new Error(`${what}: expected OAuth error ${code}, but the request succeeded: ${JSON.stringify(result)}`);
+}
+
+// at_hash / c_hash: base64url of the left half of the hash that matches the
+// JWS alg of the ID token (OIDC Core 3.1.3.6).
+function halfHash(alg, value) {
+  const bits = { 256: 'sha256', 384: 'sha384', 512: 'sha512' }[alg.slice(-3)];
+  assert(bits, `unsupported ID token alg ${alg}`);
+  const digest = createHash(bits).update(value, 'ascii').digest();
+  return jose.base64url.encode(digest.subarray(0, digest.length / 2));
+}
+
+function checkAtHash(idToken, accessToken) {
+  const { alg } = jose.decodeProtectedHeader(idToken);
+  const claims = jose.decodeJwt(idToken);
+  assert(typeof claims.at_hash === 'string', 'ID token has at_hash');
+  assertEq(claims.at_hash, halfHash(alg, accessToken), 'at_hash value');
+}
+
+// Verifies a JWT access token (RFC 9068) with jose against the server's JWKS
+// and returns its claims.
+async function verifyAccessToken(jwks, token) {
+  const { payload, protectedHeader } = await jose.jwtVerify(token, jwks, {
+    issuer: ISSUER,
+    typ: 'at+jwt',
+    audience: EXPECTED_AUDIENCE,
+    requiredClaims: ['iss', 'exp', 'aud', 'sub', 'client_id', 'iat', 'jti'],
+  });
+  assertEq(protectedHeader.typ.toLowerCase(), 'at+jwt', 'typ header');
+  assert(protectedHeader.kid, 'kid in header');
+  assertEq(payload.iss, ISSUER, 'iss');
+  assertEq(payload.client_id, CONF_CLIENT_ID, 'client_id');
+  const aud = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+  assert(aud.length > 0 && aud.every((a) => typeof a === 'string' && a.length > 0),
+    `aud is non-empty (${JSON.stringify(payload.aud)})`);
+  if (EXPECTED_AUDIENCE) assert(aud.includes(EXPECTED_AUDIENCE), `aud includes ${EXPECTED_AUDIENCE}`);
+  return payload;
+}
+
+// ------------------------------------------------------- a minimal browser
+// Keeps cookies for the issuer's origin, never follows redirects, and can
+// find and submit the login form. Only what is needed to play a user agent.
+
+class Browser {
+  constructor() {
+    this.cookies = new Map();
+  }
+
+  cookieHeader() {
+    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  }
+
+  store(res) {
+    for (const sc of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = sc.split(';');
+      const eq = pair.indexOf('=');
+      if (eq < 1) continue;
+      const name = pair.slice(0, eq).trim();
+      const value = pair.slice(eq + 1).trim();
+      const expired = attrs.some((a) => {
+        const [k, v] = a.split('=').map((s) => s.trim());
+        return (k.toLowerCase() === 'max-age' && Number(v) <= 0) ||
+          (k.toLowerCase() === 'expires' && Date.parse(v) < Date.now());
+      });
+      if (expired || value === '') this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+  }
+
+  async request(url, init = {}) {
+    const headers = new Headers(init.headers);
+    if (this.cookies.size) headers.set('cookie', this.cookieHeader());
+    headers.set('accept', 'text/html,application/xhtml+xml');
+    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
+    this.store(res);
+    return res;
+  }
+}
+
+function decodeEntities(s) {
+  const named = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+  return s.replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);/gi, (m, ent) => {
+    if (ent[0] === '#') {
+      const cp = ent[1] === 'x' || ent[1] === 'X' ? parseInt(ent.slice(2), 16) : parseInt(ent.slice(1), 10);
+      return String.fromCodePoint(cp);
+    }
+    return named[ent.toLowerCase()] ?? m;
+  });
+}
+
+function parseAttrs(tag) {
+  const attrs = {};
+  const re = /([^\s=\/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?/g;
+  // skip the element name
+  const body = tag.replace(/^<\s*[a-z]+/i, '');
+  let m;
+  while ((m = re.exec(body))) {
+    attrs[m[1].toLowerCase()] = decodeEntities(m[2] ?? m[3] ?? m[4] ?? '');
+  }
+  return attrs;
+}
+
+// A short human-readable summary of an HTML page, for error messages: the
+// text of an element with class "error" if there is one, else the page's text.
+function pageSummary(html) {
+  const text = (s) => decodeEntities(s.replace(/<[^>]*>/g, ' ')).replace(/\s+/g, ' ').trim();
+  const err = html.match(/<(\w+)[^>]*class\s*=\s*["'][^"']*\berror\b[^"']*["'][^>]*>([\s\S]*?)<\/\1>/i);
+  if (err) return `error on page: ${text(err[2])}`;
+  const body = html.match(/<body[^>]*>([\s\S]*)<\/body>/i)?.[1] ?? html;
+  return text(body.replace(/<(style|script)[^>]*>[\s\S]*?<\/\1>/gi, '')).slice(0, 300);
+}
+
+// Finds the single <form method=post> in the page; returns its absolute
+// action URL and its input fields (name -> value).
+function parseLoginForm(html, pageUrl) {
+  const forms = [...html.matchAll(/<form\b[^>]*>[\s\S]*?<\/form>/gi)].map((m) => m[0]);
+  const posts = forms.filter((f) => /method\s*=\s*["']?post/i.test(f.match(/<form\b[^>]*>/i)[0]));
+  assertEq(posts.length, 1, 'number of POST forms on the login page');
+  const form = posts[0];
+  const formAttrs = parseAttrs(form.match(/<form\b[^>]*>/i)[0]);
+  const action = new URL(formAttrs.action ?? '', pageUrl);
+  const fields = new URLSearchParams();
+  for (const m of form.matchAll(/<input\b[^>]*>/gi)) {
+    const a = parseAttrs(m[0]);
+    if (!a.name) continue;
+    fields.set(a.name, a.value ?? '');
+  }
+  return { action, fields };
+}
+
+// Runs one authorization request in `browser`. When `expectLogin` the server
+// must answer with the login page, which is filled in and submitted; otherwise
+// it must redirect straight back. Returns the callback URL (not followed).
+async function authorize(browser, authUrl, { expectLogin }) {
+  const res = await browser.request(authUrl);
+  let location;
+  if (expectLogin) {
+    assertEq(res.status, 200, 'authorization endpoint status (login page)');
+    assert(
+      (res.headers.get('content-type') ?? '').startsWith('text/html'),
+      `login page content-type is text/html (got ${res.headers.get('content-type')})`,
+    );
+    const { action, fields } = parseLoginForm(await res.text(), authUrl);
+    assertEq(action.origin, new URL(ISSUER).origin, 'login form posts to the issuer');
+    assert(fields.has('username') && fields.has('password'), 'login form has username and password fields');
+    fields.set('username', USERNAME);
+    fields.set('password', PASSWORD);
+    const post = await browser.request(action, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: new URL(ISSUER).origin,
+      },
+      body: fields,
+    });
+    if (post.status !== 303 && post.status !== 302) {
+      throw new Error(`login POST: expected a redirect, got ${post.status}: ${pageSummary(await post.text())}`);
+    }
+    location = post.headers.get('location');
+  } else {
+    if (res.status !== 302 && res.status !== 303) {
+      throw new Error(
+        `authorization with an existing session: expected a redirect, got ${res.status}: ${pageSummary(await res.text())}`,
+      );
+    }
+    await res.arrayBuffer();
+    location = res.headers.get('location');
+  }
+  assert(location, 'redirect has a Location header');
+  const callback = new URL(location, authUrl);
+  assertEq(`${callback.origin}${callback.pathname}`, REDIRECT_URI, 'redirect target');
+  assert(callback.searchParams.has('code'), `callback carries a code (${callback.search})`);
+  return callback;
+}
+
+// Starts a fresh code flow for `config`: state, nonce and a PKCE S256 pair.
+async function newAuthorization(config) {
+  const codeVerifier = client.randomPKCECodeVerifier();
+  const codeChallenge = await client.calculatePKCECodeChallenge(codeVerifier);
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: REDIRECT_URI,
+    scope: SCOPE,
+    code_challenge: codeChallenge,
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+  });
+  return { url, codeVerifier, state, nonce };
+}
+
+async function redeem(config, callback, auth) {
+  return client.authorizationCodeGrant(config, callback, {
+    pkceCodeVerifier: auth.codeVerifier,
+    expectedState: auth.state,
+    expectedNonce: auth.nonce,
+    idTokenExpected: true,
+  });
+}
+
+// ---------------------------------------------------------------- checks
+
+let conf; // openid-client Configuration for the confidential client
+let pub; // ... and for the public client
+let jwks; // jose remote key set
+const tokens = {}; // token endpoint responses kept for later checks
+
+// A token response an earlier check should have stored; a check whose
+// prerequisite failed fails too, with a clear message.
+function need(key) {
+  if (!tokens[key]) throw new Error(`prerequisite failed: no ${key} tokens from an earlier check`);
+  return tokens[key];
+}
+
+await check('discovery: metadata fetched and issuer matches', async () => {
+  conf = await client.discovery(
+    new URL(ISSUER),
+    CONF_CLIENT_ID,
+    undefined,
+    client.ClientSecretBasic(CONF_CLIENT_SECRET),
+  );
+  const md = conf.serverMetadata();
+  assertEq(md.issuer, ISSUER, 'issuer');
+  for (const ep of ['authorization_endpoint', 'token_endpoint', 'jwks_uri', 'userinfo_endpoint',
+    'introspection_endpoint', 'revocation_endpoint']) {
+    assert(typeof md[ep] === 'string' && md[ep].startsWith('https://'), `metadata has ${ep}`);
+  }
+  assert(md.code_challenge_methods_supported?.includes('S256'), 'S256 PKCE advertised');
+  assert(md.supportsPKCE('S256'), 'openid-client sees S256 PKCE support');
+  // Let openid-client verify ID token signatures against the JWKS too, not
+  // only claims (it does not by default for TLS-protected token responses).
+  client.enableNonRepudiationChecks(conf);
+  pub = new client.Configuration(md, PUBLIC_CLIENT_ID, undefined, client.None());
+  client.enableNonRepudiationChecks(pub);
+  jwks = jose.createRemoteJWKSet(new URL(md.jwks_uri));
+});
+
+await check('client_credentials: access token issued', async () => {
+  const res = await client.clientCredentialsGrant(conf);
+  tokens.cc = res;
+  assert(typeof res.access_token === 'string' && res.access_token.length > 0, 'access_token present');
+  assertEq(res.token_type.toLowerCase(), 'bearer', 'token_type');
+  assert(res.expiresIn() > 0, 'expires_in > 0');
+  assertEq(res.refresh_token, undefined, 'no refresh token for client_credentials (RFC 6749 4.4.3)');
+});
+
+await check('client_credentials: JWT access token verifies against JWKS (RFC 9068)', async () => {
+  const payload = await verifyAccessToken(jwks, need('cc').access_token);
+  assertEq(payload.sub, CONF_CLIENT_ID, 'sub of a client_credentials token is the client');
+});
+
+await check('password grant: access, refresh and ID token; ID token and JWT access token validated', async () => {
+  const res = await client.genericGrantRequest(conf, 'password', {
+    username: USERNAME,
+    password: PASSWORD,
+    scope: SCOPE,
+  });
+  tokens.password = res;
+  assert(res.access_token, 'access_token present');
+  assert(res.refresh_token, 'refresh_token present');
+  assert(res.id_token, 'id_token present');
+  const claims = res.claims(); // validated by openid-client (iss, aud, exp, iat, signature)
+  assertEq(claims.iss, ISSUER, 'ID token iss');
+  assert(claims.sub, 'ID token sub');
+  checkAtHash(res.id_token, res.access_token);
+  const at = await verifyAccessToken(jwks, res.access_token);
+  assertEq(at.sub, claims.sub, 'access token sub is the user');
+});
+
+for (const [label, getConfig, key] of [
+  ['confidential client', () => conf, 'codeConf'],
+  ['public client', () => pub, 'codePub'],
+]) {
+  const browser = new Browser();
+
+  await check(`authorization code + PKCE S256 + nonce + state (${label})`, async () => {
+    const config = getConfig();
+    const auth = await newAuthorization(config);
+    const callback = await authorize(browser, auth.url, { expectLogin: true });
+    assert(browser.cookies.has('tether_session'), 'tether_session cookie set after login');
+    const res = await redeem(config, callback, auth);
+    tokens[key] = res;
+    assert(res.access_token, 'access_token present');
+    assert(res.refresh_token, 'refresh_token present');
+    const claims = res.claims();
+    assertEq(claims.nonce, auth.nonce, 'ID token nonce');
+    const clientId = config.clientMetadata().client_id;
+    assert([claims.aud].flat().includes(clientId), `ID token aud includes ${clientId}`);
+    assert(typeof claims.sid === 'string' && claims.sid.length > 0, 'ID token sid present');
+    assert(typeof claims.auth_time === 'number', 'ID token auth_time present');
+    checkAtHash(res.id_token, res.access_token);
+  });
+
+  await check(`second authorization reuses the session: no login page (${label})`, async () => {
+    const config = getConfig();
+    const auth = await newAuthorization(config);
+    const callback = await authorize(browser, auth.url, { expectLogin: false });
+    const res = await redeem(config, callback, auth);
+    const claims = res.claims();
+    const first = need(key).claims();
+    assertEq(claims.nonce, auth.nonce, 'ID token nonce');
+    assertEq(claims.sub, first.sub, 'same sub');
+    assertEq(claims.sid, first.sid, 'same sid (same browser session)');
+    assertEq(claims.auth_time, first.auth_time, 'same auth_time (no new authentication)');
+  });
+}
+
+await check('authorization code + PKCE: code and ID token subjects agree with password grant', async () => {
+  assertEq(need('codeConf').claims().sub, need('password').claims().sub, 'sub (confidential)');
+  assertEq(need('codePub').claims().sub, need('password').claims().sub, 'sub (public)');
+});
+
+await check('userinfo: same sub as the ID token (confidential client)', async () => {
+  const sub = need('codeConf').claims().sub;
+  const info = await client.fetchUserInfo(conf, need('codeConf').access_token, sub);
+  assertEq(info.sub, sub, 'userinfo sub');
+  // scope included `email` and `profile`
+  assert(typeof info.email === 'string' && info.email.includes('@'), `email claim present (${JSON.stringify(info)})`);
+});
+
+await check('userinfo: same sub as the ID token (public client)', async () => {
+  const sub = need('codePub').claims().sub;
+  const info = await client.fetchUserInfo(pub, need('codePub').access_token, sub);
+  assertEq(info.sub, sub, 'userinfo sub');
+});
+
+await check('refresh (confidential client): rotation returns a new refresh token', async () => {
+  const old = need('codeConf').refresh_token;
+  const res = await client.refreshTokenGrant(conf, old);
+  tokens.refreshed = res;
+  assert(res.access_token, 'access_token present');
+  assert(res.refresh_token, 'refresh_token present');
+  assert(res.refresh_token !== old, 'refresh token rotated');
+  if (res.id_token) assertEq(res.claims().sub, need('codeConf').claims().sub, 'refreshed ID token sub');
+});
+
+await check('refresh: reusing the old refresh token fails with invalid_grant', async () => {
+  await expectOAuthError(
+    client.refreshTokenGrant(conf, need('codeConf').refresh_token),
+    'invalid_grant',
+    'old refresh token',
+  );
+});
+
+await check('refresh: after reuse the newest refresh token is revoked too (family)', async () => {
+  await expectOAuthError(
+    client.refreshTokenGrant(conf, need('refreshed').refresh_token),
+    'invalid_grant',
+    'newest refresh token',
+  );
+});
+
+await check('refresh (public client): rotation without client secret', async () => {
+  const old = need('codePub').refresh_token;
+  const res = await client.refreshTokenGrant(pub, old);
+  assert(res.refresh_token && res.refresh_token !== old, 'refresh token rotated');
+});
+
+await check('introspection: access token is active', async () => {
+  const at = need('password').access_token;
+  const res = await client.tokenIntrospection(conf, at);
+  assertEq(res.active, true, 'active');
+  assertEq(res.sub, need('password').claims().sub, 'sub');
+  assertEq(res.client_id, CONF_CLIENT_ID, 'client_id');
+});
+
+await check('revocation: then introspection answers {"active":false} exactly', async () => {
+  const at = need('password').access_token;
+  await client.tokenRevocation(conf, at);
+  const res = await client.tokenIntrospection(conf, at);
+  assertEq(JSON.stringify(res), '{"active":false}', 'introspection body');
+});
+
+await check('userinfo: rejects the revoked access token', async () => {
+  const at = need('password').access_token;
+  let info;
+  try {
+    info = await client.fetchUserInfo(conf, at, client.skipSubjectCheck);
+  } catch (err) {
+    if (err instanceof client.WWWAuthenticateChallengeError) {
+      assertEq(err.status, 401, 'status');
+      assertEq(err.cause[0]?.parameters?.error, 'invalid_token', 'WWW-Authenticate error');
+      return;
+    }
+    throw new Error(`expected a 401 invalid_token challenge, got ${describe(err)}`);
+  }
+  throw new Error(`userinfo answered for a revoked token: ${JSON.stringify(info)}`);
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
