@@ -117,10 +117,12 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
     }
     if let Some(p) = c.public {
         if p {
-            if let Some(m) = &c.auth_method {
-                if m != "none" {
-                    return Err(format!("--public cannot be combined with --auth-method {m} (public clients have no secret)"));
-                }
+            if let Some(m) = &c.auth_method
+                && m != "none"
+            {
+                return Err(format!(
+                    "--public cannot be combined with --auth-method {m} (public clients have no secret)"
+                ));
             }
             app.public = true;
             app.auth_method = AuthMethod::None;
@@ -162,7 +164,8 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
         app.exchange_from = e.clone();
     }
     if let Some(a) = &c.id_token_alg {
-        app.id_token_alg = IdTokenAlg::parse(a).ok_or_else(|| format!("unknown --id-token-alg {a:?} (RS256 or ES256)"))?;
+        app.id_token_alg =
+            IdTokenAlg::parse(a).ok_or_else(|| format!("unknown --id-token-alg {a:?} (RS256 or ES256)"))?;
     }
     if let Some(t) = c.access_token_ttl {
         app.access_token_ttl = t;
@@ -171,7 +174,10 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
         app.refresh_token_ttl = t;
     }
     if c.tls_subject_dn.is_some() || c.cert_file.is_some() {
-        return Err("--tls-subject-dn and --cert-file need mTLS client authentication, which this version does not support yet".into());
+        return Err(
+            "--tls-subject-dn and --cert-file need mTLS client authentication, which this version does not support yet"
+                .into(),
+        );
     }
     check(app)
 }
@@ -197,7 +203,9 @@ pub fn check(app: &App) -> Result<(), String> {
     }
     for u in &app.redirect_uris {
         match url::Url::parse(u) {
-            Ok(parsed) if parsed.fragment().is_some() => return Err(format!("redirect URI {u:?} must not have a fragment")),
+            Ok(parsed) if parsed.fragment().is_some() => {
+                return Err(format!("redirect URI {u:?} must not have a fragment"));
+            }
             Ok(parsed) if parsed.cannot_be_a_base() && parsed.scheme() != "urn" => {
                 return Err(format!("redirect URI {u:?} is not an absolute URI"));
             }
@@ -219,7 +227,13 @@ pub fn check(app: &App) -> Result<(), String> {
     }
     for o in &app.allowed_origins {
         let ok = url::Url::parse(o)
-            .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" && u.query().is_none() && !o.ends_with('/'))
+            .map(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && !o.ends_with('/')
+            })
             .unwrap_or(false);
         if !ok {
             return Err(format!("allowed origin {o:?} must be scheme://host[:port], without a path"));

@@ -18,9 +18,7 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> UnixTime {
         #[allow(clippy::disallowed_methods)] // the one allowed place
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         d.as_secs() as i64
     }
 }

@@ -5,7 +5,7 @@
 //! the database (`DATA_DIR/master.key` or `TETHER_MASTER_KEY`). The record's name is the AEAD's
 //! associated data, so a sealed value cannot be moved to another record.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, Nonce, NONCE_LEN, RandomizedNonceKey};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use aws_lc_rs::hmac;
 
 use crate::secret::{b64url, random_bytes};

@@ -8,9 +8,7 @@
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
-};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -125,9 +123,9 @@ impl SigningKey {
 
     fn from_pkcs8(alg: Alg, pkcs8: &[u8], kid: Option<String>) -> Result<SigningKey, String> {
         let pair = match alg {
-            Alg::ES256 => Pair::Ec(
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(|e| e.to_string())?,
-            ),
+            Alg::ES256 => {
+                Pair::Ec(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(|e| e.to_string())?)
+            }
             Alg::RS256 => Pair::Rsa(RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| e.to_string())?),
         };
         let mut k = SigningKey { kid: String::new(), alg, pair };

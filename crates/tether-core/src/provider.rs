@@ -110,7 +110,11 @@ impl Provider {
     }
 
     pub fn signing_key(&self, alg: Alg) -> Result<Arc<SigningKey>, OAuthError> {
-        self.keys().current.get(alg.as_str()).cloned().ok_or_else(|| OAuthError::server(format!("no {} key", alg.as_str())))
+        self.keys()
+            .current
+            .get(alg.as_str())
+            .cloned()
+            .ok_or_else(|| OAuthError::server(format!("no {} key", alg.as_str())))
     }
 
     pub fn app(&self, client_id: &str) -> Option<Arc<AppRecord>> {
@@ -131,7 +135,10 @@ impl Provider {
 
     /// May a browser at `origin` call the token, userinfo and revocation endpoints (CORS)?
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        self.apps.read().map(|a| a.values().any(|app| app.app.allowed_origins.iter().any(|o| o == origin))).unwrap_or(false)
+        self.apps
+            .read()
+            .map(|a| a.values().any(|app| app.app.allowed_origins.iter().any(|o| o == origin)))
+            .unwrap_or(false)
     }
 
     /// Reload caches if the store's generation moved. Returns whether it reloaded.

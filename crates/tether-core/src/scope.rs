@@ -7,7 +7,9 @@ pub fn parse(s: &str) -> Result<Vec<String>, OAuthError> {
     let mut out: Vec<String> = Vec::new();
     for tok in s.split(' ').filter(|t| !t.is_empty()) {
         if !valid_token(tok) {
-            return Err(OAuthError::invalid_scope(format!("scope value {tok:?} has characters RFC 6749 does not allow")));
+            return Err(OAuthError::invalid_scope(format!(
+                "scope value {tok:?} has characters RFC 6749 does not allow"
+            )));
         }
         if !out.iter().any(|t| t == tok) {
             out.push(tok.to_string());

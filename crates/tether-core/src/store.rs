@@ -153,7 +153,7 @@ pub enum IssueOutcome {
     Issued,
     /// An active token of the key was found and is to be returned again; only the refresh token
     /// (linked to it) was stored.
-    Reused(AccessTokenRecord),
+    Reused(Box<AccessTokenRecord>),
     /// The code was already redeemed / the refresh token already rotated or revoked: the
     /// descendant tokens were revoked and nothing was issued.
     Replayed,

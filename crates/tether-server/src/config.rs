@@ -101,7 +101,8 @@ impl Settings {
     pub fn resolve(o: &Overrides, file: FileConfig) -> Result<Self, String> {
         let data_dir = o.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("tether-data"));
         let listen = addr("listen", o.listen.as_deref().or(file.listen.as_deref()).unwrap_or("127.0.0.1:9443"))?;
-        let http_listen = o.http_listen.as_deref().or(file.http_listen.as_deref()).map(|s| addr("http_listen", s)).transpose()?;
+        let http_listen =
+            o.http_listen.as_deref().or(file.http_listen.as_deref()).map(|s| addr("http_listen", s)).transpose()?;
         let metrics = o.metrics_listen.as_deref().or(file.metrics_listen.as_deref()).unwrap_or("127.0.0.1:9464");
         let metrics_listen = if metrics == "off" { None } else { Some(addr("metrics_listen", metrics)?) };
         let issuer = o.issuer.clone().or(file.issuer);

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use askama::Template;
 use axum::extract::{FromRequest, MatchedPath, Request, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, PRAGMA, SET_COOKIE, WWW_AUTHENTICATE};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, PRAGMA, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -132,7 +134,8 @@ impl IntoResponse for ApiError {
         }
         metrics::counter!("tether_oauth_errors_total", "error" => e.code.as_str()).increment(1);
         let status = status_for(e.code);
-        let mut resp = (status, Json(json!({"error": e.code.as_str(), "error_description": e.description}))).into_response();
+        let mut resp =
+            (status, Json(json!({"error": e.code.as_str(), "error_description": e.description}))).into_response();
         let h = resp.headers_mut();
         no_store(h);
         match e.code {
@@ -156,7 +159,9 @@ impl IntoResponse for ResourceError {
         let e = self.0;
         let challenge = match e.code {
             // §3.1: a request without credentials gets a challenge without an error code.
-            ErrorCode::InvalidRequest if e.description.starts_with("no access token") => "Bearer realm=\"tether\"".to_string(),
+            ErrorCode::InvalidRequest if e.description.starts_with("no access token") => {
+                "Bearer realm=\"tether\"".to_string()
+            }
             code => format!(
                 "Bearer realm=\"tether\", error=\"{}\", error_description=\"{}\"",
                 code.as_str(),
@@ -179,7 +184,10 @@ async fn preflight() -> StatusCode {
 }
 
 async fn not_found() -> Response {
-    ApiError(OAuthError::invalid_request("no such endpoint")).into_response().map(|b| b).with_status(StatusCode::NOT_FOUND)
+    ApiError(OAuthError::invalid_request("no such endpoint"))
+        .into_response()
+        .map(|b| b)
+        .with_status(StatusCode::NOT_FOUND)
 }
 
 async fn method_not_allowed(method: Method) -> Response {
@@ -234,7 +242,7 @@ impl<St: Send + Sync> FromRequest<St> for FormBody {
     }
 }
 
-fn header<'a>(h: &'a HeaderMap, name: HeaderName) -> Option<&'a str> {
+fn header(h: &HeaderMap, name: HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -252,18 +260,15 @@ fn json_no_store(body: Value) -> Response {
 }
 
 fn unavailable() -> Response {
-    ApiError(OAuthError::from(tether_core::error::StoreError::Unavailable("health check failing".into()))).into_response()
+    ApiError(OAuthError::from(tether_core::error::StoreError::Unavailable("health check failing".into())))
+        .into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
 async fn healthz(State(s): State<S>) -> Response {
-    if s.p.healthy() {
-        (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
-    } else {
-        unavailable()
-    }
+    if s.p.healthy() { (StatusCode::OK, Json(json!({"status": "ok"}))).into_response() } else { unavailable() }
 }
 
 async fn discovery_endpoint(State(s): State<S>) -> Response {
@@ -288,7 +293,11 @@ async fn token_endpoint(
         return unavailable();
     }
     let peer = conn.as_ref().and_then(|c| c.peer_cert.clone());
-    let req = token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), peer_cert: peer.as_deref().map(|v| v.as_slice()) };
+    let req = token::TokenRequest {
+        form: &form,
+        authorization: header(&headers, AUTHORIZATION),
+        peer_cert: peer.as_deref().map(|v| v.as_slice()),
+    };
     match token::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
@@ -335,12 +344,15 @@ async fn userinfo_endpoint(State(s): State<S>, method: Method, headers: HeaderMa
     };
     let token = match (from_header, from_body) {
         (Some(_), Some(_)) => {
-            return ResourceError(OAuthError::invalid_request("the access token was sent in more than one way")).into_response();
+            return ResourceError(OAuthError::invalid_request("the access token was sent in more than one way"))
+                .into_response();
         }
         (Some(t), None) | (None, Some(t)) => t,
         (None, None) => {
-            return ResourceError(OAuthError::invalid_request("no access token in the request (use Authorization: Bearer)"))
-                .into_response();
+            return ResourceError(OAuthError::invalid_request(
+                "no access token in the request (use Authorization: Bearer)",
+            ))
+            .into_response();
         }
     };
     if !s.p.healthy() {
@@ -348,7 +360,9 @@ async fn userinfo_endpoint(State(s): State<S>, method: Method, headers: HeaderMa
     }
     match userinfo::handle(&s.p, &token).await {
         Ok(body) => json_no_store(body),
-        Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => ApiError(e).into_response(),
+        Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
+            ApiError(e).into_response()
+        }
         Err(e) => ResourceError(e).into_response(),
     }
 }
@@ -445,16 +459,21 @@ fn csrf_ok(p: &Provider, authz: &str, token: &str) -> bool {
 /// Login CSRF defence for form posts: browsers say where a submission comes from; a cross-site
 /// post is refused. Scripts send neither header and are not browsers to protect.
 fn same_origin(p: &Provider, headers: &HeaderMap) -> bool {
-    if let Some(site) = header(headers, HeaderName::from_static("sec-fetch-site")) {
-        if !matches!(site, "same-origin" | "none") {
-            return false;
-        }
+    if let Some(site) = header(headers, HeaderName::from_static("sec-fetch-site"))
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
     }
     match header(headers, axum::http::header::ORIGIN) {
         None | Some("null") => true,
         Some(o) => {
-            let issuer_origin = url::Url::parse(p.issuer()).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-            o == issuer_origin || headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).is_some_and(|h| o.ends_with(&format!("://{h}")))
+            let issuer_origin =
+                url::Url::parse(p.issuer()).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+            o == issuer_origin
+                || headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .is_some_and(|h| o.ends_with(&format!("://{h}")))
         }
     }
 }
@@ -465,7 +484,14 @@ fn session_cookie(opts: &Options, value: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn login_page(app: &AppRecord, authz: &str, csrf: &str, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn login_page(
+    app: &AppRecord,
+    authz: &str,
+    csrf: &str,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     page(status, LoginPage { app_name: &app.app.name, authz, csrf, username, error }.render())
 }
 
@@ -493,13 +519,9 @@ async fn authorize_request(s: &S, headers: &HeaderMap, raw: String) -> Response 
         Ok(x) => x,
         Err(e) => return authz_error(p, e),
     };
-    let session = if req.prompt_login {
-        None
-    } else {
-        match authorize::current_session(p, cookie(headers, SESSION_COOKIE)).await {
-            Ok(s) => s,
-            Err(e) => return error_page(&e),
-        }
+    let session = match authorize::current_session(p, cookie(headers, SESSION_COOKIE)).await {
+        Ok(s) => s.filter(|s| !authorize::needs_fresh_login(p, &req, s)),
+        Err(e) => return error_page(&e),
     };
     match session {
         Some(sess) => proceed(s, &app, &req, &raw, &sess, None).await,
@@ -516,7 +538,14 @@ async fn authorize_request(s: &S, headers: &HeaderMap, raw: String) -> Response 
 }
 
 /// With a signed-in user: ask for consent if the app wants it, else issue the code.
-async fn proceed(s: &S, app: &AppRecord, req: &AuthzRequest, raw: &str, sess: &SessionRecord, set_cookie: Option<HeaderValue>) -> Response {
+async fn proceed(
+    s: &S,
+    app: &AppRecord,
+    req: &AuthzRequest,
+    raw: &str,
+    sess: &SessionRecord,
+    set_cookie: Option<HeaderValue>,
+) -> Response {
     let p = &s.p;
     let mut resp = if app.app.require_consent {
         let username = match p.store.get_user(&sess.user_id).await {
@@ -527,8 +556,14 @@ async fn proceed(s: &S, app: &AppRecord, req: &AuthzRequest, raw: &str, sess: &S
         let scopes = req.scopes.join(" ");
         page(
             StatusCode::OK,
-            ConsentPage { app_name: &app.app.name, username: &username, scopes: &scopes, authz: raw, csrf: &csrf_token(p, raw) }
-                .render(),
+            ConsentPage {
+                app_name: &app.app.name,
+                username: &username,
+                scopes: &scopes,
+                authz: raw,
+                csrf: &csrf_token(p, raw),
+            }
+            .render(),
         )
     } else {
         match authorize::issue_code(p, req, sess).await {
@@ -564,7 +599,16 @@ async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form) -> Res
     if form.get("step") == Some("consent") {
         let sess = match authorize::current_session(p, cookie(headers, SESSION_COOKIE)).await {
             Ok(Some(s)) => s,
-            Ok(None) => return login_page(&app, &raw, &csrf_token(p, &raw), "", Some("Your session has ended. Sign in again."), StatusCode::OK),
+            Ok(None) => {
+                return login_page(
+                    &app,
+                    &raw,
+                    &csrf_token(p, &raw),
+                    "",
+                    Some("Your session has ended. Sign in again."),
+                    StatusCode::OK,
+                );
+            }
             Err(e) => return error_page(&e),
         };
         if form.get("approve") != Some("yes") {
@@ -585,12 +629,26 @@ async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form) -> Res
     let username = form.get("username").unwrap_or("").to_string();
     let password = form.get("password").unwrap_or("").to_string();
     if username.is_empty() || password.is_empty() {
-        return login_page(&app, &raw, &csrf_token(p, &raw), &username, Some("Enter your username and password."), StatusCode::BAD_REQUEST);
+        return login_page(
+            &app,
+            &raw,
+            &csrf_token(p, &raw),
+            &username,
+            Some("Enter your username and password."),
+            StatusCode::BAD_REQUEST,
+        );
     }
     let user = match check_credentials(p, &username, password).await {
         Ok(u) => u,
         Err(e) if e.code == ErrorCode::InvalidGrant => {
-            return login_page(&app, &raw, &csrf_token(p, &raw), &username, Some("Wrong username or password."), StatusCode::UNAUTHORIZED);
+            return login_page(
+                &app,
+                &raw,
+                &csrf_token(p, &raw),
+                &username,
+                Some("Wrong username or password."),
+                StatusCode::UNAUTHORIZED,
+            );
         }
         Err(e) => return error_page(&e),
     };

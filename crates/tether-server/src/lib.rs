@@ -27,10 +27,10 @@ pub use config::{FileConfig, Overrides, Settings};
 /// Read the master key from `TETHER_MASTER_KEY` or the key file, creating the file (0600) on
 /// first start.
 pub fn load_master_key(settings: &Settings) -> Result<MasterKey, String> {
-    if let Ok(v) = std::env::var("TETHER_MASTER_KEY") {
-        if !v.trim().is_empty() {
-            return MasterKey::from_text(&v).map_err(|e| format!("TETHER_MASTER_KEY: {e}"));
-        }
+    if let Ok(v) = std::env::var("TETHER_MASTER_KEY")
+        && !v.trim().is_empty()
+    {
+        return MasterKey::from_text(&v).map_err(|e| format!("TETHER_MASTER_KEY: {e}"));
     }
     let path = &settings.master_key_file;
     if !path.exists() {
@@ -103,7 +103,11 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     let listener = bind(settings.listen, "listen").await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let issuer = settings.issuer.clone().unwrap_or_else(|| {
-        if addr.port() == 9443 { "https://localhost:9443".to_string() } else { format!("https://localhost:{}", addr.port()) }
+        if addr.port() == 9443 {
+            "https://localhost:9443".to_string()
+        } else {
+            format!("https://localhost:{}", addr.port())
+        }
     });
     let mut pcfg = ProviderConfig::new(issuer.clone());
     pcfg.session_lifetime = settings.session_lifetime;

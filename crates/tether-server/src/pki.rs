@@ -6,7 +6,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
 
 pub struct TlsMaterial {
     /// Leaf first, then the CA.
@@ -40,7 +42,8 @@ pub fn ensure_local(data_dir: &Path) -> Result<TlsMaterial, String> {
         params.distinguished_name.push(DnType::CommonName, "Tether local CA");
         params.distinguished_name.push(DnType::OrganizationName, "Tether");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
         write_private(&p("ca-key.pem"), key.serialize_pem().as_bytes()).map_err(|e| e.to_string())?;
         fs::write(p("ca.pem"), cert.pem()).map_err(|e| e.to_string())?;
@@ -52,8 +55,8 @@ pub fn ensure_local(data_dir: &Path) -> Result<TlsMaterial, String> {
         let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| e.to_string())?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|e| e.to_string())?;
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(|e| e.to_string())?;
+        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(|e| e.to_string())?;
         params.distinguished_name.push(DnType::CommonName, "localhost");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

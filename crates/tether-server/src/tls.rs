@@ -148,7 +148,8 @@ pub async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let peer_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.to_vec()));
+                    let peer_cert =
+                        tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.to_vec()));
                     let info = ConnInfo { remote, tls: true, peer_cert };
                     let svc = app.map_request(move |mut r: hyper::Request<Incoming>| {
                         r.extensions_mut().insert(info.clone());

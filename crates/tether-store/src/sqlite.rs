@@ -14,7 +14,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 use tether_core::error::StoreError;
 use tether_core::keys::{Alg, KeyRecord};
@@ -89,18 +91,17 @@ fn aud_parse(s: &str) -> Vec<String> {
 fn binding_from(r: &SqliteRow) -> Result<Option<BindingRecord>, sqlx::Error> {
     let kind: Option<String> = r.try_get("binding_type")?;
     Ok(match kind.as_deref().and_then(BindingType::parse) {
-        Some(kind) => Some(BindingRecord {
-            kind,
-            reference: r.try_get("binding_ref")?,
-            value_hash: r.try_get("binding_hash")?,
-        }),
+        Some(kind) => {
+            Some(BindingRecord { kind, reference: r.try_get("binding_ref")?, value_hash: r.try_get("binding_hash")? })
+        }
         None => None,
     })
 }
 
 fn app_from(r: &SqliteRow) -> Result<AppRecord, StoreError> {
     let settings: String = r.try_get("settings").map_err(map)?;
-    let app: App = serde_json::from_str(&settings).map_err(|e| StoreError::Other(format!("corrupt app settings: {e}")))?;
+    let app: App =
+        serde_json::from_str(&settings).map_err(|e| StoreError::Other(format!("corrupt app settings: {e}")))?;
     Ok(AppRecord { app, secret_hash: r.try_get("secret_hash").map_err(map)? })
 }
 
@@ -359,13 +360,15 @@ impl SqliteStore {
     async fn create_app_now(&self, a: &AppRecord) -> StoreResult<()> {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO apps (client_id, secret_hash, settings, created_at) VALUES (?,?,?,strftime('%s','now'))")
-            .bind(&a.app.client_id)
-            .bind(&a.secret_hash)
-            .bind(settings)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
+        sqlx::query(
+            "INSERT INTO apps (client_id, secret_hash, settings, created_at) VALUES (?,?,?,strftime('%s','now'))",
+        )
+        .bind(&a.app.client_id)
+        .bind(&a.secret_hash)
+        .bind(settings)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
         bump(&mut tx).await?;
         tx.commit().await.map_err(map)
     }
@@ -398,13 +401,17 @@ impl SqliteStore {
     }
 
     async fn list_apps_now(&self) -> StoreResult<Vec<AppRecord>> {
-        let rows = sqlx::query("SELECT * FROM apps ORDER BY created_at, client_id").fetch_all(&self.reader).await.map_err(map)?;
+        let rows = sqlx::query("SELECT * FROM apps ORDER BY created_at, client_id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map)?;
         rows.iter().map(app_from).collect()
     }
 
     async fn delete_app_now(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM apps WHERE client_id = ?").bind(client_id).execute(&mut *tx).await.map_err(map)?;
+        let r =
+            sqlx::query("DELETE FROM apps WHERE client_id = ?").bind(client_id).execute(&mut *tx).await.map_err(map)?;
         if r.rows_affected() == 0 {
             tx.rollback().await.map_err(map)?;
             return Ok(false);
@@ -460,7 +467,8 @@ impl SqliteStore {
     }
 
     async fn get_user_now(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = ?").bind(id).fetch_optional(&self.reader).await.map_err(map)?;
+        let row =
+            sqlx::query("SELECT * FROM users WHERE id = ?").bind(id).fetch_optional(&self.reader).await.map_err(map)?;
         row.as_ref().map(user_from).transpose()
     }
 
@@ -495,20 +503,25 @@ impl SqliteStore {
     }
 
     async fn list_keys_now(&self) -> StoreResult<Vec<KeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid").fetch_all(&self.reader).await.map_err(map)?;
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map)?;
         rows.iter().map(key_from).collect()
     }
 
     async fn add_keys_now(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         for k in keys {
-            sqlx::query("UPDATE signing_keys SET rotated_at = ?, publish_until = ? WHERE alg = ? AND rotated_at IS NULL")
-                .bind(now)
-                .bind(publish_until)
-                .bind(k.alg.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
+            sqlx::query(
+                "UPDATE signing_keys SET rotated_at = ?, publish_until = ? WHERE alg = ? AND rotated_at IS NULL",
+            )
+            .bind(now)
+            .bind(publish_until)
+            .bind(k.alg.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
             sqlx::query(
                 "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, created_at, rotated_at, publish_until) \
                  VALUES (?,?,?,?,?,NULL,NULL)",
@@ -701,7 +714,7 @@ impl SqliteStore {
                             insert_refresh(&mut tx, r, &existing.id).await?;
                         }
                         tx.commit().await.map_err(map)?;
-                        return Ok(IssueOutcome::Reused(existing));
+                        return Ok(IssueOutcome::Reused(Box::new(existing)));
                     }
                     ReusePolicy::RevokePrevious { with_refresh } => {
                         revoke_access_tx(&mut tx, &existing.id, now, with_refresh).await?;
@@ -880,6 +893,8 @@ impl Store for SqliteStore {
     }
 }
 
-async fn detach<T: Send + 'static>(f: impl std::future::Future<Output = StoreResult<T>> + Send + 'static) -> StoreResult<T> {
+async fn detach<T: Send + 'static>(
+    f: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
+) -> StoreResult<T> {
     tokio::spawn(f).await.map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
 }

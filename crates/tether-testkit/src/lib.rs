@@ -151,7 +151,8 @@ impl TestServer {
         use sqlx::Connection;
         let path = self.dir.path().join("tether.db");
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.expect("sqlite");
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut c).await.expect("count");
+        let n: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut c).await.expect("count");
         n
     }
 

@@ -218,8 +218,20 @@ pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
             print_app(&rec, secret.as_ref(), f.json);
             ExitCode::SUCCESS
         }
-        AppCmd::Update { client_id, flags, no_validate_binding, no_revoke_on_logout, no_introspect_any, no_require_consent } => {
-            let changes = match flags.changes([no_validate_binding, no_revoke_on_logout, no_introspect_any, no_require_consent]) {
+        AppCmd::Update {
+            client_id,
+            flags,
+            no_validate_binding,
+            no_revoke_on_logout,
+            no_introspect_any,
+            no_require_consent,
+        } => {
+            let changes = match flags.changes([
+                no_validate_binding,
+                no_revoke_on_logout,
+                no_introspect_any,
+                no_require_consent,
+            ]) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
@@ -255,7 +267,14 @@ pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
                     for a in &apps {
                         let x = &a.app;
                         let gts: Vec<&str> = x.grant_types.iter().map(|g| g.as_str()).collect();
-                        println!("{:<24} {:<24} {:<8} {:<16} {}", x.client_id, x.name, x.token_type, x.binding, gts.join(","));
+                        println!(
+                            "{:<24} {:<24} {:<8} {:<16} {}",
+                            x.client_id,
+                            x.name,
+                            x.token_type,
+                            x.binding,
+                            gts.join(",")
+                        );
                     }
                 }
                 ExitCode::SUCCESS
@@ -319,10 +338,10 @@ fn valid_username(u: &str) -> bool {
 }
 
 pub async fn user(g: &Global, cmd: UserCmd) -> ExitCode {
-    if let UserCmd::Add { username, .. } | UserCmd::Passwd { username, .. } = &cmd {
-        if !valid_username(username) {
-            return usage_error("usernames are 1 to 128 characters without spaces or control characters");
-        }
+    if let UserCmd::Add { username, .. } | UserCmd::Passwd { username, .. } = &cmd
+        && !valid_username(username)
+    {
+        return usage_error("usernames are 1 to 128 characters without spaces or control characters");
     }
     let store = match open(g).await {
         Ok(s) => s,
@@ -372,12 +391,21 @@ pub async fn user(g: &Global, cmd: UserCmd) -> ExitCode {
         UserCmd::List { json } => match store.list_users().await {
             Ok(users) => {
                 if json {
-                    println!("{}", serde_json::to_string(&users.iter().map(|u| &u.user).collect::<Vec<_>>()).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string(&users.iter().map(|u| &u.user).collect::<Vec<_>>()).unwrap_or_default()
+                    );
                 } else {
                     println!("{:<24} {:<38} {:<28} NAME", "USERNAME", "SUB", "EMAIL");
                     for u in &users {
                         let x = &u.user;
-                        println!("{:<24} {:<38} {:<28} {}", x.username, x.id, x.email.as_deref().unwrap_or("-"), x.name.as_deref().unwrap_or("-"));
+                        println!(
+                            "{:<24} {:<38} {:<28} {}",
+                            x.username,
+                            x.id,
+                            x.email.as_deref().unwrap_or("-"),
+                            x.name.as_deref().unwrap_or("-")
+                        );
                     }
                 }
                 ExitCode::SUCCESS
@@ -469,7 +497,13 @@ pub async fn keys(g: &Global, cmd: KeysCmd) -> ExitCode {
     } else if matches!(cmd, KeysCmd::List { .. }) {
         println!("{:<45} {:<6} {:<10} CREATED", "KID", "ALG", "STATUS");
         for r in &rows {
-            println!("{:<45} {:<6} {:<10} {}", r["kid"].as_str().unwrap_or(""), r["alg"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or(""), r["created_at"]);
+            println!(
+                "{:<45} {:<6} {:<10} {}",
+                r["kid"].as_str().unwrap_or(""),
+                r["alg"].as_str().unwrap_or(""),
+                r["status"].as_str().unwrap_or(""),
+                r["created_at"]
+            );
         }
     }
     ExitCode::SUCCESS

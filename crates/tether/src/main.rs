@@ -41,6 +41,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once per process; its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the authorization server

@@ -18,9 +18,9 @@ impl TokenBinder for ClientRequest {
     fn bind(&self, ctx: &BindContext<'_>) -> Result<Option<String>, OAuthError> {
         match ctx.form.get(PARAM).map(str::trim).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) if v.chars().count() > MAX_LEN => Err(OAuthError::invalid_request(format!(
-                "{PARAM} must be shorter than 256 characters"
-            ))),
+            Some(v) if v.chars().count() > MAX_LEN => {
+                Err(OAuthError::invalid_request(format!("{PARAM} must be shorter than 256 characters")))
+            }
             Some(v) => Ok(Some(v.to_string())),
         }
     }

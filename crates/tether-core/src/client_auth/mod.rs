@@ -1,7 +1,7 @@
 //! Client authentication at the token, introspection and revocation endpoints (RFC 6749 §2.3,
 //! RFC 7591 §2 method names). One module per `token_endpoint_auth_method`; [`authenticate`] finds
-//! which one the request used, refuses requests that use two, and checks that it is the method
-//! the client is registered for.
+//! which one the request used, refuses requests that use two, and checks that it fits the method
+//! the client is registered for (either secret method for a secret client).
 
 pub mod client_secret_basic;
 pub mod client_secret_post;
@@ -31,12 +31,12 @@ pub fn presented<'a>(form: &'a Form, authorization: Option<&str>) -> Result<Pres
             "the client authenticated twice (Authorization header and client_secret); use one method",
         )),
         (Some((client_id, secret)), None) => {
-            if let Some(form_id) = form.get("client_id") {
-                if form_id != client_id {
-                    return Err(OAuthError::invalid_request(
-                        "client_id in the body differs from the one in the Authorization header",
-                    ));
-                }
+            if let Some(form_id) = form.get("client_id")
+                && form_id != client_id
+            {
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body differs from the one in the Authorization header",
+                ));
             }
             Ok(Presented::Basic { client_id, secret })
         }
@@ -54,7 +54,11 @@ pub fn presented<'a>(form: &'a Form, authorization: Option<&str>) -> Result<Pres
 }
 
 /// Authenticate the client of a request.
-pub async fn authenticate(p: &Provider, form: &Form, authorization: Option<&str>) -> Result<Arc<AppRecord>, OAuthError> {
+pub async fn authenticate(
+    p: &Provider,
+    form: &Form,
+    authorization: Option<&str>,
+) -> Result<Arc<AppRecord>, OAuthError> {
     let presented = presented(form, authorization)?;
     let client_id = match &presented {
         Presented::Basic { client_id, .. } => client_id.as_str(),
@@ -69,7 +73,11 @@ pub async fn authenticate(p: &Provider, form: &Form, authorization: Option<&str>
         Presented::Post { .. } => AuthMethod::ClientSecretPost,
         Presented::None { .. } => AuthMethod::None,
     };
-    if used != registered {
+    // The two secret methods carry the same secret with the same strength; like Keycloak and WSO2
+    // we accept either for a secret client (openid-client, for one, defaults to
+    // client_secret_post). Everything else must be the registered method.
+    let secret_method = |m: AuthMethod| matches!(m, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost);
+    if used != registered && !(secret_method(used) && secret_method(registered)) {
         return Err(OAuthError::invalid_client(format!(
             "this client is registered for {registered} authentication but the request used {used}"
         )));

@@ -29,6 +29,8 @@ pub struct AuthzRequest {
     pub code_challenge_method: Option<pkce::Method>,
     pub prompt_login: bool,
     pub prompt_none: bool,
+    /// OIDC `max_age`: a session older than this many seconds needs a fresh login.
+    pub max_age: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -50,7 +52,9 @@ impl AuthzError {
 }
 
 pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
-    let client_id = form.get("client_id").ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
+    let client_id = form
+        .get("client_id")
+        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
     let app = p
         .find_app(client_id)
         .await
@@ -76,29 +80,35 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
         Some(_) => return Err(r(ErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
         None => return Err(r(ErrorCode::InvalidRequest, "missing parameter: response_type")),
     }
-    if let Some(m) = form.get("response_mode") {
-        if m != "query" {
-            return Err(r(ErrorCode::InvalidRequest, "only response_mode=query is supported"));
-        }
+    if let Some(m) = form.get("response_mode")
+        && m != "query"
+    {
+        return Err(r(ErrorCode::InvalidRequest, "only response_mode=query is supported"));
     }
     if form.has("request") || form.has("request_uri") {
-        return Err(AuthzError::redirect(&redirect_uri, state, ErrorCode::InvalidRequest, "request objects are not supported"));
+        return Err(AuthzError::redirect(
+            &redirect_uri,
+            state,
+            ErrorCode::InvalidRequest,
+            "request objects are not supported",
+        ));
     }
     let scopes = grant::requested_scopes(&app.app, form).map_err(|e| r(e.code, &e.description))?;
     let audience = grant::requested_audience(&app.app, form).map_err(|e| r(e.code, &e.description))?;
     let code_challenge = form.get("code_challenge").map(str::to_string);
     let method = match (form.get("code_challenge_method"), &code_challenge) {
-        (Some(m), Some(_)) => {
-            Some(pkce::Method::parse(m).ok_or_else(|| r(ErrorCode::InvalidRequest, "code_challenge_method must be S256 or plain"))?)
-        }
+        (Some(m), Some(_)) => Some(
+            pkce::Method::parse(m)
+                .ok_or_else(|| r(ErrorCode::InvalidRequest, "code_challenge_method must be S256 or plain"))?,
+        ),
         (None, Some(_)) => Some(pkce::Method::Plain),
         (Some(_), None) => return Err(r(ErrorCode::InvalidRequest, "code_challenge_method without code_challenge")),
         (None, None) => None,
     };
-    if let Some(c) = &code_challenge {
-        if !pkce::valid_verifier(c) {
-            return Err(r(ErrorCode::InvalidRequest, "code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]"));
-        }
+    if let Some(c) = &code_challenge
+        && !pkce::valid_verifier(c)
+    {
+        return Err(r(ErrorCode::InvalidRequest, "code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]"));
     }
     if app.app.public {
         match method {
@@ -115,6 +125,15 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
     if prompt_none && prompt_login {
         return Err(r(ErrorCode::InvalidRequest, "prompt=none cannot be combined with other prompt values"));
     }
+    let max_age = match form.get("max_age") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| r(ErrorCode::InvalidRequest, "max_age must be a non-negative integer"))?,
+        ),
+    };
     Ok((
         app.clone(),
         AuthzRequest {
@@ -128,12 +147,19 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
             code_challenge_method: method,
             prompt_login,
             prompt_none,
+            max_age,
         },
     ))
 }
 
 /// The name of the SSO session cookie.
 pub const SESSION_COOKIE: &str = "tether_session";
+
+/// Does this request need the user to log in again although a session exists (`prompt=login`,
+/// or a session older than `max_age`, OIDC Core §3.1.2.1)?
+pub fn needs_fresh_login(p: &Provider, req: &AuthzRequest, session: &SessionRecord) -> bool {
+    req.prompt_login || req.max_age.is_some_and(|m| p.now() - session.auth_time > m || m == 0)
+}
 
 /// A live session for this cookie value, or `None`.
 pub async fn current_session(p: &Provider, cookie: Option<&str>) -> Result<Option<SessionRecord>, OAuthError> {

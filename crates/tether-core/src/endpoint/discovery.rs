@@ -7,10 +7,11 @@ use crate::provider::Provider;
 
 pub fn metadata(p: &Provider) -> Value {
     let iss = p.issuer();
-    let grants: Vec<&str> = [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::Password, GrantType::ClientCredentials]
-        .iter()
-        .map(|g| g.as_str())
-        .collect();
+    let grants: Vec<&str> =
+        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::Password, GrantType::ClientCredentials]
+            .iter()
+            .map(|g| g.as_str())
+            .collect();
     let auth = [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::None].map(AuthMethod::as_str);
     let confidential_auth = [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost].map(AuthMethod::as_str);
     json!({

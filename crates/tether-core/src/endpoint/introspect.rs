@@ -79,10 +79,10 @@ pub async fn handle(p: &Provider, form: &Form, authorization: Option<&str>) -> R
         }
         _ => return Ok(inactive()),
     };
-    if out["scope"] == json!("") {
-        if let Some(o) = out.as_object_mut() {
-            o.remove("scope");
-        }
+    if out["scope"] == json!("")
+        && let Some(o) = out.as_object_mut()
+    {
+        o.remove("scope");
     }
     Ok(out)
 }

@@ -29,8 +29,9 @@ pub struct TokenRequest<'a> {
 pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthError> {
     let gt = req.form.require("grant_type")?;
     let app = client_auth::authenticate(p, req.form, req.authorization).await?;
-    let grant = GrantType::parse(gt)
-        .ok_or_else(|| OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type {gt:?} is not supported")))?;
+    let grant = GrantType::parse(gt).ok_or_else(|| {
+        OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type {gt:?} is not supported"))
+    })?;
     if !app.app.allows_grant(grant) {
         return Err(OAuthError::unauthorized_client(format!("this client is not allowed the {gt} grant")));
     }
@@ -40,7 +41,10 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
         GrantType::AuthorizationCode => grant::authorization_code::handle(p, &app.app, req.form).await?,
         GrantType::RefreshToken => grant::refresh_token::handle(p, &app.app, req.form).await?,
         GrantType::DeviceCode | GrantType::TokenExchange => {
-            return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type {gt} is not supported yet")));
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!("grant_type {gt} is not supported yet"),
+            ));
         }
     };
     let ctx = BindContext { grant, form: req.form, peer_cert: req.peer_cert };
@@ -62,7 +66,13 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
     let user_id = v.subject.as_ref().map(|s| s.user_id.clone());
     let bound_app = app.binding != BindingType::None;
     let reuse_key = bound_app.then(|| {
-        binding::reuse_key(&app.client_id, user_id.as_deref(), &scope, &v.audience, binding.as_ref().map(|b| b.reference.as_str()))
+        binding::reuse_key(
+            &app.client_id,
+            user_id.as_deref(),
+            &scope,
+            &v.audience,
+            binding.as_ref().map(|b| b.reference.as_str()),
+        )
     });
     let policy = match (bound_app, v.grant, app.token_type) {
         (false, _, _) => ReusePolicy::Independent,
@@ -120,7 +130,9 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
     let req = IssueRequest { access, refresh, policy, precondition: v.precondition.clone(), now };
     let (token, expires_in) = match p.store.issue(&req).await? {
         IssueOutcome::Issued => (token, app.access_token_ttl),
-        IssueOutcome::Reused(existing) => (opaque::derive(&p.opaque_key, &existing.id), (existing.expires_at - now).max(0)),
+        IssueOutcome::Reused(existing) => {
+            (opaque::derive(&p.opaque_key, &existing.id), (existing.expires_at - now).max(0))
+        }
         IssueOutcome::Replayed => {
             return Err(OAuthError::invalid_grant(match v.grant {
                 GrantType::AuthorizationCode => {
@@ -137,39 +149,41 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
         "access_token": token,
         "token_type": "Bearer",
         "expires_in": expires_in,
-        "scope": scope,
     });
+    if !scope.is_empty() {
+        body["scope"] = json!(scope);
+    }
     if let Some(rt) = refresh_value {
         body["refresh_token"] = json!(rt);
     }
-    if let Some(subject) = &v.subject {
-        if scope::contains(&scope, "openid") {
-            let user = p
-                .store
-                .get_user(&subject.user_id)
-                .await?
-                .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
-            let alg = match app.id_token_alg {
-                IdTokenAlg::RS256 => Alg::RS256,
-                IdTokenAlg::ES256 => Alg::ES256,
-            };
-            let key = p.signing_key(alg)?;
-            body["id_token"] = json!(id_token::mint(
-                &key,
-                &id_token::IdTokenInput {
-                    issuer: p.issuer(),
-                    client_id: &app.client_id,
-                    user: &user,
-                    scope: &scope,
-                    now,
-                    lifetime: p.config.id_token_lifetime,
-                    auth_time: v.auth_time,
-                    nonce: v.nonce.as_deref(),
-                    session_id: v.session_id.as_deref(),
-                    access_token: body["access_token"].as_str().unwrap_or_default(),
-                }
-            ));
-        }
+    if let Some(subject) = &v.subject
+        && scope::contains(&scope, "openid")
+    {
+        let user = p
+            .store
+            .get_user(&subject.user_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
+        let alg = match app.id_token_alg {
+            IdTokenAlg::RS256 => Alg::RS256,
+            IdTokenAlg::ES256 => Alg::ES256,
+        };
+        let key = p.signing_key(alg)?;
+        body["id_token"] = json!(id_token::mint(
+            &key,
+            &id_token::IdTokenInput {
+                issuer: p.issuer(),
+                client_id: &app.client_id,
+                user: &user,
+                scope: &scope,
+                now,
+                lifetime: p.config.id_token_lifetime,
+                auth_time: v.auth_time,
+                nonce: v.nonce.as_deref(),
+                session_id: v.session_id.as_deref(),
+                access_token: body["access_token"].as_str().unwrap_or_default(),
+            }
+        ));
     }
     Ok(body)
 }

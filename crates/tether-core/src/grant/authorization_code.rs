@@ -38,12 +38,15 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
     }
     match (&rec.code_challenge, form.get("code_verifier")) {
         (Some(challenge), Some(verifier)) => {
-            let method = rec.code_challenge_method.as_deref().and_then(pkce::Method::parse).unwrap_or(pkce::Method::Plain);
+            let method =
+                rec.code_challenge_method.as_deref().and_then(pkce::Method::parse).unwrap_or(pkce::Method::Plain);
             pkce::verify(method, challenge, verifier)?;
         }
         (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)")),
         (None, Some(_)) => {
-            return Err(OAuthError::invalid_grant("code_verifier sent but the authorization request had no code_challenge"));
+            return Err(OAuthError::invalid_grant(
+                "code_verifier sent but the authorization request had no code_challenge",
+            ));
         }
         (None, None) => {}
     }

@@ -12,7 +12,11 @@ pub fn handle(app: &App, form: &Form) -> Result<Validated, OAuthError> {
     if app.public {
         return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
     }
-    let scopes = requested_scopes(app, form)?;
+    let mut scopes = requested_scopes(app, form)?;
+    if form.get("scope").is_none() {
+        // The default: the app's scopes that make sense without a user.
+        scopes.retain(|s| !super::USER_SCOPES.contains(&s.as_str()));
+    }
     if scopes.iter().any(|s| s == "openid") {
         return Err(OAuthError::invalid_scope("openid needs a user; client_credentials has none"));
     }

@@ -44,13 +44,21 @@ pub struct Inherited {
     pub refresh_expires_at: i64,
 }
 
+/// Scopes about a user (OIDC Core §5.4); meaningless on a token without one.
+pub const USER_SCOPES: &[&str] = &["openid", "profile", "email", "address", "phone", "offline_access"];
+
 /// The scope a request asks for, checked against what the app may get. Absent: the app's scopes
-/// (without `openid`, which must be asked for since it yields an ID token).
+/// (without `openid`, which must be asked for since it yields an ID token). `offline_access`
+/// (OIDC Core §11) is dropped unless the app lists it: refresh tokens follow the app's
+/// `refresh_token` grant, and RFC 6749 §3.3 lets the server grant less than asked.
 pub fn requested_scopes(app: &App, form: &Form) -> Result<Vec<String>, OAuthError> {
     match form.get("scope") {
         None => Ok(app.scopes.iter().filter(|s| *s != "openid").cloned().collect()),
         Some(s) => {
-            let req = scope::parse(s)?;
+            let mut req = scope::parse(s)?;
+            if !app.scopes.iter().any(|s| s == "offline_access") {
+                req.retain(|s| s != "offline_access");
+            }
             if let Some(bad) = req.iter().find(|s| !app.scopes.contains(s)) {
                 return Err(OAuthError::invalid_scope(format!("scope {bad:?} is not allowed for this client")));
             }
@@ -72,10 +80,16 @@ pub fn resolve_audience(app: &App, resources: &[&str]) -> Result<Vec<String>, OA
     for r in resources {
         let ok_uri = url::Url::parse(r).map(|u| u.fragment().is_none()).unwrap_or(false);
         if !ok_uri {
-            return Err(OAuthError::new(ErrorCode::InvalidTarget, format!("resource {r:?} must be an absolute URI without a fragment")));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                format!("resource {r:?} must be an absolute URI without a fragment"),
+            ));
         }
         if !app.audience.iter().any(|a| a == r) {
-            return Err(OAuthError::new(ErrorCode::InvalidTarget, format!("resource {r:?} is not an audience this client may ask for")));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                format!("resource {r:?} is not an audience this client may ask for"),
+            ));
         }
         if !out.iter().any(|o| o == r) {
             out.push(r.to_string());

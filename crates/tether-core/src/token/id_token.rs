@@ -35,11 +35,11 @@ pub fn profile_claims(user: &UserRecord, scope_str: &str, into: &mut Value) {
             into["name"] = json!(n);
         }
     }
-    if scope::contains(scope_str, "email") {
-        if let Some(e) = &user.user.email {
-            into["email"] = json!(e);
-            into["email_verified"] = json!(false);
-        }
+    if scope::contains(scope_str, "email")
+        && let Some(e) = &user.user.email
+    {
+        into["email"] = json!(e);
+        into["email_verified"] = json!(false);
     }
 }
 

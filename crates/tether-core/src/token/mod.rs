@@ -22,18 +22,14 @@ pub enum Found {
 pub async fn find(p: &Provider, token: &str, hint: Option<&str>) -> Result<Option<Found>, OAuthError> {
     let h = hash_secret(token);
     let refresh_first = hint == Some("refresh_token");
-    if refresh_first {
-        if let Some(r) = p.store.find_refresh(&h).await? {
-            return Ok(Some(Found::Refresh(r)));
-        }
+    if refresh_first && let Some(r) = p.store.find_refresh(&h).await? {
+        return Ok(Some(Found::Refresh(r)));
     }
     if let Some(a) = p.store.find_access(&h).await? {
         return Ok(Some(Found::Access(a)));
     }
-    if !refresh_first {
-        if let Some(r) = p.store.find_refresh(&h).await? {
-            return Ok(Some(Found::Refresh(r)));
-        }
+    if !refresh_first && let Some(r) = p.store.find_refresh(&h).await? {
+        return Ok(Some(Found::Refresh(r)));
     }
     Ok(None)
 }

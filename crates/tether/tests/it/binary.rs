@@ -85,7 +85,11 @@ fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) 
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().expect("output");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn client(ca: &Path, port: u16) -> reqwest::Client {
@@ -111,7 +115,8 @@ async fn serve_with_no_flags_uses_the_embedded_defaults() {
     assert_eq!(std::fs::metadata(data.join("master.key")).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(data.join("tls/server-key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
     let c = client(&data.join("tls/ca.pem"), 9443);
-    let d: Value = c.get("https://localhost:9443/.well-known/openid-configuration").send().await.unwrap().json().await.unwrap();
+    let d: Value =
+        c.get("https://localhost:9443/.well-known/openid-configuration").send().await.unwrap().json().await.unwrap();
     assert_eq!(d["issuer"], "https://localhost:9443");
     assert_eq!(c.get("https://localhost:9443/healthz").send().await.unwrap().status(), 200);
     // Metrics on the metrics listener only.
@@ -127,12 +132,45 @@ async fn serve_with_no_flags_uses_the_embedded_defaults() {
 async fn admin_cli_flags_json_and_exit_codes() {
     let d = TempDir::new("cli");
     let dir = d.path();
-    let (code, out, err) = cli(dir, &["app", "create", "--name", "svc", "--grant-types", "password,client_credentials", "--token-type", "jwt", "--json"], None);
+    let (code, out, err) = cli(
+        dir,
+        &[
+            "app",
+            "create",
+            "--name",
+            "svc",
+            "--grant-types",
+            "password,client_credentials",
+            "--token-type",
+            "jwt",
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     let app: Value = serde_json::from_str(&out).unwrap();
-    for k in ["client_id", "client_secret", "name", "grant_types", "redirect_uris", "public", "auth_method", "token_type", "binding",
-        "validate_binding", "revoke_on_logout", "scopes", "audience", "allowed_origins", "introspect_any", "require_consent",
-        "exchange_from", "id_token_alg", "access_token_ttl", "refresh_token_ttl"] {
+    for k in [
+        "client_id",
+        "client_secret",
+        "name",
+        "grant_types",
+        "redirect_uris",
+        "public",
+        "auth_method",
+        "token_type",
+        "binding",
+        "validate_binding",
+        "revoke_on_logout",
+        "scopes",
+        "audience",
+        "allowed_origins",
+        "introspect_any",
+        "require_consent",
+        "exchange_from",
+        "id_token_alg",
+        "access_token_ttl",
+        "refresh_token_ttl",
+    ] {
         assert!(app.get(k).is_some(), "--json has {k}: {app}");
     }
     assert_eq!(app["grant_types"], serde_json::json!(["password", "client_credentials"]));
@@ -141,27 +179,59 @@ async fn admin_cli_flags_json_and_exit_codes() {
     assert!(secret.len() >= 43, "secret has >= 256 bits");
     let db = std::fs::read(dir.join("tether.db")).unwrap();
     let wal = std::fs::read(dir.join("tether.db-wal")).unwrap_or_default();
-    assert!(!db.windows(secret.len()).chain(wal.windows(secret.len())).any(|w| w == secret.as_bytes()), "secret stored only as a hash");
+    assert!(
+        !db.windows(secret.len()).chain(wal.windows(secret.len())).any(|w| w == secret.as_bytes()),
+        "secret stored only as a hash"
+    );
     let id = app["client_id"].as_str().unwrap();
 
     let (code, out, _) = cli(dir, &["app", "show", id, "--json"], None);
     assert_eq!(code, 0);
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert!(shown.get("client_secret").is_none(), "the secret is shown once");
-    let (code, out, _) = cli(dir, &["app", "update", id, "--scopes", "a,b", "--redirect-uri", "https://x.example/cb", "--redirect-uri", "https://y.example/cb", "--json"], None);
+    let (code, out, _) = cli(
+        dir,
+        &[
+            "app",
+            "update",
+            id,
+            "--scopes",
+            "a,b",
+            "--redirect-uri",
+            "https://x.example/cb",
+            "--redirect-uri",
+            "https://y.example/cb",
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(code, 0);
     let up: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(up["scopes"], serde_json::json!(["a", "b"]));
     assert_eq!(up["redirect_uris"], serde_json::json!(["https://x.example/cb", "https://y.example/cb"]));
     let (_, out, _) = cli(dir, &["app", "update", id, "--redirect-uri", "https://z.example/cb", "--json"], None);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["redirect_uris"], serde_json::json!(["https://z.example/cb"]), "a repeated flag replaces the list");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["redirect_uris"],
+        serde_json::json!(["https://z.example/cb"]),
+        "a repeated flag replaces the list"
+    );
     let (code, out, _) = cli(dir, &["app", "list", "--json"], None);
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len(), 1);
 
     // Refused combinations: exit 2 and one line.
     for bad in [
-        vec!["app", "create", "--name", "x", "--public", "--auth-method", "client_secret_basic", "--grant-types", "password"],
+        vec![
+            "app",
+            "create",
+            "--name",
+            "x",
+            "--public",
+            "--auth-method",
+            "client_secret_basic",
+            "--grant-types",
+            "password",
+        ],
         vec!["app", "create", "--name", "x", "--grant-types", "password,bogus"],
         vec!["app", "create", "--name", "x", "--grant-types", "authorization_code", "--redirect-uri", "/relative/cb"],
         vec!["app", "create", "--name", "x", "--grant-types", "authorization_code"],
@@ -183,7 +253,8 @@ async fn admin_cli_flags_json_and_exit_codes() {
     assert_eq!(code, 1);
 
     // Users.
-    let (code, _, err) = cli(dir, &["user", "add", "alice", "--password-stdin", "--email", "a@example.com"], Some("pw one\n"));
+    let (code, _, err) =
+        cli(dir, &["user", "add", "alice", "--password-stdin", "--email", "a@example.com"], Some("pw one\n"));
     assert_eq!(code, 0, "{err}");
     let (code, _, _) = cli(dir, &["user", "add", "alice", "--password-stdin"], Some("x\n"));
     assert_eq!(code, 1, "duplicate user");
@@ -220,7 +291,17 @@ async fn running_server_sees_cli_changes_within_a_second_and_logs_no_secrets() {
     let dir = d.path().to_path_buf();
     let mut p = Proc::spawn(
         &dir,
-        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json"],
+        &[
+            "serve",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
         &[("RUST_LOG", "debug")],
     );
     let line = p.wait_for("\"listening\"");
@@ -232,9 +313,11 @@ async fn running_server_sees_cli_changes_within_a_second_and_logs_no_secrets() {
     let c = client(&dir.join("tls/ca.pem"), port);
     let base = format!("https://localhost:{port}");
 
-    let (_, out, _) = cli(&dir, &["app", "create", "--name", "live", "--grant-types", "password,client_credentials", "--json"], None);
+    let (_, out, _) =
+        cli(&dir, &["app", "create", "--name", "live", "--grant-types", "password,client_credentials", "--json"], None);
     let app: Value = serde_json::from_str(&out).unwrap();
-    let (id, secret) = (app["client_id"].as_str().unwrap().to_string(), app["client_secret"].as_str().unwrap().to_string());
+    let (id, secret) =
+        (app["client_id"].as_str().unwrap().to_string(), app["client_secret"].as_str().unwrap().to_string());
     cli(&dir, &["user", "add", "carol", "--password-stdin"], Some("first-pass\n"));
     let token = |form: Vec<(&'static str, String)>| {
         let c = c.clone();
@@ -244,7 +327,9 @@ async fn running_server_sees_cli_changes_within_a_second_and_logs_no_secrets() {
     let r = token(vec![("grant_type", "client_credentials".into())]).await;
     assert_eq!(r.status(), 200, "a new app works at once");
     let t: Value = r.json().await.unwrap();
-    let pw = token(vec![("grant_type", "password".into()), ("username", "carol".into()), ("password", "first-pass".into())]).await;
+    let pw =
+        token(vec![("grant_type", "password".into()), ("username", "carol".into()), ("password", "first-pass".into())])
+            .await;
     assert_eq!(pw.status(), 200);
     let pw: Value = pw.json().await.unwrap();
 
@@ -260,7 +345,12 @@ async fn running_server_sees_cli_changes_within_a_second_and_logs_no_secrets() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cli(&dir, &["user", "passwd", "carol", "--password-stdin"], Some("second-pass\n"));
-    let r = token(vec![("grant_type", "password".into()), ("username", "carol".into()), ("password", "second-pass".into())]).await;
+    let r = token(vec![
+        ("grant_type", "password".into()),
+        ("username", "carol".into()),
+        ("password", "second-pass".into()),
+    ])
+    .await;
     assert_eq!(r.status(), 200);
     cli(&dir, &["keys", "rotate"], None);
     let started = Instant::now();
@@ -274,7 +364,11 @@ async fn running_server_sees_cli_changes_within_a_second_and_logs_no_secrets() {
     }
 
     // Graceful shutdown: a request in flight when SIGTERM arrives still completes.
-    let inflight = tokio::spawn(token(vec![("grant_type", "password".into()), ("username", "carol".into()), ("password", "second-pass".into())]));
+    let inflight = tokio::spawn(token(vec![
+        ("grant_type", "password".into()),
+        ("username", "carol".into()),
+        ("password", "second-pass".into()),
+    ]));
     tokio::time::sleep(Duration::from_millis(15)).await;
     let st = p.term();
     let r = inflight.await.unwrap();
@@ -299,7 +393,11 @@ async fn config_file_and_precedence() {
     let d = TempDir::new("cfg");
     let dir = d.path();
     std::fs::write(dir.join("bad.toml"), "listen = \"127.0.0.1:0\"\nlisten_typo = 1\n").unwrap();
-    let out = Command::new(BIN).args(["serve", "--config", dir.join("bad.toml").to_str().unwrap()]).current_dir(dir).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", dir.join("bad.toml").to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_typo"), "the unknown key is named");
 
@@ -309,13 +407,53 @@ async fn config_file_and_precedence() {
     )
     .unwrap();
     // The variable beats the file; the flag beats the variable.
-    let mut p = Proc::spawn(dir, &["serve", "--config", dir.join("ok.toml").to_str().unwrap(), "--issuer", "https://flag.example"], &[("TETHER_LISTEN", "127.0.0.1:0"), ("TETHER_ISSUER", "https://env.example")]);
+    let mut p = Proc::spawn(
+        dir,
+        &["serve", "--config", dir.join("ok.toml").to_str().unwrap(), "--issuer", "https://flag.example"],
+        &[("TETHER_LISTEN", "127.0.0.1:0"), ("TETHER_ISSUER", "https://env.example")],
+    );
     let line = p.wait_for("listening on https://");
     let port = port_of(&line);
     assert_ne!(port, 1);
     assert!(dir.join("data/tether.db").exists(), "data_dir from the file");
     let c = client(&dir.join("data/tls/ca.pem"), port);
-    let d: Value = c.get(format!("https://localhost:{port}/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    let d: Value = c
+        .get(format!("https://localhost:{port}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(d["issuer"], "https://flag.example");
+    p.term();
+}
+
+/// A standard, independent client library (panva's openid-client and jose, from npm) drives the
+/// server: discovery, client credentials, password, authorization code + PKCE through the login
+/// form, refresh rotation and reuse detection, userinfo, introspection, revocation, and JWT
+/// verification against the JWKS. See interop/oidc-client.mjs.
+#[tokio::test]
+async fn openid_client_library_interop() {
+    let node = Command::new("node").arg("--version").output();
+    assert!(node.is_ok_and(|o| o.status.success()), "node is required for the interop test (install nodejs)");
+    let d = TempDir::new("interop");
+    let dir = d.path().to_path_buf();
+    let mut p = Proc::spawn(
+        &dir,
+        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "off"],
+        &[],
+    );
+    let port = port_of(&p.wait_for("listening on https://"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/run.sh");
+    let out = Command::new("bash")
+        .args([script, dir.to_str().unwrap(), &format!("https://localhost:{port}")])
+        .env("TETHER_BIN", BIN)
+        .output()
+        .expect("run interop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "interop failed:\n{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.ends_with("passed, 0 failed")), "{stdout}");
     p.term();
 }

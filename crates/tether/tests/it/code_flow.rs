@@ -46,7 +46,11 @@ async fn code_flow_with_pkce_login_page_and_sso() {
 
     // A second authorization in the same browser: no login page.
     let (verifier2, challenge2) = pkce();
-    let r = browser.get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge2), "")))).send().await.unwrap();
+    let r = browser
+        .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge2), ""))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303, "SSO session skips the login page");
     let code2 = query_param(&location(&r), "code").unwrap();
     let t: Value = redeem(&srv, &a, &code2, Some(&verifier2)).await.json().await.unwrap();
@@ -61,8 +65,32 @@ async fn code_flow_with_pkce_login_page_and_sso() {
     assert!(t["refresh_token"].is_string());
     let _ = verifier;
 
+    // max_age: a session older than max_age needs a fresh login; a younger one does not.
+    srv.clock.advance(30);
+    let r = browser
+        .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge2), "&max_age=60"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = browser
+        .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge2), "&max_age=10"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "login page again");
+    let r = browser
+        .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge2), "&max_age=0"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "max_age=0 is prompt=login");
     // prompt=login forces the login page even with a session.
-    let r = browser.get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge2), "&prompt=login")))).send().await.unwrap();
+    let r = browser
+        .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge2), "&prompt=login"))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("name=\"password\""));
 }
@@ -94,12 +122,23 @@ async fn concurrent_code_redemption_yields_one_token_set() {
     let code = query_param(&loc, "code").unwrap();
     let mut tasks = Vec::new();
     for _ in 0..6 {
-        let (c, url, id, secret, code, verifier) =
-            (srv.client(), srv.url("/oauth2/token"), a.client_id.clone(), a.client_secret.clone(), code.clone(), verifier.clone());
+        let (c, url, id, secret, code, verifier) = (
+            srv.client(),
+            srv.url("/oauth2/token"),
+            a.client_id.clone(),
+            a.client_secret.clone(),
+            code.clone(),
+            verifier.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             c.post(url)
                 .basic_auth(id, secret)
-                .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier)])
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", CB),
+                    ("code_verifier", &verifier),
+                ])
                 .send()
                 .await
                 .unwrap()
@@ -137,7 +176,11 @@ async fn public_clients_need_s256_and_no_secret() {
     assert!(p.client_secret.is_none());
     let browser = srv.browser();
     // No PKCE: error redirect to the client.
-    let r = browser.get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&p.client_id, None, "")))).send().await.unwrap();
+    let r = browser
+        .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&p.client_id, None, ""))))
+        .send()
+        .await
+        .unwrap();
     let loc = location(&r);
     assert_eq!(query_param(&loc, "error").as_deref(), Some("invalid_request"));
     assert_eq!(query_param(&loc, "state").as_deref(), Some("st4te"));
@@ -161,7 +204,9 @@ async fn public_clients_need_s256_and_no_secret() {
     assert_eq!(r.status(), 200);
     let t: Value = r.json().await.unwrap();
     // A public client refreshes with its client_id alone.
-    let r = srv.token(&p, &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())]).await;
+    let r = srv
+        .token(&p, &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())])
+        .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -170,7 +215,9 @@ async fn redirect_uri_must_match_exactly_and_errors_are_shown_not_redirected() {
     let srv = TestServer::start().await;
     let a = srv.create_app(app(&["authorization_code"])).await;
     let c = srv.browser();
-    for bad in ["https://app.example/cb/", "https://app.example/cb?x=1", "https://evil.example/cb", "https://APP.example/cb"] {
+    for bad in
+        ["https://app.example/cb/", "https://app.example/cb?x=1", "https://evil.example/cb", "https://APP.example/cb"]
+    {
         let q = format!("response_type=code&client_id={}&redirect_uri={}", a.client_id, urlencode(bad));
         let r = c.get(srv.url(&format!("/oauth2/authorize?{q}"))).send().await.unwrap();
         assert_eq!(r.status(), 400, "{bad} must not be accepted");
@@ -197,7 +244,11 @@ async fn login_page_contract_and_failures() {
     let a = srv.create_app(app(&["authorization_code"])).await;
     let browser = srv.browser();
     let (_, challenge) = pkce();
-    let r = browser.get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge), "")))).send().await.unwrap();
+    let r = browser
+        .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge), ""))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
     let html = r.text().await.unwrap();
@@ -214,7 +265,10 @@ async fn login_page_contract_and_failures() {
     assert!(r.headers().get("set-cookie").is_none());
     assert!(r.text().await.unwrap().contains("Wrong username or password"));
     // A tampered pending request is refused.
-    let mut form: Vec<(String, String)> = hidden.iter().map(|(k, v)| if k == "authz" { (k.clone(), v.replace("st4te", "other")) } else { (k.clone(), v.clone()) }).collect();
+    let mut form: Vec<(String, String)> = hidden
+        .iter()
+        .map(|(k, v)| if k == "authz" { (k.clone(), v.replace("st4te", "other")) } else { (k.clone(), v.clone()) })
+        .collect();
     form.push(("username".into(), "alice".into()));
     form.push(("password".into(), "pw".into()));
     let r = browser.post(srv.url("/oauth2/authorize")).form(&form).send().await.unwrap();
@@ -223,7 +277,14 @@ async fn login_page_contract_and_failures() {
     let mut form = hidden.clone();
     form.push(("username".into(), "alice".into()));
     form.push(("password".into(), "pw".into()));
-    let r = browser.post(srv.url("/oauth2/authorize")).header("origin", "https://evil.example").header("sec-fetch-site", "cross-site").form(&form).send().await.unwrap();
+    let r = browser
+        .post(srv.url("/oauth2/authorize"))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // The right password: a session cookie with the safe flags, then the redirect.
     let r = browser.post(srv.url("/oauth2/authorize")).form(&form).send().await.unwrap();
@@ -243,7 +304,11 @@ async fn consent_page_for_apps_that_require_it() {
     let a = srv.create_app(ch).await;
     let browser = srv.browser();
     let (_, challenge) = pkce();
-    let r = browser.get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge), "")))).send().await.unwrap();
+    let r = browser
+        .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge), ""))))
+        .send()
+        .await
+        .unwrap();
     let mut form = hidden_inputs(&r.text().await.unwrap());
     form.push(("username".into(), "alice".into()));
     form.push(("password".into(), "pw".into()));

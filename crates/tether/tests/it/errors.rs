@@ -14,11 +14,24 @@ async fn malformed_token_requests() {
     let c = srv.client();
     let url = srv.url("/oauth2/token");
 
-    let r = c.post(&url).basic_auth(&id, Some(&secret)).json(&serde_json::json!({"grant_type": "client_credentials"})).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
     let b = assert_oauth_error(r, 400, "invalid_request").await;
     assert!(b["error_description"].as_str().unwrap().contains("Content-Type"));
 
-    let r = c.post(&url).basic_auth(&id, Some(&secret)).header("content-type", "application/x-www-form-urlencoded").body("grant_type=client_credentials&grant_type=password").send().await.unwrap();
+    let r = c
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&grant_type=password")
+        .send()
+        .await
+        .unwrap();
     let b = assert_oauth_error(r, 400, "invalid_request").await;
     assert!(b["error_description"].as_str().unwrap().contains("more than once"));
 
@@ -26,23 +39,55 @@ async fn malformed_token_requests() {
     assert_oauth_error(r, 400, "invalid_request").await;
 
     let big = format!("grant_type=client_credentials&pad={}", "a".repeat(200_000));
-    let r = c.post(&url).basic_auth(&id, Some(&secret)).header("content-type", "application/x-www-form-urlencoded").body(big).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(r, 413, "invalid_request").await;
 
-    let r = c.post(&url).header("authorization", "Basic !!!notbase64").form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("authorization", "Basic !!!notbase64")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(r, 401, "invalid_client").await;
 
     let r = c.post(&url).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_client").await;
 
     let junk: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
-    let r = c.post(&url).basic_auth(&id, Some(&secret)).header("content-type", "application/x-www-form-urlencoded").body(junk).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(junk)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
-    let r = c.post(&url).basic_auth(&id, Some(&secret)).form(&[("grant_type", "password"), ("username", "alice")]).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "password"), ("username", "alice")])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(r, 400, "invalid_request").await;
 
-    let r = c.post(&url).basic_auth(&id, Some(&secret)).form(&[("grant_type", "authorization_code"), ("code", "nope")]).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "authorization_code"), ("code", "nope")])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(r, 400, "unauthorized_client").await;
 
     let r = c.get(&url).send().await.unwrap();
@@ -51,7 +96,13 @@ async fn malformed_token_requests() {
     let r = c.get(srv.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 
-    let r = c.post(srv.url("/oauth2/introspect")).basic_auth(&id, Some(&secret)).form(&[("token", "x".repeat(20_000))]).send().await.unwrap();
+    let r = c
+        .post(srv.url("/oauth2/introspect"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", "x".repeat(20_000))])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), serde_json::json!({"active": false}));
 
     assert_eq!((srv.count("access_tokens").await, srv.count("refresh_tokens").await), before, "nothing was written");
@@ -119,7 +170,12 @@ async fn failed_and_abandoned_writes_leave_the_store_usable() {
     // Requests abandoned mid-flight (the client gives up after a millisecond).
     for _ in 0..50 {
         let c = srv.client_builder().timeout(std::time::Duration::from_millis(1)).build().unwrap();
-        let _ = c.post(srv.url("/oauth2/token")).basic_auth(&a.client_id, a.client_secret.as_deref()).form(&[("grant_type", "client_credentials")]).send().await;
+        let _ = c
+            .post(srv.url("/oauth2/token"))
+            .basic_auth(&a.client_id, a.client_secret.as_deref())
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await;
     }
     let r = srv.token(&a, &[("grant_type", "client_credentials")]).await;
     assert_eq!(r.status(), 200, "writes still work");

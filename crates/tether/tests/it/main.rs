@@ -1,5 +1,6 @@
 //! Integration tests: a real server over real HTTPS with real SQLite (see tether-testkit).
 //! One test binary with modules keeps link time down.
+#![allow(clippy::unwrap_used)]
 
 mod binary;
 mod code_flow;

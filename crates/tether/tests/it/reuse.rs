@@ -50,7 +50,11 @@ async fn the_four_rows_of_the_b3_table_on_one_server() {
     assert_eq!(srv.introspect(&jwt, &x1).await, json!({"active": false}));
     assert_eq!(srv.introspect(&jwt, &x2).await["active"], true);
     assert_eq!(srv.introspect(&jwt, &y1).await["active"], true, "other ids are not revoked");
-    assert_eq!(srv.introspect(&jwt, &a2).await["active"], true, "unbound token of the app is not revoked by bound ones");
+    assert_eq!(
+        srv.introspect(&jwt, &a2).await["active"],
+        true,
+        "unbound token of the app is not revoked by bound ones"
+    );
     let claims = jwt_claims(&x2);
     assert_eq!(claims["binding_type"], "client-request");
     assert_eq!(claims["binding_ref"], tether_core::binding::binding_ref("device-x"));
@@ -87,10 +91,20 @@ async fn reused_opaque_holders_do_not_kill_each_others_refresh_tokens() {
     assert_eq!(at(&h1), at(&h2));
     // Holder 1 refreshes twice and then replays its first refresh token: its family dies...
     let r1 = h1["refresh_token"].as_str().unwrap();
-    let n: Value = srv.token(&opaque, &[("grant_type", "refresh_token"), ("refresh_token", r1)]).await.json().await.unwrap();
+    let n: Value =
+        srv.token(&opaque, &[("grant_type", "refresh_token"), ("refresh_token", r1)]).await.json().await.unwrap();
     assert_ne!(at(&n), at(&h1), "refresh always issues a new access token");
-    assert_eq!(srv.introspect(&opaque, &at(&h1)).await, json!({"active": false}), "the key's previous token is revoked");
-    assert_oauth_error(srv.token(&opaque, &[("grant_type", "refresh_token"), ("refresh_token", r1)]).await, 400, "invalid_grant").await;
+    assert_eq!(
+        srv.introspect(&opaque, &at(&h1)).await,
+        json!({"active": false}),
+        "the key's previous token is revoked"
+    );
+    assert_oauth_error(
+        srv.token(&opaque, &[("grant_type", "refresh_token"), ("refresh_token", r1)]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     // ...but holder 2's refresh token lives on.
     let r2 = h2["refresh_token"].as_str().unwrap();
     assert_eq!(srv.token(&opaque, &[("grant_type", "refresh_token"), ("refresh_token", r2)]).await.status(), 200);
@@ -120,10 +134,20 @@ async fn token_binding_id_limit() {
     srv.add_user("alice", "pw").await;
     let a = bound_app(&srv, "jwt").await;
     let ok = "a".repeat(255);
-    assert_eq!(srv.token(&a, &[("grant_type", "password"), ("username", "alice"), ("password", "pw"), ("tokenBindingId", &ok)]).await.status(), 200);
+    assert_eq!(
+        srv.token(
+            &a,
+            &[("grant_type", "password"), ("username", "alice"), ("password", "pw"), ("tokenBindingId", &ok)]
+        )
+        .await
+        .status(),
+        200
+    );
     let long = "a".repeat(256);
     let before = srv.count("access_tokens").await;
-    let r = srv.token(&a, &[("grant_type", "password"), ("username", "alice"), ("password", "pw"), ("tokenBindingId", &long)]).await;
+    let r = srv
+        .token(&a, &[("grant_type", "password"), ("username", "alice"), ("password", "pw"), ("tokenBindingId", &long)])
+        .await;
     assert_oauth_error(r, 400, "invalid_request").await;
     assert_eq!(srv.count("access_tokens").await, before, "nothing written");
 }
@@ -140,7 +164,8 @@ async fn concurrent_identical_requests_leave_one_active_token() {
     for (a, opaque_app) in [(&opaque, true), (&jwt, false)] {
         let mut tasks = Vec::new();
         for _ in 0..16 {
-            let (c, url, id, secret) = (srv.client(), srv.url("/oauth2/token"), a.client_id.clone(), a.client_secret.clone());
+            let (c, url, id, secret) =
+                (srv.client(), srv.url("/oauth2/token"), a.client_id.clone(), a.client_secret.clone());
             tasks.push(tokio::spawn(async move {
                 let r = c
                     .post(url)

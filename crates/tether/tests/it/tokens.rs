@@ -28,7 +28,10 @@ async fn jwt_access_token_is_rfc9068_and_verifies_against_jwks() {
     ch.token_type = Some("jwt".into());
     let a = srv.create_app(ch).await;
     let body: Value = srv
-        .token(&a, &[("grant_type", "password"), ("username", "alice"), ("password", "pw"), ("scope", "openid profile email")])
+        .token(
+            &a,
+            &[("grant_type", "password"), ("username", "alice"), ("password", "pw"), ("scope", "openid profile email")],
+        )
         .await
         .json()
         .await
@@ -60,7 +63,8 @@ async fn jwt_access_token_is_rfc9068_and_verifies_against_jwks() {
     assert_eq!(i["active"], true);
     assert_eq!(i["jti"], c["jti"]);
     // Userinfo.
-    let u: Value = srv.client().get(srv.url("/oauth2/userinfo")).bearer_auth(at).send().await.unwrap().json().await.unwrap();
+    let u: Value =
+        srv.client().get(srv.url("/oauth2/userinfo")).bearer_auth(at).send().await.unwrap().json().await.unwrap();
     assert_eq!(u["sub"], "user-alice");
     assert_eq!(u["preferred_username"], "alice");
     assert_eq!(u["email"], "alice@example.com");
@@ -81,11 +85,20 @@ async fn es256_id_tokens_and_key_rotation() {
     assert_eq!(before["keys"].as_array().unwrap().len(), 2);
     let p = &srv.running().provider;
     // Rotation through the same function `tether keys rotate` calls; the server picks it up.
-    let master = tether_server::load_master_key(&tether_server::Settings::resolve(
-        &tether_server::Overrides { data_dir: Some(srv.dir.path().to_path_buf()), ..Default::default() },
-        Default::default(),
-    ).unwrap()).unwrap();
-    tether_core::provider::rotate_keys(&*p.store, &master, { use tether_core::clock::Clock; srv.clock.now() }).await.unwrap();
+    let master = tether_server::load_master_key(
+        &tether_server::Settings::resolve(
+            &tether_server::Overrides { data_dir: Some(srv.dir.path().to_path_buf()), ..Default::default() },
+            Default::default(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    tether_core::provider::rotate_keys(&*p.store, &master, {
+        use tether_core::clock::Clock;
+        srv.clock.now()
+    })
+    .await
+    .unwrap();
     p.refresh().await.unwrap();
     let after = jwks(&srv).await;
     assert_eq!(after["keys"].as_array().unwrap().len(), 4, "old keys stay published");
@@ -124,19 +137,34 @@ async fn introspection_visibility_and_revocation_pairs() {
     assert_eq!(ri["active"], true);
     assert_eq!(ri["token_type"], "refresh_token");
     // Public clients may not introspect.
-    let r = srv.client().post(srv.url("/oauth2/introspect")).form(&[("token", at), ("client_id", public.client_id.as_str())]).send().await.unwrap();
+    let r = srv
+        .client()
+        .post(srv.url("/oauth2/introspect"))
+        .form(&[("token", at), ("client_id", public.client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(r, 401, "invalid_client").await;
 
     // Revoking the access token revokes its refresh token too.
     let revoke = |who: &AppCreds, token: &str| {
-        srv.client().post(srv.url("/oauth2/revoke")).basic_auth(&who.client_id, who.client_secret.as_deref()).form(&[("token", token.to_string())]).send()
+        srv.client()
+            .post(srv.url("/oauth2/revoke"))
+            .basic_auth(&who.client_id, who.client_secret.as_deref())
+            .form(&[("token", token.to_string())])
+            .send()
     };
     assert_eq!(revoke(&other, at).await.unwrap().status(), 400, "another client cannot revoke it");
     assert_eq!(srv.introspect(&owner, at).await["active"], true);
     assert_eq!(revoke(&owner, at).await.unwrap().status(), 200);
     assert_eq!(srv.introspect(&owner, at).await, json!({"active": false}));
     assert_eq!(srv.introspect(&owner, rt).await, json!({"active": false}));
-    assert_oauth_error(srv.token(&owner, &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await, 400, "invalid_grant").await;
+    assert_oauth_error(
+        srv.token(&owner, &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     // ...and the other way round.
     let t: Value = srv.token(&owner, &form).await.json().await.unwrap();
     assert_eq!(revoke(&owner, t["refresh_token"].as_str().unwrap()).await.unwrap().status(), 200);
@@ -176,7 +204,12 @@ async fn deleting_an_app_or_user_revokes_their_tokens() {
     let rs = srv.create_app(rs).await;
     let a = srv.create_app(app(&["password"])).await;
     let b = srv.create_app(app(&["client_credentials"])).await;
-    let ta: Value = srv.token(&a, &[("grant_type", "password"), ("username", "alice"), ("password", "pw")]).await.json().await.unwrap();
+    let ta: Value = srv
+        .token(&a, &[("grant_type", "password"), ("username", "alice"), ("password", "pw")])
+        .await
+        .json()
+        .await
+        .unwrap();
     let tb: Value = srv.token(&b, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
     let p = &srv.running().provider;
     assert!(p.store.delete_user("alice", T0).await.unwrap());
