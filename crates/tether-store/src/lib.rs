@@ -1,9 +1,7 @@
 //! Storage backends behind [`tether_core::store::Store`].
 //!
-//! SQLite (this module's [`SqliteStore`]) is the embedded default. PostgreSQL follows with the
-//! same trait and the same conformance tests. Queries are runtime-checked (`sqlx::query`), not
-//! macros: the two dialects differ in placeholders and types anyway, and the build then needs no
-//! database.
+//! SQLite ([`SqliteStore`], on rusqlite: see its module docs for why) is the embedded default.
+//! PostgreSQL follows with the same trait and the same conformance tests.
 
 mod errors;
 mod sqlite;

@@ -1,226 +1,372 @@
-//! SQLite backend: one file in WAL mode, one writer connection, a pool of readers.
+//! SQLite backend: one file in WAL mode; one writer thread with group commit; point reads inline.
 //!
-//! SQLite allows one writer at a time; funnelling writes through a single connection (a pool of
-//! one) queues them in-process instead of letting connections fight over the lock with sleeps and
-//! retries. Every write method is one `BEGIN IMMEDIATE` transaction, so a decision made inside it
-//! (a code redeemed, a refresh token rotated, the one active token of a reuse key) cannot race
-//! another process either.
+//! Why rusqlite and a thread of our own rather than sqlx: measured on the 2-core bench machine,
+//! sqlx's SQLite driver costs a thread hop per statement (~40 µs); issuance (BEGIN, INSERT,
+//! COMMIT) topped out at ~1,700 tokens/s and introspection at ~9,000/s. Here:
+//!
+//! - **Writes** go to a dedicated thread that owns the only writable connection. It takes every job
+//!   queued at that moment, runs them in one `BEGIN IMMEDIATE` transaction, each inside its own
+//!   SAVEPOINT (a failing job rolls back alone), commits once, and only then answers each job.
+//!   Nothing is acknowledged before it is committed; one commit is shared by a whole batch (group
+//!   commit). A job once queued runs to completion even if the request that queued it is gone, so
+//!   a disconnecting client can never strand a transaction. One writer also serialises every
+//!   decision taken inside a job (a code redeemed, a refresh token rotated, the one active token of
+//!   a reuse key), and `BEGIN IMMEDIATE` serialises it against other processes (the admin CLI).
+//! - **Reads** are point lookups by primary or unique key on read-only connections. In WAL mode
+//!   they never wait for the writer and take microseconds from the page cache, so they run inline
+//!   on the calling task: a hop to a blocking thread would cost more than the query.
 //!
 //! Durability: `synchronous = NORMAL` in WAL mode. A process crash loses nothing committed; a
 //! power cut can forget the last transactions before the cut. Forgotten tokens then introspect as
 //! inactive (fail closed): nothing is ever valid that the database does not hold.
 
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tether_core::error::StoreError;
 use tether_core::keys::{Alg, KeyRecord};
 use tether_core::model::{App, AppRecord, BindingType, TokenType, User, UserRecord};
 use tether_core::store::*;
+use tokio::sync::oneshot;
 
 use crate::errors::map;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// Embedded migrations, applied in order; additive only (rolling upgrades run N and N+1 side by side).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+/// Most jobs one transaction takes.
+const MAX_BATCH: usize = 512;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const READERS_KEPT: usize = 8;
+
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> Completion + Send>;
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    inner: Arc<Inner>,
 }
 
-type Tx<'a> = Transaction<'a, Sqlite>;
+struct Inner {
+    path: PathBuf,
+    jobs: Mutex<Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;")
+}
+
+/// One failure (of BEGIN or COMMIT) is reported to every job of its batch.
+fn clone_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
+        StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::Other(s) => StoreError::Other(s.clone()),
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), String> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS tether_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(|e| e.to_string())?;
+    for (version, sql) in MIGRATIONS {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| format!("migration: {e}"))?;
+        let done: Option<i64> = conn
+            .query_row("SELECT version FROM tether_migrations WHERE version = ?1", [version], |r| r.get(0))
+            .optional()
+            .map_err(|e| e.to_string())?;
+        if done.is_some() {
+            conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;
+            continue;
+        }
+        let applied = conn.execute_batch(sql).and_then(|_| {
+            conn.execute(
+                "INSERT INTO tether_migrations (version, applied_at) VALUES (?1, strftime('%s','now'))",
+                [version],
+            )
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(|e| e.to_string())?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(format!("database migration {version} failed: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        match conn.execute_batch("BEGIN IMMEDIATE").map_err(map) {
+            Err(e) => {
+                for job in batch {
+                    job(Err(&e))(Some(&e));
+                }
+            }
+            Ok(()) => {
+                let completions: Vec<Completion> = batch.into_iter().map(|job| job(Ok(&conn))).collect();
+                match conn.execute_batch("COMMIT").map_err(map) {
+                    Ok(()) => completions.into_iter().for_each(|c| c(None)),
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        completions.into_iter().for_each(|c| c(Some(&e)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Run one job inside its own savepoint; a failure (or a panic) rolls back that job alone.
+fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+    conn.execute_batch("SAVEPOINT job").map_err(map)?;
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError::Other("a storage job panicked".into())));
+    match res {
+        Ok(r) => {
+            conn.execute_batch("RELEASE job").map_err(map)?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
 
 impl SqliteStore {
     pub async fn open(path: &str) -> Result<Self, String> {
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-            .map_err(|e| format!("bad SQLite path {path}: {e}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts.clone())
-            .await
-            .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
-        MIGRATOR.run(&writer).await.map_err(|e| format!("database migration failed: {e}"))?;
-        let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8) as u32;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(readers)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts.read_only(true))
-            .await
-            .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
-        Ok(Self { writer, reader })
+        let path = PathBuf::from(path);
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path)).await.map_err(|e| e.to_string())?
     }
 
-    async fn begin(&self) -> Result<Tx<'_>, StoreError> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map)
+    fn open_blocking(path: &Path) -> Result<Self, String> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| format!("cannot open SQLite database {}: {e}", path.display()))?;
+        configure(&conn).map_err(|e| e.to_string())?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(format!("{} cannot use WAL mode (got {mode})", path.display()));
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL;").map_err(|e| e.to_string())?;
+        migrate(&conn)?;
+        let (tx, rx) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("tether-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| format!("cannot start the database writer: {e}"))?;
+        Ok(Self {
+            inner: Arc::new(Inner { path: path.to_path_buf(), jobs: Mutex::new(tx), readers: Mutex::new(Vec::new()) }),
+        })
     }
 
-    /// Close both pools (checkpointing the WAL) — on graceful shutdown.
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+    /// Queue a write job and wait until its transaction committed (or failed).
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    ) -> StoreResult<R> {
+        let (tx, rx) = oneshot::channel::<StoreResult<R>>();
+        let job: Job = Box::new(move |conn| {
+            let res = match conn {
+                Err(e) => Err(clone_err(e)),
+                Ok(conn) => in_savepoint(conn, f),
+            };
+            Box::new(move |commit_err: Option<&StoreError>| {
+                let _ = tx.send(match commit_err {
+                    Some(e) => Err(clone_err(e)),
+                    None => res,
+                });
+            })
+        });
+        let stopped = || StoreError::Unavailable("the database writer has stopped".into());
+        self.inner.jobs.lock().map_err(|_| stopped())?.send(job).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Run a point read on a pooled read-only connection, inline (see the module docs).
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> StoreResult<R> {
+        let pooled = self.inner.readers.lock().ok().and_then(|mut v| v.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.inner.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(map)?;
+                configure(&c).map_err(map)?;
+                c
+            }
+        };
+        let res = f(&conn).map_err(map);
+        if let Ok(mut v) = self.inner.readers.lock() {
+            if v.len() < READERS_KEPT {
+                v.push(conn);
+            }
+        }
+        res
     }
 }
 
-async fn bump(tx: &mut Tx<'_>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'").execute(&mut **tx).await.map_err(map)?;
+fn bump(c: &Connection) -> StoreResult<()> {
+    c.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+        .and_then(|mut s| s.execute([]))
+        .map_err(map)?;
     Ok(())
+}
+
+fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<usize> {
+    c.prepare_cached(sql).and_then(|mut s| s.execute(p)).map_err(map)
 }
 
 fn aud_json(a: &[String]) -> String {
     serde_json::to_string(a).unwrap_or_else(|_| "[]".into())
 }
 
-fn aud_parse(s: &str) -> Vec<String> {
-    serde_json::from_str(s).unwrap_or_default()
+fn aud_parse(s: String) -> Vec<String> {
+    serde_json::from_str(&s).unwrap_or_default()
 }
 
-fn binding_from(r: &SqliteRow) -> Result<Option<BindingRecord>, sqlx::Error> {
-    let kind: Option<String> = r.try_get("binding_type")?;
+fn binding_from(r: &Row<'_>) -> rusqlite::Result<Option<BindingRecord>> {
+    let kind: Option<String> = r.get("binding_type")?;
     Ok(match kind.as_deref().and_then(BindingType::parse) {
         Some(kind) => {
-            Some(BindingRecord { kind, reference: r.try_get("binding_ref")?, value_hash: r.try_get("binding_hash")? })
+            Some(BindingRecord { kind, reference: r.get("binding_ref")?, value_hash: r.get("binding_hash")? })
         }
         None => None,
     })
 }
 
-fn app_from(r: &SqliteRow) -> Result<AppRecord, StoreError> {
-    let settings: String = r.try_get("settings").map_err(map)?;
-    let app: App =
-        serde_json::from_str(&settings).map_err(|e| StoreError::Other(format!("corrupt app settings: {e}")))?;
-    Ok(AppRecord { app, secret_hash: r.try_get("secret_hash").map_err(map)? })
+fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(format!("corrupt {what}: {e}").into())
 }
 
-fn user_from(r: &SqliteRow) -> Result<UserRecord, StoreError> {
+fn app_from(r: &Row<'_>) -> rusqlite::Result<AppRecord> {
+    let settings: String = r.get("settings")?;
+    let app: App = serde_json::from_str(&settings).map_err(|e| corrupt("app settings", e))?;
+    Ok(AppRecord { app, secret_hash: r.get("secret_hash")? })
+}
+
+fn user_from(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         user: User {
-            id: r.try_get("id").map_err(map)?,
-            username: r.try_get("username").map_err(map)?,
-            email: r.try_get("email").map_err(map)?,
-            name: r.try_get("name").map_err(map)?,
-            created_at: r.try_get("created_at").map_err(map)?,
+            id: r.get("id")?,
+            username: r.get("username")?,
+            email: r.get("email")?,
+            name: r.get("name")?,
+            created_at: r.get("created_at")?,
         },
-        password_hash: r.try_get("password_hash").map_err(map)?,
+        password_hash: r.get("password_hash")?,
     })
 }
 
-fn access_from(r: &SqliteRow) -> Result<AccessTokenRecord, StoreError> {
-    let f = || -> Result<AccessTokenRecord, sqlx::Error> {
-        let tt: String = r.try_get("token_type")?;
-        Ok(AccessTokenRecord {
-            id: r.try_get("id")?,
-            token_hash: r.try_get("token_hash")?,
-            jti: r.try_get("jti")?,
-            client_id: r.try_get("client_id")?,
-            user_id: r.try_get("user_id")?,
-            username: r.try_get("username")?,
-            scope: r.try_get("scope")?,
-            audience: aud_parse(r.try_get::<&str, _>("audience")?),
-            token_type: TokenType::parse(&tt).unwrap_or(TokenType::Opaque),
-            binding: binding_from(r)?,
-            reuse_key: r.try_get("reuse_key")?,
-            grant_id: r.try_get("grant_id")?,
-            session_id: r.try_get("session_id")?,
-            auth_time: r.try_get("auth_time")?,
-            issued_at: r.try_get("issued_at")?,
-            expires_at: r.try_get("expires_at")?,
-            revoked_at: r.try_get("revoked_at")?,
-        })
-    };
-    f().map_err(map)
+fn access_from(r: &Row<'_>) -> rusqlite::Result<AccessTokenRecord> {
+    let tt: String = r.get("token_type")?;
+    Ok(AccessTokenRecord {
+        id: r.get("id")?,
+        token_hash: r.get("token_hash")?,
+        jti: r.get("jti")?,
+        client_id: r.get("client_id")?,
+        user_id: r.get("user_id")?,
+        username: r.get("username")?,
+        scope: r.get("scope")?,
+        audience: aud_parse(r.get("audience")?),
+        token_type: TokenType::parse(&tt).unwrap_or(TokenType::Opaque),
+        binding: binding_from(r)?,
+        reuse_key: r.get("reuse_key")?,
+        grant_id: r.get("grant_id")?,
+        session_id: r.get("session_id")?,
+        auth_time: r.get("auth_time")?,
+        issued_at: r.get("issued_at")?,
+        expires_at: r.get("expires_at")?,
+        revoked_at: r.get("revoked_at")?,
+    })
 }
 
-fn refresh_from(r: &SqliteRow) -> Result<RefreshTokenRecord, StoreError> {
-    let f = || -> Result<RefreshTokenRecord, sqlx::Error> {
-        Ok(RefreshTokenRecord {
-            id: r.try_get("id")?,
-            token_hash: r.try_get("token_hash")?,
-            family_id: r.try_get("family_id")?,
-            access_id: r.try_get("access_id")?,
-            client_id: r.try_get("client_id")?,
-            user_id: r.try_get("user_id")?,
-            username: r.try_get("username")?,
-            scope: r.try_get("scope")?,
-            audience: aud_parse(r.try_get::<&str, _>("audience")?),
-            binding: binding_from(r)?,
-            grant_id: r.try_get("grant_id")?,
-            session_id: r.try_get("session_id")?,
-            auth_time: r.try_get("auth_time")?,
-            issued_at: r.try_get("issued_at")?,
-            expires_at: r.try_get("expires_at")?,
-            used_at: r.try_get("used_at")?,
-            revoked_at: r.try_get("revoked_at")?,
-        })
-    };
-    f().map_err(map)
+fn refresh_from(r: &Row<'_>) -> rusqlite::Result<RefreshTokenRecord> {
+    Ok(RefreshTokenRecord {
+        id: r.get("id")?,
+        token_hash: r.get("token_hash")?,
+        family_id: r.get("family_id")?,
+        access_id: r.get("access_id")?,
+        client_id: r.get("client_id")?,
+        user_id: r.get("user_id")?,
+        username: r.get("username")?,
+        scope: r.get("scope")?,
+        audience: aud_parse(r.get("audience")?),
+        binding: binding_from(r)?,
+        grant_id: r.get("grant_id")?,
+        session_id: r.get("session_id")?,
+        auth_time: r.get("auth_time")?,
+        issued_at: r.get("issued_at")?,
+        expires_at: r.get("expires_at")?,
+        used_at: r.get("used_at")?,
+        revoked_at: r.get("revoked_at")?,
+    })
 }
 
-fn code_from(r: &SqliteRow) -> Result<CodeRecord, StoreError> {
-    let f = || -> Result<CodeRecord, sqlx::Error> {
-        Ok(CodeRecord {
-            code_hash: r.try_get("code_hash")?,
-            client_id: r.try_get("client_id")?,
-            user_id: r.try_get("user_id")?,
-            redirect_uri: r.try_get("redirect_uri")?,
-            scope: r.try_get("scope")?,
-            audience: aud_parse(r.try_get::<&str, _>("audience")?),
-            nonce: r.try_get("nonce")?,
-            code_challenge: r.try_get("code_challenge")?,
-            code_challenge_method: r.try_get("code_challenge_method")?,
-            session_id: r.try_get("session_id")?,
-            auth_time: r.try_get("auth_time")?,
-            grant_id: r.try_get("grant_id")?,
-            binding: binding_from(r)?,
-            expires_at: r.try_get("expires_at")?,
-            used_at: r.try_get("used_at")?,
-        })
-    };
-    f().map_err(map)
+fn code_from(r: &Row<'_>) -> rusqlite::Result<CodeRecord> {
+    Ok(CodeRecord {
+        code_hash: r.get("code_hash")?,
+        client_id: r.get("client_id")?,
+        user_id: r.get("user_id")?,
+        redirect_uri: r.get("redirect_uri")?,
+        scope: r.get("scope")?,
+        audience: aud_parse(r.get("audience")?),
+        nonce: r.get("nonce")?,
+        code_challenge: r.get("code_challenge")?,
+        code_challenge_method: r.get("code_challenge_method")?,
+        session_id: r.get("session_id")?,
+        auth_time: r.get("auth_time")?,
+        grant_id: r.get("grant_id")?,
+        binding: binding_from(r)?,
+        expires_at: r.get("expires_at")?,
+        used_at: r.get("used_at")?,
+    })
 }
 
-fn session_from(r: &SqliteRow) -> Result<SessionRecord, StoreError> {
-    let f = || -> Result<SessionRecord, sqlx::Error> {
-        Ok(SessionRecord {
-            id: r.try_get("id")?,
-            cookie_hash: r.try_get("cookie_hash")?,
-            user_id: r.try_get("user_id")?,
-            auth_time: r.try_get("auth_time")?,
-            expires_at: r.try_get("expires_at")?,
-            last_seen: r.try_get("last_seen")?,
-            ended_at: r.try_get("ended_at")?,
-        })
-    };
-    f().map_err(map)
+fn session_from(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: r.get("id")?,
+        cookie_hash: r.get("cookie_hash")?,
+        user_id: r.get("user_id")?,
+        auth_time: r.get("auth_time")?,
+        expires_at: r.get("expires_at")?,
+        last_seen: r.get("last_seen")?,
+        ended_at: r.get("ended_at")?,
+    })
 }
 
-fn key_from(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
-    let f = || -> Result<KeyRecord, sqlx::Error> {
-        let alg: String = r.try_get("alg")?;
-        Ok(KeyRecord {
-            kid: r.try_get("kid")?,
-            alg: Alg::parse(&alg).unwrap_or(Alg::ES256),
-            private_sealed: r.try_get("private_sealed")?,
-            public_jwk: r.try_get("public_jwk")?,
-            created_at: r.try_get("created_at")?,
-            rotated_at: r.try_get("rotated_at")?,
-            publish_until: r.try_get("publish_until")?,
-        })
-    };
-    f().map_err(map)
+fn key_from(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let alg: String = r.get("alg")?;
+    Ok(KeyRecord {
+        kid: r.get("kid")?,
+        alg: Alg::parse(&alg).unwrap_or(Alg::ES256),
+        private_sealed: r.get("private_sealed")?,
+        public_jwk: r.get("public_jwk")?,
+        created_at: r.get("created_at")?,
+        rotated_at: r.get("rotated_at")?,
+        publish_until: r.get("publish_until")?,
+    })
 }
 
 fn b_type(b: &Option<BindingRecord>) -> Option<&'static str> {
@@ -233,668 +379,443 @@ fn b_hash(b: &Option<BindingRecord>) -> Option<&str> {
     b.as_ref().map(|b| b.value_hash.as_str())
 }
 
-async fn insert_access(tx: &mut Tx<'_>, a: &AccessTokenRecord) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
+    exec(
+        c,
         "INSERT INTO access_tokens (id, token_hash, jti, client_id, user_id, username, scope, audience, token_type, \
          binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at) \
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
-    )
-    .bind(&a.id)
-    .bind(&a.token_hash)
-    .bind(&a.jti)
-    .bind(&a.client_id)
-    .bind(&a.user_id)
-    .bind(&a.username)
-    .bind(&a.scope)
-    .bind(aud_json(&a.audience))
-    .bind(a.token_type.as_str())
-    .bind(b_type(&a.binding))
-    .bind(b_ref(&a.binding))
-    .bind(b_hash(&a.binding))
-    .bind(&a.reuse_key)
-    .bind(&a.grant_id)
-    .bind(&a.session_id)
-    .bind(a.auth_time)
-    .bind(a.issued_at)
-    .bind(a.expires_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(map)?;
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,NULL)",
+        params![
+            a.id,
+            a.token_hash,
+            a.jti,
+            a.client_id,
+            a.user_id,
+            a.username,
+            a.scope,
+            aud_json(&a.audience),
+            a.token_type.as_str(),
+            b_type(&a.binding),
+            b_ref(&a.binding),
+            b_hash(&a.binding),
+            a.reuse_key,
+            a.grant_id,
+            a.session_id,
+            a.auth_time,
+            a.issued_at,
+            a.expires_at
+        ],
+    )?;
     Ok(())
 }
 
-async fn insert_refresh(tx: &mut Tx<'_>, r: &RefreshTokenRecord, access_id: &str) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_refresh(c: &Connection, r: &RefreshTokenRecord, access_id: &str) -> StoreResult<()> {
+    exec(
+        c,
         "INSERT INTO refresh_tokens (id, token_hash, family_id, access_id, client_id, user_id, username, scope, audience, \
          binding_type, binding_ref, binding_hash, grant_id, session_id, auth_time, issued_at, expires_at, used_at, revoked_at) \
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
-    )
-    .bind(&r.id)
-    .bind(&r.token_hash)
-    .bind(&r.family_id)
-    .bind(access_id)
-    .bind(&r.client_id)
-    .bind(&r.user_id)
-    .bind(&r.username)
-    .bind(&r.scope)
-    .bind(aud_json(&r.audience))
-    .bind(b_type(&r.binding))
-    .bind(b_ref(&r.binding))
-    .bind(b_hash(&r.binding))
-    .bind(&r.grant_id)
-    .bind(&r.session_id)
-    .bind(r.auth_time)
-    .bind(r.issued_at)
-    .bind(r.expires_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(map)?;
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,NULL,NULL)",
+        params![
+            r.id,
+            r.token_hash,
+            r.family_id,
+            access_id,
+            r.client_id,
+            r.user_id,
+            r.username,
+            r.scope,
+            aud_json(&r.audience),
+            b_type(&r.binding),
+            b_ref(&r.binding),
+            b_hash(&r.binding),
+            r.grant_id,
+            r.session_id,
+            r.auth_time,
+            r.issued_at,
+            r.expires_at
+        ],
+    )?;
     Ok(())
 }
 
-async fn revoke_family_tx(tx: &mut Tx<'_>, family_id: &str, now: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND id IN \
-         (SELECT access_id FROM refresh_tokens WHERE family_id = ?)",
-    )
-    .bind(now)
-    .bind(family_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(map)?;
-    sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND family_id = ?")
-        .bind(now)
-        .bind(family_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(map)?;
+fn revoke_family_tx(c: &Connection, family_id: &str, now: i64) -> StoreResult<()> {
+    exec(
+        c,
+        "UPDATE access_tokens SET revoked_at = ?1 WHERE revoked_at IS NULL AND id IN \
+         (SELECT access_id FROM refresh_tokens WHERE family_id = ?2)",
+        params![now, family_id],
+    )?;
+    exec(
+        c,
+        "UPDATE refresh_tokens SET revoked_at = ?1 WHERE revoked_at IS NULL AND family_id = ?2",
+        params![now, family_id],
+    )?;
     Ok(())
 }
 
-async fn revoke_access_tx(tx: &mut Tx<'_>, id: &str, now: i64, with_families: bool) -> Result<(), StoreError> {
-    sqlx::query("UPDATE access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(map)?;
+fn revoke_access_tx(c: &Connection, id: &str, now: i64, with_families: bool) -> StoreResult<()> {
+    exec(c, "UPDATE access_tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL", params![now, id])?;
     if with_families {
-        let fams: Vec<String> = sqlx::query_scalar("SELECT DISTINCT family_id FROM refresh_tokens WHERE access_id = ?")
-            .bind(id)
-            .fetch_all(&mut **tx)
-            .await
+        let fams: Vec<String> = c
+            .prepare_cached("SELECT DISTINCT family_id FROM refresh_tokens WHERE access_id = ?1")
+            .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect())
             .map_err(map)?;
         for f in fams {
-            revoke_family_tx(tx, &f, now).await?;
+            revoke_family_tx(c, &f, now)?;
         }
     }
     Ok(())
 }
 
-async fn revoke_grant_tx(tx: &mut Tx<'_>, grant_id: &str, now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE access_tokens SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL")
-        .bind(now)
-        .bind(grant_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(map)?;
-    sqlx::query("UPDATE refresh_tokens SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL")
-        .bind(now)
-        .bind(grant_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(map)?;
+fn revoke_grant_tx(c: &Connection, grant_id: &str, now: i64) -> StoreResult<()> {
+    exec(
+        c,
+        "UPDATE access_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
+        params![now, grant_id],
+    )?;
+    exec(
+        c,
+        "UPDATE refresh_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
+        params![now, grant_id],
+    )?;
     Ok(())
 }
 
-impl SqliteStore {
-    async fn ping_now(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map)?;
-        Ok(())
-    }
-
-    async fn generation_now(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'generation'").fetch_one(&self.reader).await.map_err(map)
-    }
-
-    async fn create_app_now(&self, a: &AppRecord) -> StoreResult<()> {
-        let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO apps (client_id, secret_hash, settings, created_at) VALUES (?,?,?,strftime('%s','now'))",
-        )
-        .bind(&a.app.client_id)
-        .bind(&a.secret_hash)
-        .bind(settings)
-        .execute(&mut *tx)
-        .await
-        .map_err(map)?;
-        bump(&mut tx).await?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn update_app_now(&self, a: &AppRecord) -> StoreResult<()> {
-        let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("UPDATE apps SET secret_hash = ?, settings = ? WHERE client_id = ?")
-            .bind(&a.secret_hash)
-            .bind(settings)
-            .bind(&a.app.client_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        if r.rows_affected() == 0 {
-            tx.rollback().await.map_err(map)?;
-            return Err(StoreError::NotFound);
-        }
-        bump(&mut tx).await?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn get_app_now(&self, client_id: &str) -> StoreResult<Option<AppRecord>> {
-        let row = sqlx::query("SELECT * FROM apps WHERE client_id = ?")
-            .bind(client_id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(app_from).transpose()
-    }
-
-    async fn list_apps_now(&self) -> StoreResult<Vec<AppRecord>> {
-        let rows = sqlx::query("SELECT * FROM apps ORDER BY created_at, client_id")
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map)?;
-        rows.iter().map(app_from).collect()
-    }
-
-    async fn delete_app_now(&self, client_id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let r =
-            sqlx::query("DELETE FROM apps WHERE client_id = ?").bind(client_id).execute(&mut *tx).await.map_err(map)?;
-        if r.rows_affected() == 0 {
-            tx.rollback().await.map_err(map)?;
-            return Ok(false);
-        }
-        for sql in [
-            "UPDATE access_tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
-            "UPDATE codes SET used_at = ? WHERE client_id = ? AND used_at IS NULL",
-        ] {
-            sqlx::query(sql).bind(now).bind(client_id).execute(&mut *tx).await.map_err(map)?;
-        }
-        bump(&mut tx).await?;
-        tx.commit().await.map_err(map)?;
-        Ok(true)
-    }
-
-    async fn create_user_now(&self, u: &UserRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO users (id, username, password_hash, email, name, created_at) VALUES (?,?,?,?,?,?)")
-            .bind(&u.user.id)
-            .bind(&u.user.username)
-            .bind(&u.password_hash)
-            .bind(&u.user.email)
-            .bind(&u.user.name)
-            .bind(u.user.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        bump(&mut tx).await?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn set_password_now(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
-            .bind(password_hash)
-            .bind(username)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        bump(&mut tx).await?;
-        tx.commit().await.map_err(map)?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn get_user_by_name_now(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(user_from).transpose()
-    }
-
-    async fn get_user_now(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        let row =
-            sqlx::query("SELECT * FROM users WHERE id = ?").bind(id).fetch_optional(&self.reader).await.map_err(map)?;
-        row.as_ref().map(user_from).transpose()
-    }
-
-    async fn list_users_now(&self) -> StoreResult<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.reader).await.map_err(map)?;
-        rows.iter().map(user_from).collect()
-    }
-
-    async fn delete_user_now(&self, username: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map)?;
-        let Some(id) = id else {
-            tx.rollback().await.map_err(map)?;
-            return Ok(false);
-        };
-        sqlx::query("DELETE FROM users WHERE id = ?").bind(&id).execute(&mut *tx).await.map_err(map)?;
-        for sql in [
-            "UPDATE access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-            "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
-            "UPDATE codes SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
-        ] {
-            sqlx::query(sql).bind(now).bind(&id).execute(&mut *tx).await.map_err(map)?;
-        }
-        bump(&mut tx).await?;
-        tx.commit().await.map_err(map)?;
-        Ok(true)
-    }
-
-    async fn list_keys_now(&self) -> StoreResult<Vec<KeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map)?;
-        rows.iter().map(key_from).collect()
-    }
-
-    async fn add_keys_now(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        for k in keys {
-            sqlx::query(
-                "UPDATE signing_keys SET rotated_at = ?, publish_until = ? WHERE alg = ? AND rotated_at IS NULL",
-            )
-            .bind(now)
-            .bind(publish_until)
-            .bind(k.alg.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, created_at, rotated_at, publish_until) \
-                 VALUES (?,?,?,?,?,NULL,NULL)",
-            )
-            .bind(&k.kid)
-            .bind(k.alg.as_str())
-            .bind(&k.private_sealed)
-            .bind(&k.public_jwk)
-            .bind(k.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        }
-        bump(&mut tx).await?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn get_or_init_secret_now(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>> {
-        let mut tx = self.begin().await?;
-        sqlx::query("INSERT OR IGNORE INTO server_secrets (name, sealed) VALUES (?, ?)")
-            .bind(name)
-            .bind(sealed)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        let v: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM server_secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
-        tx.commit().await.map_err(map)?;
-        Ok(v)
-    }
-
-    async fn create_session_now(&self, s: &SessionRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at) VALUES (?,?,?,?,?,?,NULL)",
-        )
-        .bind(&s.id)
-        .bind(&s.cookie_hash)
-        .bind(&s.user_id)
-        .bind(s.auth_time)
-        .bind(s.expires_at)
-        .bind(s.last_seen)
-        .execute(&mut *tx)
-        .await
-        .map_err(map)?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn find_session_now(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE cookie_hash = ?")
-            .bind(cookie_hash)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(session_from).transpose()
-    }
-
-    async fn touch_session_now(&self, id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE sessions SET last_seen = ? WHERE id = ? AND last_seen < ?")
-            .bind(now)
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn end_session_now(&self, id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn insert_code_now(&self, c: &CodeRecord) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO codes (code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, code_challenge, \
-             code_challenge_method, session_id, auth_time, grant_id, binding_type, binding_ref, binding_hash, expires_at, used_at) \
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
-        )
-        .bind(&c.code_hash)
-        .bind(&c.client_id)
-        .bind(&c.user_id)
-        .bind(&c.redirect_uri)
-        .bind(&c.scope)
-        .bind(aud_json(&c.audience))
-        .bind(&c.nonce)
-        .bind(&c.code_challenge)
-        .bind(&c.code_challenge_method)
-        .bind(&c.session_id)
-        .bind(c.auth_time)
-        .bind(&c.grant_id)
-        .bind(b_type(&c.binding))
-        .bind(b_ref(&c.binding))
-        .bind(b_hash(&c.binding))
-        .bind(c.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map)?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn find_code_now(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
-        let row = sqlx::query("SELECT * FROM codes WHERE code_hash = ?")
-            .bind(code_hash)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(code_from).transpose()
-    }
-
-    async fn issue_now(&self, req: &IssueRequest) -> StoreResult<IssueOutcome> {
-        let now = req.now;
-        let mut tx = self.begin().await?;
-        match &req.precondition {
-            Precondition::None => {}
-            Precondition::ConsumeCode(hash) => {
-                let r = sqlx::query("UPDATE codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL")
-                    .bind(now)
-                    .bind(hash)
-                    .execute(&mut *tx)
-                    .await
+fn issue_tx(c: &Connection, req: &IssueRequest) -> StoreResult<IssueOutcome> {
+    let now = req.now;
+    match &req.precondition {
+        Precondition::None => {}
+        Precondition::ConsumeCode(hash) => {
+            if exec(c, "UPDATE codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL", params![now, hash])?
+                == 0
+            {
+                let grant: Option<String> = c
+                    .query_row("SELECT grant_id FROM codes WHERE code_hash = ?1", [hash], |r| r.get(0))
+                    .optional()
                     .map_err(map)?;
-                if r.rows_affected() == 0 {
-                    let grant: Option<String> = sqlx::query_scalar("SELECT grant_id FROM codes WHERE code_hash = ?")
-                        .bind(hash)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    if let Some(g) = grant {
-                        revoke_grant_tx(&mut tx, &g, now).await?;
-                    }
-                    tx.commit().await.map_err(map)?;
-                    return Ok(IssueOutcome::Replayed);
+                if let Some(g) = grant {
+                    revoke_grant_tx(c, &g, now)?;
                 }
-            }
-            Precondition::RotateRefresh(id) => {
-                let r = sqlx::query(
-                    "UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-                if r.rows_affected() == 0 {
-                    let fam: Option<String> = sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE id = ?")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                    if let Some(f) = fam {
-                        revoke_family_tx(&mut tx, &f, now).await?;
-                    }
-                    tx.commit().await.map_err(map)?;
-                    return Ok(IssueOutcome::Replayed);
-                }
+                return Ok(IssueOutcome::Replayed);
             }
         }
-        if let Some(key) = &req.access.reuse_key {
-            // Expired tokens of the key no longer count as its active token.
-            sqlx::query(
-                "UPDATE access_tokens SET revoked_at = expires_at WHERE reuse_key = ? AND revoked_at IS NULL AND expires_at <= ?",
-            )
-            .bind(key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-            let existing = sqlx::query("SELECT * FROM access_tokens WHERE reuse_key = ? AND revoked_at IS NULL")
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map)?;
-            if let Some(row) = existing {
-                let existing = access_from(&row)?;
-                match req.policy {
-                    ReusePolicy::ReuseActive => {
-                        if let Some(r) = &req.refresh {
-                            insert_refresh(&mut tx, r, &existing.id).await?;
-                        }
-                        tx.commit().await.map_err(map)?;
-                        return Ok(IssueOutcome::Reused(Box::new(existing)));
-                    }
-                    ReusePolicy::RevokePrevious { with_refresh } => {
-                        revoke_access_tx(&mut tx, &existing.id, now, with_refresh).await?;
-                    }
-                    ReusePolicy::Independent => {}
+        Precondition::RotateRefresh(id) => {
+            let n = exec(
+                c,
+                "UPDATE refresh_tokens SET used_at = ?1 WHERE id = ?2 AND used_at IS NULL AND revoked_at IS NULL",
+                params![now, id],
+            )?;
+            if n == 0 {
+                let fam: Option<String> = c
+                    .query_row("SELECT family_id FROM refresh_tokens WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()
+                    .map_err(map)?;
+                if let Some(f) = fam {
+                    revoke_family_tx(c, &f, now)?;
                 }
+                return Ok(IssueOutcome::Replayed);
             }
         }
-        insert_access(&mut tx, &req.access).await?;
-        if let Some(r) = &req.refresh {
-            insert_refresh(&mut tx, r, &req.access.id).await?;
+    }
+    if let Some(key) = &req.access.reuse_key {
+        // Expired tokens of the key no longer count as its active token.
+        exec(
+            c,
+            "UPDATE access_tokens SET revoked_at = expires_at WHERE reuse_key = ?1 AND revoked_at IS NULL AND expires_at <= ?2",
+            params![key, now],
+        )?;
+        let existing = c
+            .prepare_cached("SELECT * FROM access_tokens WHERE reuse_key = ?1 AND revoked_at IS NULL")
+            .and_then(|mut s| s.query_row([key], access_from).optional())
+            .map_err(map)?;
+        if let Some(existing) = existing {
+            match req.policy {
+                ReusePolicy::ReuseActive => {
+                    if let Some(r) = &req.refresh {
+                        insert_refresh(c, r, &existing.id)?;
+                    }
+                    return Ok(IssueOutcome::Reused(Box::new(existing)));
+                }
+                ReusePolicy::RevokePrevious { with_refresh } => revoke_access_tx(c, &existing.id, now, with_refresh)?,
+                ReusePolicy::Independent => {}
+            }
         }
-        tx.commit().await.map_err(map)?;
-        Ok(IssueOutcome::Issued)
     }
-
-    async fn find_access_now(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
-        let row = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(access_from).transpose()
+    insert_access(c, &req.access)?;
+    if let Some(r) = &req.refresh {
+        insert_refresh(c, r, &req.access.id)?;
     }
-
-    async fn find_refresh_now(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
-        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(refresh_from).transpose()
-    }
-
-    async fn revoke_access_now(&self, id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        revoke_access_tx(&mut tx, id, now, true).await?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn revoke_family_now(&self, family_id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        revoke_family_tx(&mut tx, family_id, now).await?;
-        tx.commit().await.map_err(map)
-    }
-
-    async fn revoke_grant_now(&self, grant_id: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        revoke_grant_tx(&mut tx, grant_id, now).await?;
-        tx.commit().await.map_err(map)
-    }
+    Ok(IssueOutcome::Issued)
 }
 
-/// Write transactions run on their own task: if the request that started one is cancelled (the
-/// client went away), the transaction still commits or rolls back cleanly instead of being
-/// dropped half-way on the single writer connection.
+fn one<T>(c: &Connection, sql: &str, key: &str, f: fn(&Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<Option<T>> {
+    c.prepare_cached(sql)?.query_row([key], f).optional()
+}
+
+fn all<T>(c: &Connection, sql: &str, f: fn(&Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<Vec<T>> {
+    c.prepare_cached(sql)?.query_map([], f)?.collect()
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.ping_now().await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
     }
+
     async fn generation(&self) -> StoreResult<i64> {
-        self.generation_now().await
+        self.read(|c| c.prepare_cached("SELECT value FROM meta WHERE key = 'generation'")?.query_row([], |r| r.get(0)))
     }
+
     async fn create_app(&self, a: &AppRecord) -> StoreResult<()> {
-        let a = a.clone();
-        let this = self.clone();
-        detach(async move { this.create_app_now(&a).await }).await
+        let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
+        let (id, hash) = (a.app.client_id.clone(), a.secret_hash.clone());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO apps (client_id, secret_hash, settings, created_at) VALUES (?1, ?2, ?3, strftime('%s','now'))",
+                params![id, hash, settings],
+            )?;
+            bump(c)
+        })
+        .await
     }
+
     async fn update_app(&self, a: &AppRecord) -> StoreResult<()> {
-        let a = a.clone();
-        let this = self.clone();
-        detach(async move { this.update_app_now(&a).await }).await
+        let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
+        let (id, hash) = (a.app.client_id.clone(), a.secret_hash.clone());
+        self.write(move |c| {
+            if exec(
+                c,
+                "UPDATE apps SET secret_hash = ?1, settings = ?2 WHERE client_id = ?3",
+                params![hash, settings, id],
+            )? == 0
+            {
+                return Err(StoreError::NotFound);
+            }
+            bump(c)
+        })
+        .await
     }
+
     async fn get_app(&self, client_id: &str) -> StoreResult<Option<AppRecord>> {
-        self.get_app_now(client_id).await
+        self.read(|c| one(c, "SELECT * FROM apps WHERE client_id = ?1", client_id, app_from))
     }
+
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
-        self.list_apps_now().await
+        self.read(|c| all(c, "SELECT * FROM apps ORDER BY created_at, client_id", app_from))
     }
+
     async fn delete_app(&self, client_id: &str, now: i64) -> StoreResult<bool> {
-        let client_id = client_id.to_string();
-        let this = self.clone();
-        detach(async move { this.delete_app_now(&client_id, now).await }).await
+        let id = client_id.to_string();
+        self.write(move |c| {
+            if exec(c, "DELETE FROM apps WHERE client_id = ?1", [&id])? == 0 {
+                return Ok(false);
+            }
+            exec(
+                c,
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE client_id = ?2 AND revoked_at IS NULL",
+                params![now, id],
+            )?;
+            exec(
+                c,
+                "UPDATE refresh_tokens SET revoked_at = ?1 WHERE client_id = ?2 AND revoked_at IS NULL",
+                params![now, id],
+            )?;
+            exec(c, "UPDATE codes SET used_at = ?1 WHERE client_id = ?2 AND used_at IS NULL", params![now, id])?;
+            bump(c)?;
+            Ok(true)
+        })
+        .await
     }
+
     async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
         let u = u.clone();
-        let this = self.clone();
-        detach(async move { this.create_user_now(&u).await }).await
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO users (id, username, password_hash, email, name, created_at) VALUES (?1,?2,?3,?4,?5,?6)",
+                params![u.user.id, u.user.username, u.password_hash, u.user.email, u.user.name, u.user.created_at],
+            )?;
+            bump(c)
+        })
+        .await
     }
+
     async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
-        let username = username.to_string();
-        let password_hash = password_hash.to_string();
-        let this = self.clone();
-        detach(async move { this.set_password_now(&username, &password_hash).await }).await
+        let (name, hash) = (username.to_string(), password_hash.to_string());
+        self.write(move |c| {
+            let n = exec(c, "UPDATE users SET password_hash = ?1 WHERE username = ?2", params![hash, name])?;
+            bump(c)?;
+            Ok(n > 0)
+        })
+        .await
     }
+
     async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        self.get_user_by_name_now(username).await
+        self.read(|c| one(c, "SELECT * FROM users WHERE username = ?1", username, user_from))
     }
+
     async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        self.get_user_now(id).await
+        self.read(|c| one(c, "SELECT * FROM users WHERE id = ?1", id, user_from))
     }
+
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        self.list_users_now().await
+        self.read(|c| all(c, "SELECT * FROM users ORDER BY username", user_from))
     }
+
     async fn delete_user(&self, username: &str, now: i64) -> StoreResult<bool> {
-        let username = username.to_string();
-        let this = self.clone();
-        detach(async move { this.delete_user_now(&username, now).await }).await
+        let name = username.to_string();
+        self.write(move |c| {
+            let id: Option<String> = c
+                .query_row("SELECT id FROM users WHERE username = ?1", [&name], |r| r.get(0))
+                .optional()
+                .map_err(map)?;
+            let Some(id) = id else { return Ok(false) };
+            exec(c, "DELETE FROM users WHERE id = ?1", [&id])?;
+            for sql in [
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+                "UPDATE refresh_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+                "UPDATE sessions SET ended_at = ?1 WHERE user_id = ?2 AND ended_at IS NULL",
+                "UPDATE codes SET used_at = ?1 WHERE user_id = ?2 AND used_at IS NULL",
+            ] {
+                exec(c, sql, params![now, id])?;
+            }
+            bump(c)?;
+            Ok(true)
+        })
+        .await
     }
+
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        self.list_keys_now().await
+        self.read(|c| all(c, "SELECT * FROM signing_keys ORDER BY created_at, kid", key_from))
     }
+
     async fn add_keys(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()> {
         let keys = keys.to_vec();
-        let this = self.clone();
-        detach(async move { this.add_keys_now(&keys, now, publish_until).await }).await
+        self.write(move |c| {
+            for k in &keys {
+                exec(
+                    c,
+                    "UPDATE signing_keys SET rotated_at = ?1, publish_until = ?2 WHERE alg = ?3 AND rotated_at IS NULL",
+                    params![now, publish_until, k.alg.as_str()],
+                )?;
+                exec(
+                    c,
+                    "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, created_at, rotated_at, publish_until) \
+                     VALUES (?1,?2,?3,?4,?5,NULL,NULL)",
+                    params![k.kid, k.alg.as_str(), k.private_sealed, k.public_jwk, k.created_at],
+                )?;
+            }
+            bump(c)
+        })
+        .await
     }
+
     async fn get_or_init_secret(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>> {
-        let name = name.to_string();
-        let sealed = sealed.to_vec();
-        let this = self.clone();
-        detach(async move { this.get_or_init_secret_now(&name, &sealed).await }).await
+        let (name, sealed) = (name.to_string(), sealed.to_vec());
+        self.write(move |c| {
+            exec(c, "INSERT OR IGNORE INTO server_secrets (name, sealed) VALUES (?1, ?2)", params![name, sealed])?;
+            c.query_row("SELECT sealed FROM server_secrets WHERE name = ?1", [&name], |r| r.get(0)).map_err(map)
+        })
+        .await
     }
+
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
         let s = s.clone();
-        let this = self.clone();
-        detach(async move { this.create_session_now(&s).await }).await
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at) VALUES (?1,?2,?3,?4,?5,?6,NULL)",
+                params![s.id, s.cookie_hash, s.user_id, s.auth_time, s.expires_at, s.last_seen],
+            )?;
+            Ok(())
+        })
+        .await
     }
+
     async fn find_session(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>> {
-        self.find_session_now(cookie_hash).await
+        self.read(|c| one(c, "SELECT * FROM sessions WHERE cookie_hash = ?1", cookie_hash, session_from))
     }
+
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_string();
-        let this = self.clone();
-        detach(async move { this.touch_session_now(&id, now).await }).await
+        self.write(move |c| {
+            exec(c, "UPDATE sessions SET last_seen = ?1 WHERE id = ?2 AND last_seen < ?1", params![now, id])?;
+            Ok(())
+        })
+        .await
     }
+
     async fn end_session(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_string();
-        let this = self.clone();
-        detach(async move { this.end_session_now(&id, now).await }).await
+        self.write(move |c| {
+            exec(c, "UPDATE sessions SET ended_at = ?1 WHERE id = ?2 AND ended_at IS NULL", params![now, id])?;
+            Ok(())
+        })
+        .await
     }
-    async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()> {
-        let c = c.clone();
-        let this = self.clone();
-        detach(async move { this.insert_code_now(&c).await }).await
+
+    async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {
+        let k = code.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO codes (code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, code_challenge, \
+                 code_challenge_method, session_id, auth_time, grant_id, binding_type, binding_ref, binding_hash, expires_at, used_at) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,NULL)",
+                params![
+                    k.code_hash,
+                    k.client_id,
+                    k.user_id,
+                    k.redirect_uri,
+                    k.scope,
+                    aud_json(&k.audience),
+                    k.nonce,
+                    k.code_challenge,
+                    k.code_challenge_method,
+                    k.session_id,
+                    k.auth_time,
+                    k.grant_id,
+                    b_type(&k.binding),
+                    b_ref(&k.binding),
+                    b_hash(&k.binding),
+                    k.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
+
     async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
-        self.find_code_now(code_hash).await
+        self.read(|c| one(c, "SELECT * FROM codes WHERE code_hash = ?1", code_hash, code_from))
     }
+
     async fn issue(&self, req: &IssueRequest) -> StoreResult<IssueOutcome> {
         let req = req.clone();
-        let this = self.clone();
-        detach(async move { this.issue_now(&req).await }).await
+        self.write(move |c| issue_tx(c, &req)).await
     }
+
     async fn find_access(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
-        self.find_access_now(token_hash).await
+        self.read(|c| one(c, "SELECT * FROM access_tokens WHERE token_hash = ?1", token_hash, access_from))
     }
+
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
-        self.find_refresh_now(token_hash).await
+        self.read(|c| one(c, "SELECT * FROM refresh_tokens WHERE token_hash = ?1", token_hash, refresh_from))
     }
+
     async fn revoke_access(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_string();
-        let this = self.clone();
-        detach(async move { this.revoke_access_now(&id, now).await }).await
+        self.write(move |c| revoke_access_tx(c, &id, now, true)).await
     }
-    async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
-        let family_id = family_id.to_string();
-        let this = self.clone();
-        detach(async move { this.revoke_family_now(&family_id, now).await }).await
-    }
-    async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
-        let grant_id = grant_id.to_string();
-        let this = self.clone();
-        detach(async move { this.revoke_grant_now(&grant_id, now).await }).await
-    }
-}
 
-async fn detach<T: Send + 'static>(
-    f: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
-) -> StoreResult<T> {
-    tokio::spawn(f).await.map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
+    async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
+        let id = family_id.to_string();
+        self.write(move |c| revoke_family_tx(c, &id, now)).await
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
+        let id = grant_id.to_string();
+        self.write(move |c| revoke_grant_tx(c, &id, now)).await
+    }
 }

@@ -148,12 +148,8 @@ impl TestServer {
 
     /// Count rows of a table with a separate SQLite connection (to check nothing was written).
     pub async fn count(&self, table: &str) -> i64 {
-        use sqlx::Connection;
-        let path = self.dir.path().join("tether.db");
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.expect("sqlite");
-        let n: i64 =
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut c).await.expect("count");
-        n
+        let c = rusqlite::Connection::open(self.dir.path().join("tether.db")).expect("sqlite");
+        c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).expect("count")
     }
 
     pub async fn stop(mut self) {

@@ -120,18 +120,17 @@ async fn http1_and_http2_both_served() {
 
 #[tokio::test]
 async fn locked_database_answers_503_and_recovers() {
-    use sqlx::Connection;
     let srv = TestServer::start().await;
     let a = srv.create_app(app(&["client_credentials"])).await;
     let before = srv.count("access_tokens").await;
     let path = srv.dir.path().join("tether.db");
-    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE").execute(&mut locker).await.unwrap();
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let r = srv.token(&a, &[("grant_type", "client_credentials")]).await;
     let retry = r.headers().get("retry-after").cloned();
     assert_oauth_error(r, 503, "temporarily_unavailable").await;
     assert!(retry.is_some());
-    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    locker.execute_batch("ROLLBACK").unwrap();
     assert_eq!(srv.count("access_tokens").await, before, "no token half-issued");
     let r = srv.token(&a, &[("grant_type", "client_credentials")]).await;
     assert_eq!(r.status(), 200, "recovers by itself");
