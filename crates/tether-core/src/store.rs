@@ -39,8 +39,8 @@ pub struct AccessTokenRecord {
     pub binding: Option<BindingRecord>,
     /// B-3 reuse key; `None` for apps without a binding type.
     pub reuse_key: Option<String>,
-    /// The authorization this token descends from (a code, or a direct token request).
-    pub grant_id: String,
+    /// The authorization code this token descends from, if any (a replayed code revokes it).
+    pub grant_id: Option<String>,
     pub session_id: Option<String>,
     pub auth_time: Option<i64>,
     pub issued_at: i64,
@@ -61,7 +61,8 @@ pub struct RefreshTokenRecord {
     /// Rotation family: every refresh token descending from one issuance. Presenting a rotated
     /// member revokes the whole family.
     pub family_id: String,
-    /// The access token issued together with this refresh token ("the pair" of RFC 7009 §2.1).
+    /// The `token_hash` of the access token issued together with this refresh token ("the pair"
+    /// of RFC 7009 §2.1). Tokens are keyed by their hash: one index fewer on the hot insert path.
     pub access_id: String,
     pub client_id: String,
     pub user_id: Option<String>,
@@ -69,7 +70,7 @@ pub struct RefreshTokenRecord {
     pub scope: String,
     pub audience: Vec<String>,
     pub binding: Option<BindingRecord>,
-    pub grant_id: String,
+    pub grant_id: Option<String>,
     pub session_id: Option<String>,
     pub auth_time: Option<i64>,
     pub issued_at: i64,
@@ -133,7 +134,7 @@ pub enum Precondition {
     /// The code (by hash) is unused; it becomes used. If it was used, the tokens of its grant are
     /// revoked (RFC 6749 §4.1.2) and nothing is issued.
     ConsumeCode(String),
-    /// The refresh token (by id) is active; it becomes used. If it had been used already, its whole
+    /// The refresh token (by token hash) is active; it becomes used. If it had been used already, its whole
     /// family is revoked (reuse detection) and nothing is issued.
     RotateRefresh(String),
 }
@@ -204,8 +205,8 @@ pub trait Store: Send + Sync + 'static {
     async fn issue(&self, req: &IssueRequest) -> StoreResult<IssueOutcome>;
     async fn find_access(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>>;
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>>;
-    /// Revoke an access token and the refresh families issued with it.
-    async fn revoke_access(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// Revoke an access token (by token hash) and the refresh families issued with it.
+    async fn revoke_access(&self, token_hash: &str, now: i64) -> StoreResult<()>;
     /// Revoke a refresh family and every access token issued with its members.
     async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()>;
     /// Revoke every token descending from one authorization (a replayed code).

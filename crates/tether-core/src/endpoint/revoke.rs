@@ -20,7 +20,7 @@ pub async fn handle(p: &Provider, form: &Form, authorization: Option<&str>) -> R
             if a.client_id != caller.app.client_id {
                 return Err(OAuthError::invalid_request("the token was issued to another client; it was not revoked"));
             }
-            p.store.revoke_access(&a.id, now).await?;
+            p.store.revoke_access(&a.token_hash, now).await?;
             Ok(())
         }
         Some(Found::Refresh(r)) => {

@@ -111,7 +111,7 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
         id: opaque::new_id(),
         token_hash: hash_secret(rt),
         family_id: v.inherited.as_ref().map(|i| i.family_id.clone()).unwrap_or_else(opaque::new_id),
-        access_id: access.id.clone(),
+        access_id: access.token_hash.clone(),
         client_id: app.client_id.clone(),
         user_id: user_id.clone(),
         username: access.username.clone(),

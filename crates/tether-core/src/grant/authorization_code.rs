@@ -60,7 +60,7 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         subject: Some(Subject { user_id: user.user.id, username: user.user.username }),
         scopes: rec.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         audience: rec.audience.clone(),
-        grant_id: rec.grant_id.clone(),
+        grant_id: Some(rec.grant_id.clone()),
         session_id: Some(rec.session_id.clone()),
         auth_time: Some(rec.auth_time),
         nonce: rec.nonce.clone(),

@@ -1,6 +1,6 @@
 //! `client_credentials` (RFC 6749 §4.4): the client acts for itself. No refresh token (§4.4.3).
 
-use super::{Validated, new_grant_id, requested_audience, requested_scopes};
+use super::{Validated, requested_audience, requested_scopes};
 use crate::error::OAuthError;
 use crate::form::Form;
 use crate::model::{App, GrantType};
@@ -25,7 +25,7 @@ pub fn handle(app: &App, form: &Form) -> Result<Validated, OAuthError> {
         subject: None,
         scopes,
         audience: requested_audience(app, form)?,
-        grant_id: new_grant_id(),
+        grant_id: None,
         session_id: None,
         auth_time: None,
         nonce: None,

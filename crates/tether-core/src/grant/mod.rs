@@ -26,7 +26,8 @@ pub struct Validated {
     pub subject: Option<Subject>,
     pub scopes: Vec<String>,
     pub audience: Vec<String>,
-    pub grant_id: String,
+    /// The authorization code the tokens descend from (`None` for grants without one).
+    pub grant_id: Option<String>,
     pub session_id: Option<String>,
     pub auth_time: Option<i64>,
     pub nonce: Option<String>,

@@ -1,7 +1,7 @@
 //! `password` (RFC 6749 §4.3): resource owner password credentials. The password is checked with
 //! argon2id on a blocking thread; an unknown user costs the same time as a wrong password.
 
-use super::{Subject, Validated, new_grant_id, requested_audience, requested_scopes};
+use super::{Subject, Validated, requested_audience, requested_scopes};
 use crate::error::OAuthError;
 use crate::form::Form;
 use crate::model::{App, GrantType};
@@ -21,7 +21,7 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         subject: Some(Subject { user_id: user.user.id, username: user.user.username }),
         scopes,
         audience,
-        grant_id: new_grant_id(),
+        grant_id: None,
         session_id: None,
         auth_time: Some(p.now()),
         nonce: None,

@@ -71,7 +71,7 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         auth_time: rec.auth_time,
         nonce: None,
         issue_refresh: true,
-        precondition: Precondition::RotateRefresh(rec.id.clone()),
+        precondition: Precondition::RotateRefresh(rec.token_hash.clone()),
         inherited: Some(Inherited {
             binding: rec.binding.clone(),
             family_id: rec.family_id.clone(),

@@ -70,9 +70,11 @@ CREATE TABLE codes (
 );
 CREATE INDEX codes_expires ON codes (expires_at);
 
+-- Tokens are keyed by the SHA-256 of their value (the lookup of every use); `id` is the random
+-- input an opaque token is derived from, never looked up.
 CREATE TABLE access_tokens (
-    id           TEXT PRIMARY KEY,
-    token_hash   TEXT NOT NULL UNIQUE,
+    token_hash   TEXT PRIMARY KEY,
+    id           TEXT NOT NULL,
     jti          TEXT NOT NULL,
     client_id    TEXT NOT NULL,
     user_id      TEXT,
@@ -84,7 +86,7 @@ CREATE TABLE access_tokens (
     binding_ref  TEXT,
     binding_hash TEXT,
     reuse_key    TEXT,
-    grant_id     TEXT NOT NULL,
+    grant_id     TEXT,
     session_id   TEXT,
     auth_time    INTEGER,
     issued_at    INTEGER NOT NULL,
@@ -94,14 +96,14 @@ CREATE TABLE access_tokens (
 -- token-binding.md B-3: at most one active access token per reuse key, enforced by the database.
 CREATE UNIQUE INDEX access_one_active_per_key ON access_tokens (reuse_key)
     WHERE reuse_key IS NOT NULL AND revoked_at IS NULL;
-CREATE INDEX access_grant ON access_tokens (grant_id);
+CREATE INDEX access_grant ON access_tokens (grant_id) WHERE grant_id IS NOT NULL;
 CREATE INDEX access_client ON access_tokens (client_id);
 CREATE INDEX access_user ON access_tokens (user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX access_expires ON access_tokens (expires_at);
 
 CREATE TABLE refresh_tokens (
-    id           TEXT PRIMARY KEY,
-    token_hash   TEXT NOT NULL UNIQUE,
+    token_hash   TEXT PRIMARY KEY,
+    id           TEXT NOT NULL,
     family_id    TEXT NOT NULL,
     access_id    TEXT NOT NULL,
     client_id    TEXT NOT NULL,
@@ -112,7 +114,7 @@ CREATE TABLE refresh_tokens (
     binding_type TEXT,
     binding_ref  TEXT,
     binding_hash TEXT,
-    grant_id     TEXT NOT NULL,
+    grant_id     TEXT,
     session_id   TEXT,
     auth_time    INTEGER,
     issued_at    INTEGER NOT NULL,
@@ -122,7 +124,7 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_family ON refresh_tokens (family_id);
 CREATE INDEX refresh_access ON refresh_tokens (access_id);
-CREATE INDEX refresh_grant ON refresh_tokens (grant_id);
+CREATE INDEX refresh_grant ON refresh_tokens (grant_id) WHERE grant_id IS NOT NULL;
 CREATE INDEX refresh_client ON refresh_tokens (client_id);
 CREATE INDEX refresh_user ON refresh_tokens (user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX refresh_expires ON refresh_tokens (expires_at);
