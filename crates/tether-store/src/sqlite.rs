@@ -239,10 +239,10 @@ impl SqliteStore {
             }
         };
         let res = f(&conn).map_err(map);
-        if let Ok(mut v) = self.inner.readers.lock() {
-            if v.len() < READERS_KEPT {
-                v.push(conn);
-            }
+        if let Ok(mut v) = self.inner.readers.lock()
+            && v.len() < READERS_KEPT
+        {
+            v.push(conn);
         }
         res
     }
