@@ -329,8 +329,14 @@ fn read_password() -> Result<String, String> {
     Ok(pw)
 }
 
-async fn hash(pw: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || tether_core::password::hash(&pw)).await.map_err(|e| e.to_string())?
+/// Read the password line from standard input and hash it (argon2id, on a blocking thread).
+async fn password_from_stdin() -> Result<String, ExitCode> {
+    let pw = read_password().map_err(usage_error)?;
+    tokio::task::spawn_blocking(move || tether_core::password::hash(&pw))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(runtime_error)
 }
 
 fn valid_username(u: &str) -> bool {
@@ -349,13 +355,9 @@ pub async fn user(g: &Global, cmd: UserCmd) -> ExitCode {
     };
     match cmd {
         UserCmd::Add { username, email, name, .. } => {
-            let pw = match read_password() {
-                Ok(p) => p,
-                Err(e) => return usage_error(e),
-            };
-            let password_hash = match hash(pw).await {
+            let password_hash = match password_from_stdin().await {
                 Ok(h) => h,
-                Err(e) => return runtime_error(e),
+                Err(code) => return code,
             };
             let rec = UserRecord {
                 user: User { id: uuid_v4(), username: username.clone(), email, name, created_at: SystemClock.now() },
@@ -371,13 +373,9 @@ pub async fn user(g: &Global, cmd: UserCmd) -> ExitCode {
             }
         }
         UserCmd::Passwd { username, .. } => {
-            let pw = match read_password() {
-                Ok(p) => p,
-                Err(e) => return usage_error(e),
-            };
-            let password_hash = match hash(pw).await {
+            let password_hash = match password_from_stdin().await {
                 Ok(h) => h,
-                Err(e) => return runtime_error(e),
+                Err(code) => return code,
             };
             match store.set_password(&username, &password_hash).await {
                 Ok(true) => {

@@ -8,6 +8,7 @@ use crate::client_auth;
 use crate::error::OAuthError;
 use crate::form::Form;
 use crate::provider::Provider;
+use crate::store::BindingRecord;
 use crate::token::{self, Found, MAX_TOKEN_LEN};
 
 pub fn inactive() -> Value {
@@ -16,6 +17,42 @@ pub fn inactive() -> Value {
 
 fn aud_value(aud: &[String]) -> Value {
     if aud.len() == 1 { json!(aud[0]) } else { json!(aud) }
+}
+
+/// The RFC 7662 members every active token shows, plus its binding (token-binding.md B-4).
+#[allow(clippy::too_many_arguments)]
+fn members(
+    p: &Provider,
+    client_id: &str,
+    user_id: Option<&str>,
+    username: Option<&str>,
+    scope: &str,
+    audience: &[String],
+    iat: i64,
+    exp: i64,
+    binding: Option<&BindingRecord>,
+) -> Value {
+    let mut v = json!({
+        "active": true,
+        "client_id": client_id,
+        "sub": user_id.unwrap_or(client_id),
+        "exp": exp,
+        "iat": iat,
+        "nbf": iat,
+        "aud": aud_value(audience),
+        "iss": p.issuer(),
+    });
+    if !scope.is_empty() {
+        v["scope"] = json!(scope);
+    }
+    if let Some(u) = username {
+        v["username"] = json!(u);
+    }
+    if let Some(b) = binding {
+        v["binding_type"] = json!(b.kind.as_str());
+        v["binding_ref"] = json!(b.reference);
+    }
+    v
 }
 
 pub async fn handle(p: &Provider, form: &Form, authorization: Option<&str>) -> Result<Value, OAuthError> {
@@ -31,58 +68,39 @@ pub async fn handle(p: &Provider, form: &Form, authorization: Option<&str>) -> R
     let found = token::find(p, token, form.get("token_type_hint")).await?;
     // Deleting an app revokes its tokens in the same transaction, so no app check is needed here.
     let visible = |client_id: &str| caller.app.introspect_any || caller.app.client_id == client_id;
-    let mut out = match found {
+    let out = match found {
         Some(Found::Access(a)) if a.active(now) && visible(&a.client_id) => {
-            let mut v = json!({
-                "active": true,
-                "scope": a.scope,
-                "client_id": a.client_id,
-                "sub": a.user_id.as_deref().unwrap_or(&a.client_id),
-                "token_type": "Bearer",
-                "exp": a.expires_at,
-                "iat": a.issued_at,
-                "nbf": a.issued_at,
-                "aud": aud_value(&a.audience),
-                "iss": p.issuer(),
-                "jti": a.jti,
-            });
-            if let Some(u) = &a.username {
-                v["username"] = json!(u);
-            }
-            if let Some(b) = &a.binding {
-                v["binding_type"] = json!(b.kind.as_str());
-                v["binding_ref"] = json!(b.reference);
-            }
+            let mut v = members(
+                p,
+                &a.client_id,
+                a.user_id.as_deref(),
+                a.username.as_deref(),
+                &a.scope,
+                &a.audience,
+                a.issued_at,
+                a.expires_at,
+                a.binding.as_ref(),
+            );
+            v["token_type"] = json!("Bearer");
+            v["jti"] = json!(a.jti);
             v
         }
         Some(Found::Refresh(r)) if r.active(now) && visible(&r.client_id) => {
-            let mut v = json!({
-                "active": true,
-                "scope": r.scope,
-                "client_id": r.client_id,
-                "sub": r.user_id.as_deref().unwrap_or(&r.client_id),
-                "token_type": "refresh_token",
-                "exp": r.expires_at,
-                "iat": r.issued_at,
-                "nbf": r.issued_at,
-                "aud": aud_value(&r.audience),
-                "iss": p.issuer(),
-            });
-            if let Some(u) = &r.username {
-                v["username"] = json!(u);
-            }
-            if let Some(b) = &r.binding {
-                v["binding_type"] = json!(b.kind.as_str());
-                v["binding_ref"] = json!(b.reference);
-            }
+            let mut v = members(
+                p,
+                &r.client_id,
+                r.user_id.as_deref(),
+                r.username.as_deref(),
+                &r.scope,
+                &r.audience,
+                r.issued_at,
+                r.expires_at,
+                r.binding.as_ref(),
+            );
+            v["token_type"] = json!("refresh_token");
             v
         }
         _ => return Ok(inactive()),
     };
-    if out["scope"] == json!("")
-        && let Some(o) = out.as_object_mut()
-    {
-        o.remove("scope");
-    }
     Ok(out)
 }
