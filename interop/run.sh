@@ -8,7 +8,7 @@
 #             trusted by Node through NODE_EXTRA_CA_CERTS)
 #   ISSUER    the server's issuer, e.g. https://localhost:29443
 # Environment:
-#   TETHER_BIN  the tether binary (default /work/main/target/debug/tether)
+#   TETHER_BIN  the tether binary (default: target/debug/tether of this checkout)
 #
 # Creates a fresh user and two apps (names carry a random suffix, so the
 # script can run repeatedly against the same data dir), installs the npm
@@ -23,7 +23,7 @@ fi
 
 DATA_DIR=$1
 ISSUER=$2
-TETHER_BIN=${TETHER_BIN:-/work/main/target/debug/tether}
+TETHER_BIN=${TETHER_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/debug/tether}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CA="$DATA_DIR/tls/ca.pem"
 REDIRECT_URI=https://app.example/cb
