@@ -243,7 +243,7 @@ async fn login_page_contract_and_failures() {
     srv.add_user("alice", "pw").await;
     let a = srv.create_app(app(&["authorization_code"])).await;
     let browser = srv.browser();
-    let (_, challenge) = pkce();
+    let (verifier, challenge) = pkce();
     let r = browser
         .get(srv.url(&format!("/oauth2/authorize?{}", authz_query(&a.client_id, Some(&challenge), ""))))
         .send()
@@ -293,6 +293,31 @@ async fn login_page_contract_and_failures() {
     for flag in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(flag), "{flag} in {cookie}");
     }
+    // The ID token's sid is a separate random id, never the session cookie's value.
+    let cookie_value = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    let code = query_param(&location(&r), "code").unwrap();
+    let t: serde_json::Value = srv
+        .token(
+            &a,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sid = jwt_claims(t["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_string();
+    assert!(!sid.is_empty() && sid != cookie_value && !cookie_value.contains(&sid));
+    // The session cookie is not stored in clear either.
+    let db = std::fs::read(srv.dir.path().join("tether.db")).unwrap();
+    let wal = std::fs::read(srv.dir.path().join("tether.db-wal")).unwrap_or_default();
+    assert!(
+        !db.windows(cookie_value.len()).chain(wal.windows(cookie_value.len())).any(|w| w == cookie_value.as_bytes())
+    );
 }
 
 #[tokio::test]
