@@ -16,6 +16,8 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     pub issuer: Option<String>,
     pub database_url: Option<String>,
+    /// PostgreSQL connection pool size per node (default 16). Not in the pinned list: Tether's own.
+    pub database_pool_size: Option<u32>,
     pub master_key_file: Option<PathBuf>,
     #[serde(default)]
     pub tls: TlsSection,
@@ -87,6 +89,7 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     pub issuer: Option<String>,
     pub database_url: String,
+    pub database_pool_size: u32,
     pub master_key_file: PathBuf,
     pub tls: TlsSection,
     pub session_lifetime: i64,
@@ -118,6 +121,10 @@ impl Settings {
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tether.db").display()));
         let master_key_file = file.master_key_file.unwrap_or_else(|| data_dir.join("master.key"));
+        let database_pool_size = file.database_pool_size.unwrap_or(16);
+        if !(1..=1000).contains(&database_pool_size) {
+            return Err("database_pool_size must be between 1 and 1000".into());
+        }
         let session_lifetime = file.session.lifetime_seconds.unwrap_or(28800);
         let session_idle_timeout = file.session.idle_timeout_seconds.unwrap_or(3600);
         if session_lifetime <= 0 || session_idle_timeout <= 0 {
@@ -133,6 +140,7 @@ impl Settings {
             metrics_listen,
             issuer: issuer.map(|i| i.trim_end_matches('/').to_string()),
             database_url,
+            database_pool_size,
             master_key_file,
             tls: file.tls,
             session_lifetime,

@@ -49,7 +49,7 @@ pub fn load_master_key(settings: &Settings) -> Result<MasterKey, String> {
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", settings.data_dir.display()))?;
-    tether_store::open(&settings.database_url).await
+    tether_store::open(&settings.database_url, settings.database_pool_size).await
 }
 
 fn metrics_handle() -> PrometheusHandle {

@@ -23,3 +23,36 @@ pub fn map(e: rusqlite::Error) -> StoreError {
         _ => StoreError::Other(e.to_string()),
     }
 }
+
+/// sqlx (PostgreSQL) errors. Connection-class failures, server shutdown, resource exhaustion, lock
+/// and statement timeouts mean "try again" (503); unique violations are conflicts.
+pub fn map_pg(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(db.message().to_string());
+            }
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            if code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+                || code == "55P03"
+                || code == "57014"
+                || code == "40001"
+                || code == "40P01"
+            {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Other(e.to_string())
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        _ => StoreError::Other(e.to_string()),
+    }
+}

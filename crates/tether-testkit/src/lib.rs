@@ -35,8 +35,51 @@ impl Drop for TempDir {
     }
 }
 
+/// The PostgreSQL admin URL the suite runs against, if any (`scripts/test` sets it for the second
+/// pass of the suite; without it the suite runs on SQLite).
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TETHER_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// A fresh, empty database on the test cluster; `None` when the suite runs on SQLite.
+pub async fn test_database() -> Option<String> {
+    use sqlx::Connection;
+    let admin = postgres_admin_url()?;
+    let name = format!("tether_t_{}", tether_core::secret::hex(&tether_core::secret::random_bytes::<6>()));
+    let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.expect("create test database");
+    let mut u = url::Url::parse(&admin).expect("admin URL");
+    u.set_path(&format!("/{name}"));
+    Some(u.to_string())
+}
+
+/// All bytes a database keeps: the SQLite file and WAL in `dir`, or for PostgreSQL a text dump
+/// of every table.
+pub async fn database_bytes(database_url: Option<&str>, dir: &Path) -> Vec<u8> {
+    if let Some(url) = database_url {
+        use sqlx::{Connection, Row};
+        let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+        let mut out = Vec::new();
+        for t in
+            ["apps", "users", "signing_keys", "server_secrets", "sessions", "codes", "access_tokens", "refresh_tokens"]
+        {
+            let rows =
+                sqlx::query(&format!("SELECT row_to_json(x)::text FROM {t} x")).fetch_all(&mut c).await.expect("dump");
+            for r in rows {
+                out.extend_from_slice(r.get::<String, _>(0).as_bytes());
+            }
+        }
+        return out;
+    }
+    let mut b = std::fs::read(dir.join("tether.db")).unwrap_or_default();
+    b.extend(std::fs::read(dir.join("tether.db-wal")).unwrap_or_default());
+    b
+}
+
 pub struct TestServer {
     pub running: Option<Running>,
+    /// `Some(url)` when this server runs on PostgreSQL.
+    pub database_url: Option<String>,
     pub clock: ManualClock,
     pub base: String,
     pub dir: TempDir,
@@ -63,12 +106,17 @@ impl TestServer {
             ..Default::default()
         };
         let mut settings = Settings::resolve(&overrides, FileConfig::default()).expect("settings");
+        let database_url = test_database().await;
+        if let Some(u) = &database_url {
+            settings.database_url = u.clone();
+            settings.database_pool_size = 8;
+        }
         f(&mut settings);
         let clock = ManualClock::new(T0);
         let running = tether_server::start(settings, Arc::new(clock.clone())).await.expect("server starts");
         let base = format!("https://localhost:{}", running.addr.port());
         let ca_pem = std::fs::read_to_string(dir.path().join("tls/ca.pem")).expect("ca.pem");
-        TestServer { running: Some(running), clock, base, dir, ca_pem }
+        TestServer { running: Some(running), database_url, clock, base, dir, ca_pem }
     }
 
     pub fn running(&self) -> &Running {
@@ -148,8 +196,21 @@ impl TestServer {
 
     /// Count rows of a table with a separate SQLite connection (to check nothing was written).
     pub async fn count(&self, table: &str) -> i64 {
+        if let Some(url) = &self.database_url {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+            return sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&mut c)
+                .await
+                .expect("count");
+        }
         let c = rusqlite::Connection::open(self.dir.path().join("tether.db")).expect("sqlite");
         c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).expect("count")
+    }
+
+    /// All bytes the database keeps, to check that no secret is stored in clear.
+    pub async fn database_bytes(&self) -> Vec<u8> {
+        database_bytes(self.database_url.as_deref(), self.dir.path()).await
     }
 
     pub async fn stop(mut self) {

@@ -20,7 +20,12 @@ struct Proc {
 impl Proc {
     fn spawn(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).current_dir(cwd).stdout(Stdio::null()).stderr(Stdio::piped()).env_remove("RUST_LOG");
+        cmd.args(args)
+            .current_dir(cwd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_LOG")
+            .env_remove("TETHER_DATABASE_URL");
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -76,9 +81,19 @@ impl Drop for Proc {
     }
 }
 
-fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+/// The database of the current test, handed to every process it starts (SQLite in the data dir
+/// when the suite runs without PostgreSQL).
+fn db_env(db: &Option<String>) -> Vec<(&'static str, String)> {
+    db.iter().map(|u| ("TETHER_DATABASE_URL", u.clone())).collect()
+}
+
+fn cli_db(dir: &Path, db: &Option<String>, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args).arg("--data-dir").arg(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_remove("TETHER_DATABASE_URL");
+    for (k, v) in db_env(db) {
+        cmd.env(k, v);
+    }
     let mut child = cmd.spawn().expect("spawn");
     if let Some(s) = stdin {
         child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
@@ -132,6 +147,8 @@ async fn serve_with_no_flags_uses_the_embedded_defaults() {
 async fn admin_cli_flags_json_and_exit_codes() {
     let d = TempDir::new("cli");
     let dir = d.path();
+    let db = tether_testkit::test_database().await;
+    let cli = |dir: &Path, args: &[&str], stdin: Option<&str>| cli_db(dir, &db, args, stdin);
     let (code, out, err) = cli(
         dir,
         &[
@@ -177,12 +194,9 @@ async fn admin_cli_flags_json_and_exit_codes() {
     assert_eq!(app["auth_method"], "client_secret_basic");
     let secret = app["client_secret"].as_str().unwrap();
     assert!(secret.len() >= 43, "secret has >= 256 bits");
-    let db = std::fs::read(dir.join("tether.db")).unwrap();
-    let wal = std::fs::read(dir.join("tether.db-wal")).unwrap_or_default();
-    assert!(
-        !db.windows(secret.len()).chain(wal.windows(secret.len())).any(|w| w == secret.as_bytes()),
-        "secret stored only as a hash"
-    );
+    let bytes = tether_testkit::database_bytes(db.as_deref(), dir).await;
+    assert!(bytes.len() > 100);
+    assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret stored only as a hash");
     let id = app["client_id"].as_str().unwrap();
 
     let (code, out, _) = cli(dir, &["app", "show", id, "--json"], None);
@@ -289,6 +303,11 @@ async fn admin_cli_flags_json_and_exit_codes() {
 async fn running_server_sees_cli_changes_within_a_second_and_logs_no_secrets() {
     let d = TempDir::new("live");
     let dir = d.path().to_path_buf();
+    let db = tether_testkit::test_database().await;
+    let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", "debug")];
+    if let Some(u) = &db {
+        env.push(("TETHER_DATABASE_URL", u));
+    }
     let mut p = Proc::spawn(
         &dir,
         &[
@@ -302,8 +321,9 @@ async fn running_server_sees_cli_changes_within_a_second_and_logs_no_secrets() {
             "--log-format",
             "json",
         ],
-        &[("RUST_LOG", "debug")],
+        &env,
     );
+    let cli = |dir: &Path, args: &[&str], stdin: Option<&str>| cli_db(dir, &db, args, stdin);
     let line = p.wait_for("\"listening\"");
     let v: Value = serde_json::from_str(&line).expect("JSON log line");
     assert_eq!(v["message"], "listening");

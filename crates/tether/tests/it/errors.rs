@@ -123,14 +123,32 @@ async fn locked_database_answers_503_and_recovers() {
     let srv = TestServer::start().await;
     let a = srv.create_app(app(&["client_credentials"])).await;
     let before = srv.count("access_tokens").await;
-    let path = srv.dir.path().join("tether.db");
-    let locker = rusqlite::Connection::open(&path).unwrap();
-    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Another client takes the token table's write lock and holds it.
+    enum Locker {
+        Sqlite(rusqlite::Connection),
+        Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    }
+    let locker = match &srv.database_url {
+        None => {
+            let c = rusqlite::Connection::open(srv.dir.path().join("tether.db")).unwrap();
+            c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            Locker::Sqlite(c)
+        }
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE access_tokens IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+            Locker::Postgres(tx)
+        }
+    };
     let r = srv.token(&a, &[("grant_type", "client_credentials")]).await;
     let retry = r.headers().get("retry-after").cloned();
     assert_oauth_error(r, 503, "temporarily_unavailable").await;
     assert!(retry.is_some());
-    locker.execute_batch("ROLLBACK").unwrap();
+    match locker {
+        Locker::Sqlite(c) => c.execute_batch("ROLLBACK").unwrap(),
+        Locker::Postgres(tx) => tx.rollback().await.unwrap(),
+    }
     assert_eq!(srv.count("access_tokens").await, before, "no token half-issued");
     let r = srv.token(&a, &[("grant_type", "client_credentials")]).await;
     assert_eq!(r.status(), 200, "recovers by itself");
