@@ -477,3 +477,238 @@ async fn openid_client_library_interop() {
     assert!(stdout.lines().any(|l| l.ends_with("passed, 0 failed")), "{stdout}");
     p.term();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Several nodes on one database (PostgreSQL in the suite's second pass; two processes on one
+// SQLite WAL file in the first).
+
+struct Node {
+    _p: Proc,
+    base: String,
+    client: reqwest::Client,
+}
+
+struct Cluster {
+    _d: TempDir,
+    dir: std::path::PathBuf,
+    db: Option<String>,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let d = TempDir::new("cluster");
+        let dir = d.path().to_path_buf();
+        let db = tether_testkit::test_database().await;
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let mut env: Vec<(&str, &str)> = vec![];
+            if let Some(u) = &db {
+                env.push(("TETHER_DATABASE_URL", u));
+            }
+            // One data dir: the nodes share the master key (as a deployment must) and TLS material.
+            let mut p = Proc::spawn(
+                &dir,
+                &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "off"],
+                &env,
+            );
+            let port = port_of(&p.wait_for("listening on https://"));
+            nodes.push(Node {
+                _p: p,
+                base: format!("https://localhost:{port}"),
+                client: client(&dir.join("tls/ca.pem"), port),
+            });
+        }
+        Cluster { _d: d, dir, db, nodes }
+    }
+
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        cli_db(&self.dir, &self.db, args, stdin)
+    }
+
+    fn app(&self, args: &[&str]) -> (String, String) {
+        let mut a = vec!["app", "create", "--name", "multi", "--json", "--introspect-any"];
+        a.extend_from_slice(args);
+        let (code, out, err) = self.cli(&a, None);
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string())
+    }
+
+    async fn post(&self, node: usize, path: &str, app: &(String, String), form: &[(&str, &str)]) -> reqwest::Response {
+        let n = &self.nodes[node % self.nodes.len()];
+        n.client.post(format!("{}{path}", n.base)).basic_auth(&app.0, Some(&app.1)).form(form).send().await.unwrap()
+    }
+
+    async fn introspect(&self, node: usize, app: &(String, String), token: &str) -> Value {
+        self.post(node, "/oauth2/introspect", app, &[("token", token)]).await.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn nodes_share_tokens_and_revocation_is_immediate_everywhere() {
+    let c = Cluster::start(2).await;
+    c.cli(&["user", "add", "dora", "--password-stdin"], Some("dora-pw\n"));
+    let app = c.app(&["--grant-types", "password,refresh_token"]);
+    let form = [("grant_type", "password"), ("username", "dora"), ("password", "dora-pw")];
+    let t: Value = c.post(0, "/oauth2/token", &app, &form).await.json().await.unwrap();
+    let (at, rt) = (t["access_token"].as_str().unwrap(), t["refresh_token"].as_str().unwrap());
+    assert_eq!(c.introspect(1, &app, at).await["active"], true, "issued on A, active on B");
+    // Refresh on B with A's refresh token, then revoke on A: B sees it at once (no cache to expire).
+    let t2: Value = c
+        .post(1, "/oauth2/token", &app, &[("grant_type", "refresh_token"), ("refresh_token", rt)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at2 = t2["access_token"].as_str().unwrap();
+    assert_eq!(c.introspect(0, &app, at2).await["active"], true);
+    assert_eq!(c.post(0, "/oauth2/revoke", &app, &[("token", at2)]).await.status(), 200);
+    assert_eq!(c.introspect(1, &app, at2).await, serde_json::json!({"active": false}));
+    assert_eq!(
+        c.introspect(1, &app, t2["refresh_token"].as_str().unwrap()).await,
+        serde_json::json!({"active": false})
+    );
+    // The rotated refresh token replayed on either node revokes the family everywhere.
+    let r = c.post(0, "/oauth2/token", &app, &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn single_use_holds_across_nodes_under_concurrency() {
+    let c = Arc::new(Cluster::start(2).await);
+    c.cli(&["user", "add", "erin", "--password-stdin"], Some("erin-pw\n"));
+    let app = c.app(&[
+        "--grant-types",
+        "password,refresh_token,authorization_code",
+        "--redirect-uri",
+        "https://app.example/cb",
+    ]);
+    let form = [("grant_type", "password"), ("username", "erin"), ("password", "erin-pw")];
+    let t: Value = c.post(0, "/oauth2/token", &app, &form).await.json().await.unwrap();
+    let rt = t["refresh_token"].as_str().unwrap().to_string();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (c, app, rt) = (c.clone(), app.clone(), rt.clone());
+        tasks.push(tokio::spawn(async move {
+            c.post(i, "/oauth2/token", &app, &[("grant_type", "refresh_token"), ("refresh_token", &rt)])
+                .await
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += (t.await.unwrap() == 200) as u32;
+    }
+    assert_eq!(ok, 1, "one refresh succeeds across both nodes");
+
+    // A code from node A, redeemed concurrently on both nodes: one token set.
+    let (verifier, challenge) = tether_testkit::pkce();
+    let n = &c.nodes[0];
+    let browser = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(c.dir.join("tls/ca.pem")).unwrap()).unwrap()])
+        .resolve("localhost", ([127, 0, 0, 1], port_of(&n.base)).into())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let q = format!(
+        "response_type=code&client_id={}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_challenge={challenge}&code_challenge_method=S256",
+        app.0
+    );
+    let html = browser.get(format!("{}/oauth2/authorize?{q}", n.base)).send().await.unwrap().text().await.unwrap();
+    let mut f = tether_testkit::hidden_inputs(&html);
+    f.push(("username".into(), "erin".into()));
+    f.push(("password".into(), "erin-pw".into()));
+    let r = browser.post(format!("{}/oauth2/authorize", n.base)).form(&f).send().await.unwrap();
+    let code = tether_testkit::query_param(&tether_testkit::location(&r), "code").unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (c, app, code, verifier) = (c.clone(), app.clone(), code.clone(), verifier.clone());
+        tasks.push(tokio::spawn(async move {
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", "https://app.example/cb"),
+                ("code_verifier", verifier.as_str()),
+            ];
+            c.post(i, "/oauth2/token", &app, &form).await.status().as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += (t.await.unwrap() == 200) as u32;
+    }
+    assert_eq!(ok, 1, "one redemption succeeds across both nodes");
+}
+
+#[tokio::test]
+async fn one_active_token_per_key_across_nodes() {
+    let c = Arc::new(Cluster::start(2).await);
+    for token_type in ["opaque", "jwt"] {
+        let app =
+            c.app(&["--grant-types", "client_credentials", "--binding", "client-request", "--token-type", token_type]);
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let (c, app) = (c.clone(), app.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = c
+                    .post(i, "/oauth2/token", &app, &[("grant_type", "client_credentials"), ("tokenBindingId", "k")])
+                    .await;
+                assert_eq!(r.status(), 200);
+                r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+            }));
+        }
+        let mut tokens = std::collections::HashSet::new();
+        for t in tasks {
+            tokens.insert(t.await.unwrap());
+        }
+        let mut active = 0;
+        for t in &tokens {
+            active += (c.introspect(0, &app, t).await["active"] == true) as u32;
+        }
+        if token_type == "opaque" {
+            assert_eq!(tokens.len(), 1, "one opaque token for the key on both nodes");
+        }
+        assert_eq!(active, 1, "{token_type}: exactly one active token for the key");
+    }
+}
+
+#[tokio::test]
+async fn cli_changes_and_key_rotation_reach_every_node_within_a_second() {
+    let c = Cluster::start(2).await;
+    let app = c.app(&["--grant-types", "client_credentials"]);
+    for i in 0..2 {
+        assert_eq!(c.post(i, "/oauth2/token", &app, &[("grant_type", "client_credentials")]).await.status(), 200);
+    }
+    c.cli(&["app", "update", &app.0, "--scopes", "orders"], None);
+    c.cli(&["keys", "rotate"], None);
+    let started = Instant::now();
+    for i in 0..2 {
+        loop {
+            let r: Value = c
+                .post(i, "/oauth2/token", &app, &[("grant_type", "client_credentials"), ("scope", "orders")])
+                .await
+                .json()
+                .await
+                .unwrap();
+            let n = &c.nodes[i];
+            let jwks: Value =
+                n.client.get(format!("{}/oauth2/jwks", n.base)).send().await.unwrap().json().await.unwrap();
+            if r["scope"] == "orders" && jwks["keys"].as_array().unwrap().len() == 4 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(1), "node {i} did not see the change within 1 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Both nodes sign with the same new key.
+    let jwt_app = c.app(&["--grant-types", "client_credentials", "--token-type", "jwt"]);
+    let mut kids = Vec::new();
+    for i in 0..2 {
+        let t: Value =
+            c.post(i, "/oauth2/token", &jwt_app, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+        kids.push(tether_testkit::jwt_header(t["access_token"].as_str().unwrap())["kid"].clone());
+    }
+    assert_eq!(kids[0], kids[1]);
+}
