@@ -26,6 +26,8 @@ pub struct ProviderConfig {
     pub session_idle_timeout: i64,
     pub code_lifetime: i64,
     pub id_token_lifetime: i64,
+    /// Seconds between purges of dead rows (0 = never).
+    pub purge_interval: u64,
 }
 
 impl ProviderConfig {
@@ -36,6 +38,7 @@ impl ProviderConfig {
             session_idle_timeout: 3600,
             code_lifetime: 60,
             id_token_lifetime: 3600,
+            purge_interval: 60,
         }
     }
 }
@@ -189,6 +192,42 @@ impl Provider {
         Ok(())
     }
 
+    /// Delete dead rows in bounded batches (see [`Store::purge`]); returns how many.
+    pub async fn purge_once(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for _ in 0..PURGE_BATCHES_PER_RUN {
+            let n = self.store.purge(self.now(), PURGE_GRACE, PURGE_BATCH).await?;
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The background purge: on by default, every `purge_interval` seconds, on every node (the
+    /// stores make concurrent purges safe).
+    pub fn spawn_purger(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.config.purge_interval;
+        if every == 0 {
+            return None;
+        }
+        let weak = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(p) = weak.upgrade() else { return };
+                match p.purge_once().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "purged expired and revoked rows"),
+                    Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+                }
+            }
+        }))
+    }
+
     /// Poll the store forever: keeps caches fresh and the health flag true to the database.
     pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
@@ -221,6 +260,13 @@ impl Provider {
         })
     }
 }
+
+/// Rows deleted per table per batch, and batches per purge run: bounded work per run.
+pub const PURGE_BATCH: u32 = 1000;
+const PURGE_BATCHES_PER_RUN: u32 = 50;
+/// Dead rows are kept this long after they expire or are revoked: a replayed code or refresh
+/// token within it is still recognised (and its descendants revoked) instead of being unknown.
+pub const PURGE_GRACE: i64 = 3600;
 
 async fn load_secret(store: &dyn Store, master: &MasterKey, name: &str) -> Result<MacKey, String> {
     let fresh = master.seal(name, &random_bytes::<32>());

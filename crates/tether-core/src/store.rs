@@ -211,4 +211,10 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()>;
     /// Revoke every token descending from one authorization (a replayed code).
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()>;
+
+    /// Delete up to `limit` rows per table that can no longer matter: expired or revoked access
+    /// tokens, expired or revoked refresh tokens (a used-but-live one stays, for reuse detection),
+    /// codes and sessions past `now - grace`. Safe to run on several nodes at once. Returns the
+    /// number of rows deleted.
+    async fn purge(&self, now: i64, grace: i64, limit: u32) -> StoreResult<u64>;
 }

@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// PostgreSQL connection pool size per node (default 16). Not in the pinned list: Tether's own.
     pub database_pool_size: Option<u32>,
+    /// Seconds between background purges of expired and revoked rows (default 60; 0 = off).
+    pub purge_interval_seconds: Option<u64>,
     pub master_key_file: Option<PathBuf>,
     #[serde(default)]
     pub tls: TlsSection,
@@ -90,6 +92,7 @@ pub struct Settings {
     pub issuer: Option<String>,
     pub database_url: String,
     pub database_pool_size: u32,
+    pub purge_interval_seconds: u64,
     pub master_key_file: PathBuf,
     pub tls: TlsSection,
     pub session_lifetime: i64,
@@ -141,6 +144,7 @@ impl Settings {
             issuer: issuer.map(|i| i.trim_end_matches('/').to_string()),
             database_url,
             database_pool_size,
+            purge_interval_seconds: file.purge_interval_seconds.unwrap_or(60),
             master_key_file,
             tls: file.tls,
             session_lifetime,

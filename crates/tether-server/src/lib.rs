@@ -77,6 +77,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     refresher: JoinHandle<()>,
+    purger: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -87,6 +88,9 @@ impl Running {
             let _ = t.await;
         }
         self.refresher.abort();
+        if let Some(p) = self.purger {
+            p.abort();
+        }
     }
 }
 
@@ -112,8 +116,10 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     let mut pcfg = ProviderConfig::new(issuer.clone());
     pcfg.session_lifetime = settings.session_lifetime;
     pcfg.session_idle_timeout = settings.session_idle_timeout;
+    pcfg.purge_interval = settings.purge_interval_seconds;
     let provider = Provider::open(pcfg, store, clock, master).await?;
     let refresher = provider.spawn_refresher();
+    let purger = provider.spawn_purger();
 
     let material = match (&settings.tls.cert_file, &settings.tls.key_file) {
         (Some(c), Some(k)) => pki::from_files(c, k)?,
@@ -140,7 +146,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
         tasks.push(tokio::spawn(tls::serve(l, None, http::metrics_router(metrics_handle()), rx.clone(), grace)));
     }
-    Ok(Running { addr, http_addr, metrics_addr, issuer, provider, shutdown: tx, tasks, refresher })
+    Ok(Running { addr, http_addr, metrics_addr, issuer, provider, shutdown: tx, tasks, refresher, purger })
 }
 
 /// Is `path` inside a directory we may create? (Used by the CLI for friendlier errors.)

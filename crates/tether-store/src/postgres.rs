@@ -22,7 +22,10 @@ use tether_core::store::*;
 
 use crate::errors::map_pg as map;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_purge_indexes.sql")),
+];
 /// Arbitrary constant naming the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572;
 
@@ -827,5 +830,29 @@ impl Store for PostgresStore {
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
         let g = grant_id.to_string();
         self.write(move |pool| async move { tx!(pool, |c| revoke_grant_tx(c, &g, now).await?) }).await
+    }
+
+    async fn purge(&self, now: i64, grace: i64, limit: u32) -> StoreResult<u64> {
+        let before = now - grace;
+        // SKIP LOCKED: nodes purging at the same time take different rows instead of waiting.
+        self.write(move |pool| async move {
+            let mut n = 0u64;
+            for (table, cond) in [
+                ("access_tokens", "expires_at < $1"),
+                ("access_tokens", "revoked_at < $1"),
+                ("refresh_tokens", "expires_at < $1"),
+                ("refresh_tokens", "revoked_at < $1"),
+                ("codes", "expires_at < $1"),
+                ("sessions", "expires_at < $1 OR ended_at < $1"),
+            ] {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {cond} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                );
+                let r = sqlx::query(&sql).bind(before).bind(limit as i64).execute(&pool).await.map_err(map)?;
+                n += r.rows_affected();
+            }
+            Ok(n)
+        })
+        .await
     }
 }

@@ -36,7 +36,10 @@ use tokio::sync::oneshot;
 use crate::errors::map;
 
 /// Embedded migrations, applied in order; additive only (rolling upgrades run N and N+1 side by side).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_purge_indexes.sql")),
+];
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -858,5 +861,24 @@ impl Store for SqliteStore {
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
         let id = grant_id.to_string();
         self.write(move |c| revoke_grant_tx(c, &id, now)).await
+    }
+
+    async fn purge(&self, now: i64, grace: i64, limit: u32) -> StoreResult<u64> {
+        let before = now - grace;
+        self.write(move |c| {
+            let mut n = 0u64;
+            for sql in [
+                "DELETE FROM access_tokens WHERE rowid IN (SELECT rowid FROM access_tokens WHERE expires_at < ?1 LIMIT ?2)",
+                "DELETE FROM access_tokens WHERE rowid IN (SELECT rowid FROM access_tokens WHERE revoked_at < ?1 LIMIT ?2)",
+                "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens WHERE expires_at < ?1 LIMIT ?2)",
+                "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens WHERE revoked_at < ?1 LIMIT ?2)",
+                "DELETE FROM codes WHERE rowid IN (SELECT rowid FROM codes WHERE expires_at < ?1 LIMIT ?2)",
+                "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at < ?1 OR ended_at < ?1 LIMIT ?2)",
+            ] {
+                n += exec(c, sql, params![before, limit])? as u64;
+            }
+            Ok(n)
+        })
+        .await
     }
 }

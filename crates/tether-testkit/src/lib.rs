@@ -112,10 +112,12 @@ impl TestServer {
             settings.database_pool_size = 8;
         }
         f(&mut settings);
+        let database_url = settings.database_url.starts_with("postgres").then(|| settings.database_url.clone());
+        let data_dir = settings.data_dir.clone();
         let clock = ManualClock::new(T0);
         let running = tether_server::start(settings, Arc::new(clock.clone())).await.expect("server starts");
         let base = format!("https://localhost:{}", running.addr.port());
-        let ca_pem = std::fs::read_to_string(dir.path().join("tls/ca.pem")).expect("ca.pem");
+        let ca_pem = std::fs::read_to_string(data_dir.join("tls/ca.pem")).expect("ca.pem");
         TestServer { running: Some(running), database_url, clock, base, dir, ca_pem }
     }
 
@@ -213,10 +215,12 @@ impl TestServer {
         database_bytes(self.database_url.as_deref(), self.dir.path()).await
     }
 
-    pub async fn stop(mut self) {
+    /// Stop the server; the data directory lives on in the returned guard.
+    pub async fn stop(mut self) -> TempDir {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
+        self.dir
     }
 }
 

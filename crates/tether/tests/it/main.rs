@@ -7,4 +7,5 @@ mod code_flow;
 mod errors;
 mod grants;
 mod reuse;
+mod storage;
 mod tokens;

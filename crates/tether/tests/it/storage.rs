@@ -1,0 +1,91 @@
+//! Growth and upgrades: the background purge, and nodes running against a newer schema.
+
+use serde_json::{Value, json};
+use tether_testkit::*;
+
+#[tokio::test]
+async fn purge_removes_dead_rows_and_keeps_what_still_matters() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "pw").await;
+    let mut short = app(&["client_credentials"]);
+    short.access_token_ttl = Some(60);
+    let cc = srv.create_app(short).await;
+    let mut long = app(&["password", "refresh_token"]);
+    long.access_token_ttl = Some(86_400);
+    let pw = srv.create_app(long).await;
+    for _ in 0..25 {
+        assert_eq!(srv.token(&cc, &[("grant_type", "client_credentials")]).await.status(), 200);
+    }
+    // A refresh token that has been rotated (used) but not expired must survive: replaying it
+    // still revokes its family.
+    let t: Value = srv
+        .token(&pw, &[("grant_type", "password"), ("username", "alice"), ("password", "pw")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rt1 = t["refresh_token"].as_str().unwrap().to_string();
+    let t2: Value =
+        srv.token(&pw, &[("grant_type", "refresh_token"), ("refresh_token", &rt1)]).await.json().await.unwrap();
+    let live_at = t2["access_token"].as_str().unwrap().to_string();
+    // A revoked token.
+    let t3: Value = srv
+        .token(&pw, &[("grant_type", "password"), ("username", "alice"), ("password", "pw")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let revoke = srv.client().post(srv.url("/oauth2/revoke")).basic_auth(&pw.client_id, pw.client_secret.as_deref());
+    assert_eq!(revoke.form(&[("token", t3["access_token"].as_str().unwrap())]).send().await.unwrap().status(), 200);
+
+    let p = &srv.running().provider;
+    assert_eq!(p.purge_once().await.unwrap(), 0, "nothing is dead yet (grace period)");
+    srv.clock.advance(60 + tether_core::provider::PURGE_GRACE + 1);
+    let before = srv.count("access_tokens").await;
+    let purged = p.purge_once().await.unwrap();
+    assert!(purged >= 26, "25 expired client_credentials tokens and the revoked pair: {purged}");
+    assert_eq!(srv.count("access_tokens").await, before - 26);
+    // Still active: the refreshed token and its refresh family.
+    assert_eq!(srv.introspect(&pw, &live_at).await["active"], true);
+    let r = srv.token(&pw, &[("grant_type", "refresh_token"), ("refresh_token", &rt1)]).await;
+    assert_oauth_error(r, 400, "invalid_grant").await;
+    assert_eq!(srv.introspect(&pw, &live_at).await, json!({"active": false}), "reuse detection survived the purge");
+    // Bounded: a second run has nothing left to do.
+    assert_eq!(p.purge_once().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_node_runs_against_a_schema_migrated_further_by_a_newer_version() {
+    // Migrations are additive. Simulate version N+1 having migrated the database further (a new
+    // column and table, and a migration number this build does not know), then start a node of
+    // this version on it and use it.
+    let first = TestServer::start().await;
+    let a = first.create_app(app(&["client_credentials"])).await;
+    let sql = "ALTER TABLE access_tokens ADD COLUMN future_column TEXT; \
+               CREATE TABLE future_table (id TEXT PRIMARY KEY); \
+               INSERT INTO tether_migrations (version, applied_at) VALUES (999, 0);";
+    match &first.database_url {
+        Some(url) => {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+        None => rusqlite::Connection::open(first.dir.path().join("tether.db")).unwrap().execute_batch(sql).unwrap(),
+    }
+    let dir = first.dir.path().to_path_buf();
+    let url = first.database_url.clone();
+    let t: Value = first.token(&a, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+    let _keep = first.stop().await;
+    // Same data dir (master key) and database, a fresh process state.
+    let second = TestServer::start_with(|s| {
+        s.data_dir = dir.clone();
+        s.master_key_file = dir.join("master.key");
+        match &url {
+            Some(u) => s.database_url = u.clone(),
+            None => s.database_url = format!("sqlite://{}", dir.join("tether.db").display()),
+        }
+    })
+    .await;
+    assert_eq!(second.introspect(&a, t["access_token"].as_str().unwrap()).await["active"], true);
+    assert_eq!(second.token(&a, &[("grant_type", "client_credentials")]).await.status(), 200);
+}
