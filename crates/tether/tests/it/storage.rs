@@ -89,3 +89,99 @@ async fn a_node_runs_against_a_schema_migrated_further_by_a_newer_version() {
     assert_eq!(second.introspect(&a, t["access_token"].as_str().unwrap()).await["active"], true);
     assert_eq!(second.token(&a, &[("grant_type", "client_credentials")]).await.status(), 200);
 }
+
+/// PostgreSQL stops and starts again during a load: requests in the gap fail with 503
+/// `temporarily_unavailable` (never a 500, never a panic), every token the server answered with
+/// is stored, and the server recovers by itself. Runs in the PostgreSQL pass of the suite, on a
+/// cluster of its own so that the other tests keep theirs.
+#[tokio::test]
+async fn postgres_restart_under_load() {
+    if postgres_admin_url().is_none() {
+        eprintln!(
+            "postgres_restart_under_load runs in the PostgreSQL pass (scripts/test); SQLite's fault test is locked_database_answers_503_and_recovers"
+        );
+        return;
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let port = 56000 + (u16::from_le_bytes(tether_core::secret::random_bytes::<2>()) % 900);
+    let pgdir = TempDir::new("pgfault");
+    let pg = |script: &str| {
+        let out = std::process::Command::new(format!("{root}/scripts/{script}"))
+            .env("TETHER_PG_DIR", pgdir.path().join("cluster"))
+            .env("TETHER_PG_PORT", port.to_string())
+            .output()
+            .expect("run pg script");
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let admin = pg("pg-start");
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query("CREATE DATABASE fault").execute(&mut c).await.unwrap();
+    }
+    let url = admin.replace("/postgres", "/fault");
+    let srv = std::sync::Arc::new(TestServer::start_with(|s| s.database_url = url.clone()).await);
+    let mut ch = app(&["client_credentials"]);
+    ch.introspect_any = Some(true);
+    let a = std::sync::Arc::new(srv.create_app(ch).await);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (srv, a, stop) = (srv.clone(), a.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let c = srv.client_builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+            let (mut issued, mut unavailable, mut other) = (Vec::new(), 0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = c
+                    .post(srv.url("/oauth2/token"))
+                    .basic_auth(&a.client_id, a.client_secret.as_deref())
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await
+                    .unwrap();
+                match r.status().as_u16() {
+                    200 => issued.push(r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()),
+                    503 => {
+                        let b: Value = r.json().await.unwrap();
+                        assert_eq!(b["error"], "temporarily_unavailable");
+                        unavailable += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    s => other.push(s),
+                }
+            }
+            (issued, unavailable, other)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    pg("pg-stop");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    pg("pg-start");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut issued, mut unavailable, mut other) = (Vec::new(), 0, Vec::new());
+    for w in workers {
+        let (i, u, o) = w.await.unwrap();
+        issued.extend(i);
+        unavailable += u;
+        other.extend(o);
+    }
+    assert!(other.is_empty(), "only 200 or 503, got {other:?}");
+    assert!(unavailable > 0, "the outage was noticed");
+    assert!(issued.len() > 20, "tokens were issued before and after: {}", issued.len());
+    // Recovered by itself: new requests succeed, and every token answered with was stored.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if srv.token(&a, &[("grant_type", "client_credentials")]).await.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for t in &issued {
+        assert_eq!(srv.introspect(&a, t).await["active"], true, "an answered token was not stored");
+    }
+    pg("pg-stop");
+}
