@@ -20,6 +20,9 @@ pub struct BindingRecord {
     /// Binding reference: lowercase hex MD5 of the value (B-0); an identifier, not a check.
     pub reference: String,
     pub value_hash: String,
+    /// The value itself when it is public (a certificate thumbprint, a JWK thumbprint): what the
+    /// token's `cnf` claim shows. `None` for secret values, which are kept only as hashes.
+    pub cnf: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -314,11 +314,17 @@ async fn introspect_endpoint(State(s): State<S>, headers: HeaderMap, FormBody(fo
     }
 }
 
-async fn revoke_endpoint(State(s): State<S>, headers: HeaderMap, FormBody(form): FormBody) -> Response {
+async fn revoke_endpoint(
+    State(s): State<S>,
+    conn: Option<Extension<ConnInfo>>,
+    headers: HeaderMap,
+    FormBody(form): FormBody,
+) -> Response {
     if !s.p.healthy() {
         return unavailable();
     }
-    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION)).await {
+    let peer = conn.as_ref().and_then(|c| c.peer_cert.clone());
+    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref().map(|v| v.as_slice())).await {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
             no_store(r.headers_mut());
@@ -328,7 +334,13 @@ async fn revoke_endpoint(State(s): State<S>, headers: HeaderMap, FormBody(form):
     }
 }
 
-async fn userinfo_endpoint(State(s): State<S>, method: Method, headers: HeaderMap, req: Request) -> Response {
+async fn userinfo_endpoint(
+    State(s): State<S>,
+    conn: Option<Extension<ConnInfo>>,
+    method: Method,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
     let from_header = header(&headers, AUTHORIZATION).and_then(|h| {
         let (scheme, rest) = h.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
@@ -358,7 +370,8 @@ async fn userinfo_endpoint(State(s): State<S>, method: Method, headers: HeaderMa
     if !s.p.healthy() {
         return unavailable();
     }
-    match userinfo::handle(&s.p, &token).await {
+    let peer = conn.as_ref().and_then(|c| c.peer_cert.clone());
+    match userinfo::handle(&s.p, &token, peer.as_deref().map(|v| v.as_slice())).await {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
             ApiError(e).into_response()

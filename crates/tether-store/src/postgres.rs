@@ -25,6 +25,7 @@ use crate::errors::map_pg as map;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_purge_indexes.sql")),
+    (3, include_str!("../migrations/postgres/0003_binding_cnf.sql")),
 ];
 /// Arbitrary constant naming the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572;
@@ -113,7 +114,13 @@ fn binding_from(r: &PgRow) -> Result<Option<BindingRecord>, sqlx::Error> {
     let kind: Option<String> = r.try_get("binding_type")?;
     Ok(match kind.as_deref().and_then(BindingType::parse) {
         Some(kind) => {
-            Some(BindingRecord { kind, reference: r.try_get("binding_ref")?, value_hash: r.try_get("binding_hash")? })
+            // `codes` has no binding_cnf column: absent reads as None.
+            Some(BindingRecord {
+                kind,
+                reference: r.try_get("binding_ref")?,
+                value_hash: r.try_get("binding_hash")?,
+                cnf: r.try_get::<Option<String>, _>("binding_cnf").unwrap_or(None),
+            })
         }
         None => None,
     })
@@ -237,6 +244,9 @@ fn b_ref(b: &Option<BindingRecord>) -> Option<String> {
 fn b_hash(b: &Option<BindingRecord>) -> Option<String> {
     b.as_ref().map(|b| b.value_hash.clone())
 }
+fn b_cnf(b: &Option<BindingRecord>) -> Option<String> {
+    b.as_ref().and_then(|b| b.cnf.clone())
+}
 
 async fn bump(c: &mut PgConnection) -> StoreResult<()> {
     sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'").execute(c).await.map_err(map)?;
@@ -246,8 +256,8 @@ async fn bump(c: &mut PgConnection) -> StoreResult<()> {
 async fn insert_access(c: &mut PgConnection, a: &AccessTokenRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO access_tokens (token_hash, id, jti, client_id, user_id, username, scope, audience, token_type, \
-         binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,NULL)",
+         binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at, \
+         binding_cnf) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,NULL,$19)",
     )
     .bind(&a.token_hash)
     .bind(&a.id)
@@ -267,6 +277,7 @@ async fn insert_access(c: &mut PgConnection, a: &AccessTokenRecord) -> StoreResu
     .bind(a.auth_time)
     .bind(a.issued_at)
     .bind(a.expires_at)
+    .bind(b_cnf(&a.binding))
     .execute(c)
     .await
     .map_err(map)?;
@@ -276,8 +287,8 @@ async fn insert_access(c: &mut PgConnection, a: &AccessTokenRecord) -> StoreResu
 async fn insert_refresh(c: &mut PgConnection, r: &RefreshTokenRecord, access_id: &str) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, id, family_id, access_id, client_id, user_id, username, scope, audience, \
-         binding_type, binding_ref, binding_hash, grant_id, session_id, auth_time, issued_at, expires_at, used_at, revoked_at) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,NULL,NULL)",
+         binding_type, binding_ref, binding_hash, grant_id, session_id, auth_time, issued_at, expires_at, used_at, revoked_at, \
+         binding_cnf) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,NULL,NULL,$18)",
     )
     .bind(&r.token_hash)
     .bind(&r.id)
@@ -296,6 +307,7 @@ async fn insert_refresh(c: &mut PgConnection, r: &RefreshTokenRecord, access_id:
     .bind(r.auth_time)
     .bind(r.issued_at)
     .bind(r.expires_at)
+    .bind(b_cnf(&r.binding))
     .execute(c)
     .await
     .map_err(map)?;

@@ -39,6 +39,7 @@ use crate::errors::map;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_purge_indexes.sql")),
+    (3, include_str!("../migrations/sqlite/0003_binding_cnf.sql")),
 ];
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -274,7 +275,13 @@ fn binding_from(r: &Row<'_>) -> rusqlite::Result<Option<BindingRecord>> {
     let kind: Option<String> = r.get("binding_type")?;
     Ok(match kind.as_deref().and_then(BindingType::parse) {
         Some(kind) => {
-            Some(BindingRecord { kind, reference: r.get("binding_ref")?, value_hash: r.get("binding_hash")? })
+            // `codes` has no binding_cnf column: absent reads as None.
+            Some(BindingRecord {
+                kind,
+                reference: r.get("binding_ref")?,
+                value_hash: r.get("binding_hash")?,
+                cnf: r.get::<_, Option<String>>("binding_cnf").unwrap_or(None),
+            })
         }
         None => None,
     })
@@ -306,13 +313,14 @@ fn user_from(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 /// Columns of `access_tokens` in the order [`access_from`] reads them (positional access: the
 /// by-name lookup was measurable on the introspection path).
 const ACCESS_COLS: &str = "token_hash, id, jti, client_id, user_id, username, scope, audience, token_type, \
-     binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at";
+     binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at, \
+     binding_cnf";
 
 fn access_from(r: &Row<'_>) -> rusqlite::Result<AccessTokenRecord> {
     let tt: String = r.get(8)?;
     let kind: Option<String> = r.get(9)?;
     let binding = match kind.as_deref().and_then(BindingType::parse) {
-        Some(kind) => Some(BindingRecord { kind, reference: r.get(10)?, value_hash: r.get(11)? }),
+        Some(kind) => Some(BindingRecord { kind, reference: r.get(10)?, value_hash: r.get(11)?, cnf: r.get(19)? }),
         None => None,
     };
     Ok(AccessTokenRecord {
@@ -412,13 +420,16 @@ fn b_ref(b: &Option<BindingRecord>) -> Option<&str> {
 fn b_hash(b: &Option<BindingRecord>) -> Option<&str> {
     b.as_ref().map(|b| b.value_hash.as_str())
 }
+fn b_cnf(b: &Option<BindingRecord>) -> Option<&str> {
+    b.as_ref().and_then(|b| b.cnf.as_deref())
+}
 
 fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
     exec(
         c,
         "INSERT INTO access_tokens (id, token_hash, jti, client_id, user_id, username, scope, audience, token_type, \
-         binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,NULL)",
+         binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at, \
+         binding_cnf) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,NULL,?19)",
         params![
             a.id,
             a.token_hash,
@@ -437,7 +448,8 @@ fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
             a.session_id,
             a.auth_time,
             a.issued_at,
-            a.expires_at
+            a.expires_at,
+            b_cnf(&a.binding)
         ],
     )?;
     Ok(())
@@ -447,8 +459,8 @@ fn insert_refresh(c: &Connection, r: &RefreshTokenRecord, access_id: &str) -> St
     exec(
         c,
         "INSERT INTO refresh_tokens (id, token_hash, family_id, access_id, client_id, user_id, username, scope, audience, \
-         binding_type, binding_ref, binding_hash, grant_id, session_id, auth_time, issued_at, expires_at, used_at, revoked_at) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,NULL,NULL)",
+         binding_type, binding_ref, binding_hash, grant_id, session_id, auth_time, issued_at, expires_at, used_at, revoked_at, \
+         binding_cnf) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,NULL,NULL,?18)",
         params![
             r.id,
             r.token_hash,
@@ -466,7 +478,8 @@ fn insert_refresh(c: &Connection, r: &RefreshTokenRecord, access_id: &str) -> St
             r.session_id,
             r.auth_time,
             r.issued_at,
-            r.expires_at
+            r.expires_at,
+            b_cnf(&r.binding)
         ],
     )?;
     Ok(())

@@ -362,3 +362,32 @@ pub fn self_signed_client_pem(cn: &str) -> String {
     let cert = params.self_signed(&key).expect("cert");
     format!("{}{}", cert.pem(), key.serialize_pem())
 }
+
+/// A client certificate generated for a test: the identity reqwest presents, and its RFC 8705
+/// thumbprint as computed independently here (SHA-256 of the DER, base64url).
+pub struct ClientCert {
+    pub identity_pem: String,
+    pub thumbprint: String,
+}
+
+pub fn client_cert(cn: &str) -> ClientCert {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let cert = params.self_signed(&key).expect("cert");
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.der().as_ref());
+    ClientCert {
+        identity_pem: format!("{}{}", cert.pem(), key.serialize_pem()),
+        thumbprint: tether_core::secret::b64url(d.as_ref()),
+    }
+}
+
+impl TestServer {
+    /// An HTTPS client presenting `cert` in the TLS handshake.
+    pub fn client_with(&self, cert: &ClientCert) -> Client {
+        self.client_builder()
+            .identity(reqwest::Identity::from_pem(cert.identity_pem.as_bytes()).expect("identity"))
+            .build()
+            .expect("client")
+    }
+}

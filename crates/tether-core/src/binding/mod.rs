@@ -6,6 +6,7 @@
 //! Types whose modules do not exist yet are refused when an app is configured (B-10), so no
 //! request can reach a missing binder.
 
+pub mod certificate;
 pub mod client_request;
 
 use md5::{Digest, Md5};
@@ -34,6 +35,7 @@ pub trait TokenBinder: Send + Sync {
 pub fn binder(kind: BindingType) -> Option<&'static dyn TokenBinder> {
     match kind {
         BindingType::ClientRequest => Some(&client_request::ClientRequest),
+        BindingType::Certificate => Some(&certificate::Certificate),
         _ => None,
     }
 }
@@ -50,7 +52,28 @@ pub fn binding_ref(value: &str) -> String {
 }
 
 pub fn record(kind: BindingType, value: &str) -> BindingRecord {
-    BindingRecord { kind, reference: binding_ref(value), value_hash: hash_secret(value) }
+    let public = matches!(kind, BindingType::Certificate | BindingType::Dpop);
+    BindingRecord {
+        kind,
+        reference: binding_ref(value),
+        value_hash: hash_secret(value),
+        cnf: public.then(|| value.to_string()),
+    }
+}
+
+/// The `cnf` claim (RFC 7800) of a bound token, for the binding types that have one (B-4).
+pub fn cnf(b: &BindingRecord) -> Option<serde_json::Value> {
+    let v = b.cnf.as_ref()?;
+    match b.kind {
+        BindingType::Certificate => Some(serde_json::json!({"x5t#S256": v})),
+        BindingType::Dpop => Some(serde_json::json!({"jkt": v})),
+        _ => None,
+    }
+}
+
+/// Does a presented binding value match the bound one? Hashes compared in constant time (B-12).
+pub fn matches(b: &BindingRecord, presented: &str) -> bool {
+    crate::secret::verify_secret(presented, &b.value_hash)
 }
 
 /// B-3 reuse key: (client, user, scope set, audience, BR or NONE), hashed to a fixed width.

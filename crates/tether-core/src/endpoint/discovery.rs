@@ -38,5 +38,6 @@ pub fn metadata(p: &Provider) -> Value {
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
         "access_token_signing_alg_values_supported": ["ES256"],
+        "tls_client_certificate_bound_access_tokens": true,
     })
 }

@@ -51,6 +51,9 @@ fn members(
     if let Some(b) = binding {
         v["binding_type"] = json!(b.kind.as_str());
         v["binding_ref"] = json!(b.reference);
+        if let Some(cnf) = crate::binding::cnf(b) {
+            v["cnf"] = cnf;
+        }
     }
     v
 }

@@ -1,13 +1,20 @@
 //! Token revocation (RFC 7009). Revoking either token of a pair revokes both; revoking a refresh
 //! token revokes its whole rotation family. Unknown tokens answer 200 (§2.2).
 
+use crate::binding::certificate;
 use crate::client_auth;
-use crate::error::OAuthError;
+use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
+use crate::model::BindingType;
 use crate::provider::Provider;
 use crate::token::{self, Found, MAX_TOKEN_LEN};
 
-pub async fn handle(p: &Provider, form: &Form, authorization: Option<&str>) -> Result<(), OAuthError> {
+pub async fn handle(
+    p: &Provider,
+    form: &Form,
+    authorization: Option<&str>,
+    peer_cert: Option<&[u8]>,
+) -> Result<(), OAuthError> {
     let caller = client_auth::authenticate(p, form, authorization).await?;
     let token = form.require("token")?;
     if token.len() > MAX_TOKEN_LEN {
@@ -19,6 +26,17 @@ pub async fn handle(p: &Provider, form: &Form, authorization: Option<&str>) -> R
         Some(Found::Access(a)) => {
             if a.client_id != caller.app.client_id {
                 return Err(OAuthError::invalid_request("the token was issued to another client; it was not revoked"));
+            }
+            // B-5: with --validate-binding, revoking a certificate-bound access token takes the
+            // same certificate.
+            if let Some(b) = a.binding.as_ref().filter(|b| b.kind == BindingType::Certificate) {
+                let proven = peer_cert.is_some_and(|der| crate::binding::matches(b, &certificate::thumbprint(der)));
+                if caller.app.validate_binding && !proven {
+                    return Err(OAuthError::new(
+                        ErrorCode::AccessDenied,
+                        "Valid token binding value not present in the request.",
+                    ));
+                }
             }
             p.store.revoke_access(&a.token_hash, now).await?;
             Ok(())

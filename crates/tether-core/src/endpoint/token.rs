@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::binding::{self, BindContext};
+use crate::binding::{self, BindContext, certificate};
 use crate::client_auth;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
@@ -15,7 +15,7 @@ use crate::model::{App, BindingType, GrantType, IdTokenAlg, TokenType};
 use crate::provider::Provider;
 use crate::scope;
 use crate::secret::{b64url, hash_secret, random_bytes, random_token};
-use crate::store::{AccessTokenRecord, IssueOutcome, IssueRequest, RefreshTokenRecord, ReusePolicy};
+use crate::store::{AccessTokenRecord, BindingRecord, IssueOutcome, IssueRequest, RefreshTokenRecord, ReusePolicy};
 use crate::token::{id_token, jwt, opaque};
 
 pub struct TokenRequest<'a> {
@@ -51,12 +51,30 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
     issue(p, &app.app, validated, &ctx).await
 }
 
+/// B-1 for a certificate-bound refresh: every refresh presents a certificate. A confidential client
+/// without `--validate-binding` may present a new one (RFC 8705 §6.3: certificates rotate) and the
+/// new access token is bound to it; a public client, or one with `--validate-binding`, must present
+/// the same certificate.
+fn rebind_certificate(app: &App, bound: &BindingRecord, ctx: &BindContext<'_>) -> Result<BindingRecord, OAuthError> {
+    let presented = ctx.peer_cert.map(certificate::thumbprint).ok_or_else(certificate::not_found)?;
+    if app.public || app.validate_binding {
+        if !binding::matches(bound, &presented) {
+            return Err(OAuthError::invalid_grant("Invalid token binding value is present in the request."));
+        }
+        return Ok(bound.clone());
+    }
+    Ok(binding::record(BindingType::Certificate, &presented))
+}
+
 /// Mint, store and answer. Every grant ends here.
 pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>) -> Result<Value, OAuthError> {
     let now = p.now();
     // B-1/B-2: a refresh inherits its token's binding; anything else asks the app's binder.
     let binding = match &v.inherited {
-        Some(inh) => inh.binding.clone(),
+        Some(inh) => match &inh.binding {
+            Some(b) if b.kind == BindingType::Certificate => Some(rebind_certificate(app, b, ctx)?),
+            other => other.clone(),
+        },
         None => match binding::binder(app.binding) {
             Some(b) => b.bind(ctx)?.map(|value| binding::record(app.binding, &value)),
             None => None,

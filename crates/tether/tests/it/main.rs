@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod binary;
+mod certificate;
 mod code_flow;
 mod errors;
 mod grants;

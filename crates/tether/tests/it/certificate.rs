@@ -1,0 +1,147 @@
+//! `certificate` binding (RFC 8705 §3; token-binding.md B-1 to B-5) over real mutual TLS with
+//! certificates generated here.
+
+use reqwest::Client;
+use serde_json::{Value, json};
+use tether_testkit::*;
+
+async fn password(srv: &TestServer, c: &Client, a: &AppCreds) -> reqwest::Response {
+    let mut req = c.post(srv.url("/oauth2/token"));
+    let mut form = vec![("grant_type", "password"), ("username", "alice"), ("password", "pw"), ("scope", "openid")];
+    match &a.client_secret {
+        Some(s) => req = req.basic_auth(&a.client_id, Some(s)),
+        None => form.push(("client_id", a.client_id.as_str())),
+    }
+    req.form(&form).send().await.unwrap()
+}
+
+async fn refresh(srv: &TestServer, c: &Client, a: &AppCreds, rt: &str) -> reqwest::Response {
+    let mut req = c.post(srv.url("/oauth2/token"));
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
+    match &a.client_secret {
+        Some(s) => req = req.basic_auth(&a.client_id, Some(s)),
+        None => form.push(("client_id", a.client_id.as_str())),
+    }
+    req.form(&form).send().await.unwrap()
+}
+
+fn cert_app(token_type: &str) -> tether_core::admin::AppChanges {
+    let mut ch = app(&["password", "refresh_token"]);
+    ch.binding = Some("certificate".into());
+    ch.token_type = Some(token_type.into());
+    ch
+}
+
+#[tokio::test]
+async fn tokens_are_bound_to_the_tls_client_certificate() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "pw").await;
+    let jwt = srv.create_app(cert_app("jwt")).await;
+    let opaque = srv.create_app(cert_app("opaque")).await;
+    let a = client_cert("client-a");
+    let b = client_cert("client-b");
+    let ca = srv.client_with(&a);
+
+    // No certificate: the pinned error.
+    let r = password(&srv, &srv.client(), &jwt).await;
+    let e = assert_oauth_error(r, 400, "invalid_request").await;
+    assert_eq!(e["error_description"], "TLS certificate not found in the request.");
+
+    // JWT: cnf.x5t#S256 is the thumbprint of the presented certificate.
+    let t: Value = password(&srv, &ca, &jwt).await.json().await.unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let c = jwt_claims(at);
+    assert_eq!(c["cnf"], json!({"x5t#S256": a.thumbprint}));
+    assert_eq!(c["binding_type"], "certificate");
+    assert_eq!(c["binding_ref"], tether_core::binding::binding_ref(&a.thumbprint));
+    let i = srv.introspect(&jwt, at).await;
+    assert_eq!(i["cnf"], json!({"x5t#S256": a.thumbprint}));
+    assert_eq!(i["binding_type"], "certificate");
+
+    // Opaque: introspection shows cnf; one token per certificate (B-3), another for another.
+    let o1: Value = password(&srv, &ca, &opaque).await.json().await.unwrap();
+    let o2: Value = password(&srv, &ca, &opaque).await.json().await.unwrap();
+    let ob: Value = password(&srv, &srv.client_with(&b), &opaque).await.json().await.unwrap();
+    assert_eq!(o1["access_token"], o2["access_token"]);
+    assert_ne!(o1["access_token"], ob["access_token"]);
+    let i = srv.introspect(&opaque, o1["access_token"].as_str().unwrap()).await;
+    assert_eq!(i["cnf"], json!({"x5t#S256": a.thumbprint}));
+    assert_eq!(
+        srv.introspect(&opaque, ob["access_token"].as_str().unwrap()).await["cnf"],
+        json!({"x5t#S256": b.thumbprint})
+    );
+
+    // Discovery says so.
+    let d: Value =
+        srv.client().get(srv.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(d["tls_client_certificate_bound_access_tokens"], true);
+}
+
+#[tokio::test]
+async fn userinfo_always_requires_the_bound_certificate() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "pw").await;
+    let jwt = srv.create_app(cert_app("jwt")).await;
+    let a = client_cert("client-a");
+    let t: Value = password(&srv, &srv.client_with(&a), &jwt).await.json().await.unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let ok = srv.client_with(&a).get(srv.url("/oauth2/userinfo")).bearer_auth(at).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    for c in [srv.client(), srv.client_with(&client_cert("thief"))] {
+        let r = c.get(srv.url("/oauth2/userinfo")).bearer_auth(at).send().await.unwrap();
+        assert_eq!(r.status(), 401, "a stolen certificate-bound token is useless");
+        assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    }
+}
+
+#[tokio::test]
+async fn refresh_follows_b1() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "pw").await;
+    let a = client_cert("client-a");
+    let rotated = client_cert("client-a-renewed");
+
+    // Confidential, no --validate-binding: the new token is bound to the certificate of the
+    // refresh request (certificates rotate); no certificate is refused.
+    let conf = srv.create_app(cert_app("jwt")).await;
+    let t: Value = password(&srv, &srv.client_with(&a), &conf).await.json().await.unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+    assert_oauth_error(refresh(&srv, &srv.client(), &conf, rt).await, 400, "invalid_request").await;
+    let r: Value = refresh(&srv, &srv.client_with(&rotated), &conf, rt).await.json().await.unwrap();
+    assert_eq!(jwt_claims(r["access_token"].as_str().unwrap())["cnf"], json!({"x5t#S256": rotated.thumbprint}));
+
+    // Confidential with --validate-binding: the same certificate only.
+    let mut ch = cert_app("jwt");
+    ch.validate_binding = Some(true);
+    let strict = srv.create_app(ch).await;
+    let t: Value = password(&srv, &srv.client_with(&a), &strict).await.json().await.unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+    let e =
+        assert_oauth_error(refresh(&srv, &srv.client_with(&rotated), &strict, rt).await, 400, "invalid_grant").await;
+    assert_eq!(e["error_description"], "Invalid token binding value is present in the request.");
+    let r = refresh(&srv, &srv.client_with(&a), &strict, rt).await;
+    assert_eq!(r.status(), 200);
+    // ...and revoking its access token takes the same certificate (B-5).
+    let at = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let revoke = |c: Client| {
+        c.post(srv.url("/oauth2/revoke"))
+            .basic_auth(&strict.client_id, strict.client_secret.as_deref())
+            .form(&[("token", at.clone())])
+            .send()
+    };
+    assert_oauth_error(revoke(srv.client()).await.unwrap(), 400, "access_denied").await;
+    assert_eq!(srv.introspect(&strict, &at).await["active"], true, "not revoked");
+    assert_eq!(revoke(srv.client_with(&a)).await.unwrap().status(), 200);
+    assert_eq!(srv.introspect(&strict, &at).await, json!({"active": false}));
+
+    // Public client: the refresh token stays on the original certificate.
+    let mut ch = cert_app("opaque");
+    ch.public = Some(true);
+    ch.grant_types = Some(vec!["authorization_code".into(), "refresh_token".into(), "password".into()]);
+    ch.redirect_uris = Some(vec!["https://app.example/cb".into()]);
+    let public = srv.create_app(ch).await;
+    let t: Value = password(&srv, &srv.client_with(&a), &public).await.json().await.unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+    assert_oauth_error(refresh(&srv, &srv.client_with(&rotated), &public, rt).await, 400, "invalid_grant").await;
+    assert_eq!(refresh(&srv, &srv.client_with(&a), &public, rt).await.status(), 200);
+}
