@@ -34,6 +34,18 @@ const FORM_LIFETIME: i64 = 1800;
 
 pub struct Options {
     pub secure_cookies: bool,
+    pub proxy_cert: crate::client_cert::ProxyCertConfig,
+}
+
+/// The request's client certificate (DER): from a trusted proxy's header, else from the TLS
+/// handshake of the connection.
+fn client_cert(s: &S, conn: &Option<Extension<ConnInfo>>, headers: &HeaderMap) -> Result<Option<Vec<u8>>, Response> {
+    let Some(c) = conn else { return Ok(None) };
+    match s.opts.proxy_cert.forwarded(c.remote.ip(), headers) {
+        Ok(Some(der)) => Ok(Some(der)),
+        Ok(None) => Ok(c.peer_cert.as_ref().map(|d| d.as_ref().clone())),
+        Err(e) => Err(ApiError(OAuthError::invalid_request(e)).into_response()),
+    }
 }
 
 #[derive(Clone)]
@@ -292,12 +304,12 @@ async fn token_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    let peer = conn.as_ref().and_then(|c| c.peer_cert.clone());
-    let req = token::TokenRequest {
-        form: &form,
-        authorization: header(&headers, AUTHORIZATION),
-        peer_cert: peer.as_deref().map(|v| v.as_slice()),
+    let peer = match client_cert(&s, &conn, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
+    let req =
+        token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), peer_cert: peer.as_deref() };
     match token::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
@@ -323,8 +335,11 @@ async fn revoke_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    let peer = conn.as_ref().and_then(|c| c.peer_cert.clone());
-    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref().map(|v| v.as_slice())).await {
+    let peer = match client_cert(&s, &conn, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref()).await {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
             no_store(r.headers_mut());
@@ -370,8 +385,11 @@ async fn userinfo_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    let peer = conn.as_ref().and_then(|c| c.peer_cert.clone());
-    match userinfo::handle(&s.p, &token, peer.as_deref().map(|v| v.as_slice())).await {
+    let peer = match client_cert(&s, &conn, &headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match userinfo::handle(&s.p, &token, peer.as_deref()).await {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
             ApiError(e).into_response()

@@ -3,6 +3,7 @@
 //! Nothing here decides protocol questions; handlers turn requests into core calls and core
 //! results (or [`tether_core::error::OAuthError`]s) into responses.
 
+pub mod client_cert;
 pub mod config;
 mod http;
 pub mod pki;
@@ -126,13 +127,17 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         _ => pki::ensure_local(&settings.data_dir)?,
     };
     let tls_cfg = tls::server_config(&material, settings.tls.request_client_cert.unwrap_or(true))?;
-    if settings.tls.mtls_listen.is_some() || settings.tls.client_cert_header.is_some() {
-        tracing::warn!("[tls] mtls_listen and client_cert_header are not used by this version yet");
+    if settings.tls.mtls_listen.is_some() {
+        tracing::warn!("[tls] mtls_listen is not used by this version yet");
     }
+    let proxy_cert = client_cert::ProxyCertConfig::parse(
+        settings.tls.client_cert_header.as_deref(),
+        settings.tls.trusted_proxies.as_deref().unwrap_or_default(),
+    )?;
 
     let (tx, rx) = watch::channel(false);
     let grace = Duration::from_secs(20);
-    let app = http::router(provider.clone(), http::Options { secure_cookies: true });
+    let app = http::router(provider.clone(), http::Options { secure_cookies: true, proxy_cert });
     let mut tasks = vec![tokio::spawn(tls::serve(listener, Some(tls_cfg), app.clone(), rx.clone(), grace))];
     let mut http_addr = None;
     if let Some(a) = settings.http_listen {

@@ -145,3 +145,68 @@ async fn refresh_follows_b1() {
     assert_oauth_error(refresh(&srv, &srv.client_with(&rotated), &public, rt).await, 400, "invalid_grant").await;
     assert_eq!(refresh(&srv, &srv.client_with(&a), &public, rt).await.status(), 200);
 }
+
+/// Behind a TLS-terminating proxy: the certificate arrives in `[tls] client_cert_header`, which
+/// is honoured only from `trusted_proxies`.
+#[tokio::test]
+async fn certificate_forwarded_by_a_trusted_proxy() {
+    use base64::Engine;
+    let proxied = |trusted: &'static str| {
+        move |s: &mut tether_server::Settings| {
+            s.http_listen = Some("127.0.0.1:0".parse().unwrap());
+            s.tls.client_cert_header = Some("x-client-cert".into());
+            s.tls.trusted_proxies = Some(vec![trusted.into()]);
+        }
+    };
+    let srv = TestServer::start_with(proxied("127.0.0.0/8")).await;
+    srv.add_user("alice", "pw").await;
+    let a = srv.create_app(cert_app("jwt")).await;
+    let cert = client_cert("behind-proxy");
+    let pem = cert.identity_pem.split("-----BEGIN PRIVATE KEY-----").next().unwrap().trim().to_string();
+    let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    // As nginx's $ssl_client_escaped_cert: percent-encoded, spaces as %20, `+` left as `+`.
+    let escaped: String = url::form_urlencoded::byte_serialize(pem.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+        .replace("%2B", "+");
+    let http = format!("http://{}", srv.running().http_addr.unwrap());
+    let plain = reqwest::Client::new();
+    let token = |value: String| {
+        plain
+            .post(format!("{http}/oauth2/token"))
+            .basic_auth(&a.client_id, a.client_secret.as_deref())
+            .header("x-client-cert", value)
+            .form(&[("grant_type", "password"), ("username", "alice"), ("password", "pw")])
+            .send()
+    };
+    let der = base64::engine::general_purpose::STANDARD.decode(&der_b64).unwrap();
+    for value in [pem.replace('\n', " "), escaped, der_b64.clone(), format!(":{der_b64}:")] {
+        let r = token(value.clone()).await.unwrap();
+        let status = r.status();
+        let t: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{value} -> {t}");
+        assert_eq!(
+            jwt_claims(t["access_token"].as_str().unwrap())["cnf"],
+            json!({"x5t#S256": cert.thumbprint}),
+            "{value}"
+        );
+    }
+    assert!(!der.is_empty());
+    assert_oauth_error(token("garbage".into()).await.unwrap(), 400, "invalid_request").await;
+
+    // From a peer that is not a trusted proxy, the header is ignored.
+    let srv = TestServer::start_with(proxied("10.0.0.5/32")).await;
+    srv.add_user("alice", "pw").await;
+    let a = srv.create_app(cert_app("jwt")).await;
+    let http = format!("http://{}", srv.running().http_addr.unwrap());
+    let r = plain
+        .post(format!("{http}/oauth2/token"))
+        .basic_auth(&a.client_id, a.client_secret.as_deref())
+        .header("x-client-cert", format!(":{der_b64}:"))
+        .form(&[("grant_type", "password"), ("username", "alice"), ("password", "pw")])
+        .send()
+        .await
+        .unwrap();
+    let e = assert_oauth_error(r, 400, "invalid_request").await;
+    assert_eq!(e["error_description"], "TLS certificate not found in the request.");
+}

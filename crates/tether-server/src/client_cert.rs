@@ -1,0 +1,116 @@
+//! Where a request's client certificate comes from (token-binding.md B-2): the TLS handshake of
+//! its connection or, only when the connection comes from a configured trusted proxy, the header
+//! the proxy forwards it in. From any other peer the header is ignored, so nobody can claim a
+//! certificate they do not hold by sending a header.
+//!
+//! Header formats accepted, as proxies send them: PEM (also with its newlines folded into
+//! spaces), URL-encoded PEM (nginx `$ssl_client_escaped_cert`; `+` stays `+`, it is base64, not a
+//! space), bare base64 DER, and RFC 9440 `Client-Cert` (`:base64:` byte sequence).
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderName};
+use ipnet::IpNet;
+
+#[derive(Clone, Debug, Default)]
+pub struct ProxyCertConfig {
+    pub header: Option<HeaderName>,
+    pub trusted: Vec<IpNet>,
+}
+
+impl ProxyCertConfig {
+    /// Parse `[tls] client_cert_header` and `trusted_proxies` (addresses or CIDRs).
+    pub fn parse(header: Option<&str>, trusted: &[String]) -> Result<Self, String> {
+        let header = header
+            .map(|h| {
+                HeaderName::from_bytes(h.trim().as_bytes())
+                    .map_err(|_| format!("[tls] client_cert_header {h:?} is not a header name"))
+            })
+            .transpose()?;
+        let trusted = trusted
+            .iter()
+            .map(|t| {
+                t.parse::<IpNet>()
+                    .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("[tls] trusted_proxies entry {t:?} is not an address or CIDR"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { header, trusted })
+    }
+
+    /// The certificate a trusted proxy forwarded: `Ok(None)` when there is no such header or the
+    /// peer is not trusted; an error when a trusted proxy sent something that is not a certificate.
+    pub fn forwarded(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Option<Vec<u8>>, String> {
+        let Some(name) = &self.header else { return Ok(None) };
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        if !self.trusted.iter().any(|n| n.contains(&peer)) {
+            return Ok(None);
+        }
+        let Some(value) = headers.get(name) else { return Ok(None) };
+        let text = value.to_str().map_err(|_| "the forwarded client certificate header is not text".to_string())?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        decode(text)
+            .map(Some)
+            .ok_or_else(|| "the forwarded client certificate header does not hold a certificate".to_string())
+    }
+}
+
+/// Any accepted header form to DER; `None` if it is not a parseable X.509 certificate.
+pub fn decode(text: &str) -> Option<Vec<u8>> {
+    let t = text.trim();
+    let der = if t.len() > 2 && t.starts_with(':') && t.ends_with(':') {
+        STANDARD.decode(&t[1..t.len() - 1]).ok()?
+    } else {
+        let unescaped = if t.contains('%') {
+            percent_encoding::percent_decode_str(t).decode_utf8().ok()?.into_owned()
+        } else {
+            t.to_string()
+        };
+        // Some proxies form-encode the armor's spaces as `+`.
+        let unescaped = unescaped
+            .replace("-----BEGIN+CERTIFICATE-----", "-----BEGIN CERTIFICATE-----")
+            .replace("-----END+CERTIFICATE-----", "-----END CERTIFICATE-----");
+        let body = match (unescaped.find("-----BEGIN CERTIFICATE-----"), unescaped.find("-----END CERTIFICATE-----")) {
+            (Some(b), Some(e)) if b < e => unescaped[b + "-----BEGIN CERTIFICATE-----".len()..e].to_string(),
+            _ => unescaped,
+        };
+        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        STANDARD.decode(&b64).ok()?
+    };
+    let ok = x509_parser::parse_x509_certificate(&der).is_ok();
+    ok.then_some(der)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_header_form_decodes_to_the_same_der() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap().self_signed(&key).unwrap();
+        let der = cert.der().to_vec();
+        let pem = cert.pem();
+        let b64 = STANDARD.encode(&der);
+        let escaped: String = percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+            .replace("%2B", "+");
+        for form in [pem.clone(), pem.replace('\n', " "), escaped, b64.clone(), format!(":{b64}:")] {
+            assert_eq!(decode(&form).as_deref(), Some(der.as_slice()), "{form}");
+        }
+        assert!(decode("not a certificate").is_none());
+        let cfg = ProxyCertConfig::parse(Some("x-client-cert"), &["10.0.0.0/8".into(), "127.0.0.1".into()]).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-client-cert", b64.parse().unwrap());
+        assert!(cfg.forwarded("127.0.0.1".parse().unwrap(), &h).unwrap().is_some());
+        assert!(cfg.forwarded("192.168.1.1".parse().unwrap(), &h).unwrap().is_none(), "untrusted peer: ignored");
+        assert!(ProxyCertConfig::parse(None, &["nope".into()]).is_err());
+    }
+}
