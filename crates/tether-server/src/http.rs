@@ -39,12 +39,12 @@ pub struct Options {
 
 /// The request's client certificate (DER): from a trusted proxy's header, else from the TLS
 /// handshake of the connection.
-fn client_cert(s: &S, conn: &Option<Extension<ConnInfo>>, headers: &HeaderMap) -> Result<Option<Vec<u8>>, Response> {
+fn client_cert(s: &S, conn: &Option<Extension<ConnInfo>>, headers: &HeaderMap) -> Result<Option<Vec<u8>>, ApiError> {
     let Some(c) = conn else { return Ok(None) };
     match s.opts.proxy_cert.forwarded(c.remote.ip(), headers) {
         Ok(Some(der)) => Ok(Some(der)),
         Ok(None) => Ok(c.peer_cert.as_ref().map(|d| d.as_ref().clone())),
-        Err(e) => Err(ApiError(OAuthError::invalid_request(e)).into_response()),
+        Err(e) => Err(ApiError(OAuthError::invalid_request(e))),
     }
 }
 
@@ -306,7 +306,7 @@ async fn token_endpoint(
     }
     let peer = match client_cert(&s, &conn, &headers) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req =
         token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), peer_cert: peer.as_deref() };
@@ -337,7 +337,7 @@ async fn revoke_endpoint(
     }
     let peer = match client_cert(&s, &conn, &headers) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref()).await {
         Ok(()) => {
@@ -387,7 +387,7 @@ async fn userinfo_endpoint(
     }
     let peer = match client_cert(&s, &conn, &headers) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match userinfo::handle(&s.p, &token, peer.as_deref()).await {
         Ok(body) => json_no_store(body),
