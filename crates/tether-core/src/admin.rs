@@ -54,6 +54,7 @@ fn defaults(client_id: String) -> App {
         access_token_ttl: 3600,
         refresh_token_ttl: 86400,
         tls_subject_dn: None,
+        tls_client_certificates: vec![],
     }
 }
 
@@ -64,7 +65,7 @@ pub fn create(changes: &AppChanges) -> Result<(AppRecord, Option<Secret>), Strin
     }
     let mut app = defaults(b64url(&random_bytes::<16>()));
     apply(&mut app, changes)?;
-    let secret = (!app.public).then(|| Secret::new(random_token()));
+    let secret = uses_secret(&app).then(|| Secret::new(random_token()));
     let secret_hash = secret.as_ref().map(|s| hash_secret(s.expose()));
     Ok((AppRecord { app, secret_hash }, secret))
 }
@@ -76,15 +77,40 @@ pub fn update(existing: &AppRecord, changes: &AppChanges) -> Result<(AppRecord, 
         app.public = false; // an explicit auth method other than none makes it confidential below
     }
     apply(&mut app, changes)?;
-    let (secret_hash, secret) = match (app.public, &existing.secret_hash) {
-        (true, _) => (None, None),
-        (false, Some(h)) => (Some(h.clone()), None),
-        (false, None) => {
+    let (secret_hash, secret) = match (uses_secret(&app), &existing.secret_hash) {
+        (false, _) => (None, None),
+        (true, Some(h)) => (Some(h.clone()), None),
+        (true, None) => {
             let s = Secret::new(random_token());
             (Some(hash_secret(s.expose())), Some(s))
         }
     };
     Ok((AppRecord { app, secret_hash }, secret))
+}
+
+fn uses_secret(app: &App) -> bool {
+    matches!(app.auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+}
+
+/// The x5t#S256 thumbprints of the certificates in a PEM text.
+pub fn pem_thumbprints(pem: &str) -> Result<Vec<String>, String> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(b) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let after = &rest[b + "-----BEGIN CERTIFICATE-----".len()..];
+        let e = after.find("-----END CERTIFICATE-----").ok_or("--cert-file: a certificate has no END line")?;
+        let b64: String = after[..e].chars().filter(|c| !c.is_whitespace()).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| "--cert-file: bad base64 in a certificate")?;
+        out.push(crate::binding::certificate::thumbprint(&der));
+        rest = &after[e..];
+    }
+    if out.is_empty() {
+        return Err("--cert-file holds no PEM certificate".into());
+    }
+    Ok(out)
 }
 
 fn parse_list<T>(items: &[String], what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
@@ -173,11 +199,14 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
     if let Some(t) = c.refresh_token_ttl {
         app.refresh_token_ttl = t;
     }
-    if c.tls_subject_dn.is_some() || c.cert_file.is_some() {
-        return Err(
-            "--tls-subject-dn and --cert-file need mTLS client authentication, which this version does not support yet"
-                .into(),
-        );
+    if c.tls_subject_dn.is_some() {
+        return Err("--tls-subject-dn (tls_client_auth) is not supported by this version of Tether yet".into());
+    }
+    if let Some(pem) = &c.cert_file {
+        if app.auth_method != AuthMethod::SelfSignedTlsClientAuth {
+            return Err("--cert-file goes with --auth-method self_signed_tls_client_auth".into());
+        }
+        app.tls_client_certificates = pem_thumbprints(pem)?;
     }
     check(app)
 }
@@ -189,7 +218,10 @@ pub fn check(app: &App) -> Result<(), String> {
             return Err(format!("grant type {g} is not supported by this version of Tether yet"));
         }
     }
-    if matches!(app.auth_method, AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth) {
+    if app.auth_method == AuthMethod::SelfSignedTlsClientAuth && app.tls_client_certificates.is_empty() {
+        return Err("self_signed_tls_client_auth needs the client's certificate: --cert-file PEM".into());
+    }
+    if app.auth_method == AuthMethod::TlsClientAuth {
         return Err(format!("--auth-method {} is not supported by this version of Tether yet", app.auth_method));
     }
     if !binding::supported(app.binding) {

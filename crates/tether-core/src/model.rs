@@ -104,6 +104,10 @@ pub struct App {
     pub refresh_token_ttl: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_subject_dn: Option<String>,
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): x5t#S256 thumbprints of the registered
+    /// certificates (from `--cert-file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_client_certificates: Vec<String>,
 }
 
 impl App {

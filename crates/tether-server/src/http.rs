@@ -316,11 +316,20 @@ async fn token_endpoint(
     }
 }
 
-async fn introspect_endpoint(State(s): State<S>, headers: HeaderMap, FormBody(form): FormBody) -> Response {
+async fn introspect_endpoint(
+    State(s): State<S>,
+    conn: Option<Extension<ConnInfo>>,
+    headers: HeaderMap,
+    FormBody(form): FormBody,
+) -> Response {
     if !s.p.healthy() {
         return unavailable();
     }
-    match introspect::handle(&s.p, &form, header(&headers, AUTHORIZATION)).await {
+    let peer = match client_cert(&s, &conn, &headers) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    match introspect::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref()).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
     }

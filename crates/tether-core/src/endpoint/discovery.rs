@@ -12,8 +12,16 @@ pub fn metadata(p: &Provider) -> Value {
             .iter()
             .map(|g| g.as_str())
             .collect();
-    let auth = [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::None].map(AuthMethod::as_str);
-    let confidential_auth = [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost].map(AuthMethod::as_str);
+    let auth = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::SelfSignedTlsClientAuth,
+        AuthMethod::None,
+    ]
+    .map(AuthMethod::as_str);
+    let confidential_auth =
+        [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::SelfSignedTlsClientAuth]
+            .map(AuthMethod::as_str);
     json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/oauth2/authorize"),

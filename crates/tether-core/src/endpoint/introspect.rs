@@ -58,8 +58,13 @@ fn members(
     v
 }
 
-pub async fn handle(p: &Provider, form: &Form, authorization: Option<&str>) -> Result<Value, OAuthError> {
-    let caller = client_auth::authenticate(p, form, authorization).await?;
+pub async fn handle(
+    p: &Provider,
+    form: &Form,
+    authorization: Option<&str>,
+    peer_cert: Option<&[u8]>,
+) -> Result<Value, OAuthError> {
+    let caller = client_auth::authenticate(p, form, authorization, peer_cert).await?;
     if caller.app.public {
         return Err(OAuthError::invalid_client("public clients cannot introspect tokens"));
     }

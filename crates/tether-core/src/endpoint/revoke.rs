@@ -15,7 +15,7 @@ pub async fn handle(
     authorization: Option<&str>,
     peer_cert: Option<&[u8]>,
 ) -> Result<(), OAuthError> {
-    let caller = client_auth::authenticate(p, form, authorization).await?;
+    let caller = client_auth::authenticate(p, form, authorization, peer_cert).await?;
     let token = form.require("token")?;
     if token.len() > MAX_TOKEN_LEN {
         return Ok(());

@@ -28,7 +28,7 @@ pub struct TokenRequest<'a> {
 
 pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthError> {
     let gt = req.form.require("grant_type")?;
-    let app = client_auth::authenticate(p, req.form, req.authorization).await?;
+    let app = client_auth::authenticate(p, req.form, req.authorization, req.peer_cert).await?;
     let grant = GrantType::parse(gt).ok_or_else(|| {
         OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type {gt:?} is not supported"))
     })?;

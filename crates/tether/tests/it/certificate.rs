@@ -210,3 +210,46 @@ async fn certificate_forwarded_by_a_trusted_proxy() {
     let e = assert_oauth_error(r, 400, "invalid_request").await;
     assert_eq!(e["error_description"], "TLS certificate not found in the request.");
 }
+
+/// `self_signed_tls_client_auth` (RFC 8705 §2.2): the registered certificate authenticates the
+/// client; no certificate or another one is `invalid_client`.
+#[tokio::test]
+async fn self_signed_tls_client_auth() {
+    let srv = TestServer::start().await;
+    let cert = client_cert("svc");
+    let pem = cert.identity_pem.split("-----BEGIN PRIVATE KEY-----").next().unwrap().to_string();
+    let mut ch = app(&["client_credentials"]);
+    ch.auth_method = Some("self_signed_tls_client_auth".into());
+    ch.cert_file = Some(pem);
+    ch.binding = Some("certificate".into());
+    ch.token_type = Some("jwt".into());
+    let a = srv.create_app(ch).await;
+    assert!(a.client_secret.is_none(), "a certificate client has no secret");
+    let form = [("grant_type", "client_credentials"), ("client_id", a.client_id.as_str())];
+    let r = srv.client_with(&cert).post(srv.url("/oauth2/token")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(jwt_claims(t["access_token"].as_str().unwrap())["cnf"], json!({"x5t#S256": cert.thumbprint}));
+    for c in [srv.client(), srv.client_with(&client_cert("impostor"))] {
+        let r = c.post(srv.url("/oauth2/token")).form(&form).send().await.unwrap();
+        assert_oauth_error(r, 401, "invalid_client").await;
+    }
+    // It may introspect its own tokens with the same certificate.
+    let r = srv
+        .client_with(&cert)
+        .post(srv.url("/oauth2/introspect"))
+        .form(&[("client_id", a.client_id.as_str()), ("token", t["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
+    // Configuration checks.
+    let mut bad = app(&["client_credentials"]);
+    bad.auth_method = Some("self_signed_tls_client_auth".into());
+    assert!(tether_core::admin::create(&bad).unwrap_err().contains("--cert-file"));
+    let d: Value =
+        srv.client().get(srv.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert!(
+        d["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("self_signed_tls_client_auth"))
+    );
+}
