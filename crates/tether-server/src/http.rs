@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use tether_core::endpoint::authorize::{self, AuthzError, AuthzRequest, SESSION_COOKIE};
@@ -38,13 +38,19 @@ pub struct Options {
 }
 
 /// The request's client certificate (DER): from a trusted proxy's header, else from the TLS
-/// handshake of the connection.
-fn client_cert(s: &S, conn: &Option<Extension<ConnInfo>>, headers: &HeaderMap) -> Result<Option<Vec<u8>>, ApiError> {
-    let Some(c) = conn else { return Ok(None) };
-    match s.opts.proxy_cert.forwarded(c.remote.ip(), headers) {
-        Ok(Some(der)) => Ok(Some(der)),
-        Ok(None) => Ok(c.peer_cert.as_ref().map(|d| d.as_ref().clone())),
-        Err(e) => Err(ApiError(OAuthError::invalid_request(e))),
+/// handshake of the connection. A malformed header from a trusted proxy is `invalid_request`.
+struct PeerCert(Option<Vec<u8>>);
+
+impl axum::extract::FromRequestParts<S> for PeerCert {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, s: &S) -> Result<Self, ApiError> {
+        let Some(c) = parts.extensions.get::<ConnInfo>() else { return Ok(PeerCert(None)) };
+        match s.opts.proxy_cert.forwarded(c.remote.ip(), &parts.headers) {
+            Ok(Some(der)) => Ok(PeerCert(Some(der))),
+            Ok(None) => Ok(PeerCert(c.peer_cert.as_ref().map(|d| d.as_ref().clone()))),
+            Err(e) => Err(ApiError(OAuthError::invalid_request(e))),
+        }
     }
 }
 
@@ -297,17 +303,13 @@ async fn jwks_endpoint(State(s): State<S>) -> Response {
 
 async fn token_endpoint(
     State(s): State<S>,
-    conn: Option<Extension<ConnInfo>>,
+    PeerCert(peer): PeerCert,
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
     if !s.p.healthy() {
         return unavailable();
     }
-    let peer = match client_cert(&s, &conn, &headers) {
-        Ok(p) => p,
-        Err(r) => return r.into_response(),
-    };
     let req =
         token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), peer_cert: peer.as_deref() };
     match token::handle(&s.p, req).await {
@@ -318,17 +320,13 @@ async fn token_endpoint(
 
 async fn introspect_endpoint(
     State(s): State<S>,
-    conn: Option<Extension<ConnInfo>>,
+    PeerCert(peer): PeerCert,
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
     if !s.p.healthy() {
         return unavailable();
     }
-    let peer = match client_cert(&s, &conn, &headers) {
-        Ok(p) => p,
-        Err(r) => return r.into_response(),
-    };
     match introspect::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref()).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
@@ -337,17 +335,13 @@ async fn introspect_endpoint(
 
 async fn revoke_endpoint(
     State(s): State<S>,
-    conn: Option<Extension<ConnInfo>>,
+    PeerCert(peer): PeerCert,
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
     if !s.p.healthy() {
         return unavailable();
     }
-    let peer = match client_cert(&s, &conn, &headers) {
-        Ok(p) => p,
-        Err(r) => return r.into_response(),
-    };
     match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref()).await {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
@@ -360,7 +354,7 @@ async fn revoke_endpoint(
 
 async fn userinfo_endpoint(
     State(s): State<S>,
-    conn: Option<Extension<ConnInfo>>,
+    PeerCert(peer): PeerCert,
     method: Method,
     headers: HeaderMap,
     req: Request,
@@ -394,10 +388,6 @@ async fn userinfo_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    let peer = match client_cert(&s, &conn, &headers) {
-        Ok(p) => p,
-        Err(r) => return r.into_response(),
-    };
     match userinfo::handle(&s.p, &token, peer.as_deref()).await {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
