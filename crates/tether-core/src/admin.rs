@@ -92,9 +92,13 @@ fn uses_secret(app: &App) -> bool {
     matches!(app.auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
 }
 
-/// The x5t#S256 thumbprints of the certificates in a PEM text.
+/// The x5t#S256 thumbprints of the client's registered certificates: a PEM text (one or more
+/// certificates), or a JWKS (RFC 7517) whose keys carry the certificate as the first `x5c` entry.
 pub fn pem_thumbprints(pem: &str) -> Result<Vec<String>, String> {
     use base64::Engine;
+    if pem.trim_start().starts_with('{') {
+        return jwks_thumbprints(pem);
+    }
     let mut out = Vec::new();
     let mut rest = pem;
     while let Some(b) = rest.find("-----BEGIN CERTIFICATE-----") {
@@ -109,6 +113,28 @@ pub fn pem_thumbprints(pem: &str) -> Result<Vec<String>, String> {
     }
     if out.is_empty() {
         return Err("--cert-file holds no PEM certificate".into());
+    }
+    Ok(out)
+}
+
+fn jwks_thumbprints(text: &str) -> Result<Vec<String>, String> {
+    use base64::Engine;
+    let jwks: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("--cert-file: not a PEM file, and not JSON either: {e}"))?;
+    let keys = jwks["keys"].as_array().ok_or("--cert-file: a JWKS needs a \"keys\" array")?;
+    let mut out = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let Some(first) = k["x5c"].as_array().and_then(|c| c.first()) else {
+            return Err(format!("--cert-file: JWKS key {i} has no x5c certificate"));
+        };
+        let der = first
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| format!("--cert-file: JWKS key {i}: x5c[0] is not base64 (RFC 7517 §4.7)"))?;
+        out.push(crate::binding::certificate::thumbprint(&der));
+    }
+    if out.is_empty() {
+        return Err("--cert-file: the JWKS has no keys".into());
     }
     Ok(out)
 }
@@ -199,8 +225,12 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
     if let Some(t) = c.refresh_token_ttl {
         app.refresh_token_ttl = t;
     }
-    if c.tls_subject_dn.is_some() {
-        return Err("--tls-subject-dn (tls_client_auth) is not supported by this version of Tether yet".into());
+    if let Some(dn) = &c.tls_subject_dn {
+        if app.auth_method != AuthMethod::TlsClientAuth {
+            return Err("--tls-subject-dn goes with --auth-method tls_client_auth".into());
+        }
+        let parsed = crate::dn::Dn::parse(dn).map_err(|e| format!("--tls-subject-dn {dn:?}: {e}"))?;
+        app.tls_subject_dn = Some(parsed.to_string());
     }
     if let Some(pem) = &c.cert_file {
         if app.auth_method != AuthMethod::SelfSignedTlsClientAuth {
@@ -213,16 +243,19 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
 
 /// Every rule an app must satisfy, with a message naming the flag.
 pub fn check(app: &App) -> Result<(), String> {
+    if app.public && app.allows_grant(GrantType::TokenExchange) {
+        return Err("public clients cannot use token exchange (token-binding.md B-9: confidential clients only)".into());
+    }
     for g in &app.grant_types {
-        if matches!(g, GrantType::DeviceCode | GrantType::TokenExchange) {
+        if matches!(g, GrantType::DeviceCode) {
             return Err(format!("grant type {g} is not supported by this version of Tether yet"));
         }
     }
     if app.auth_method == AuthMethod::SelfSignedTlsClientAuth && app.tls_client_certificates.is_empty() {
         return Err("self_signed_tls_client_auth needs the client's certificate: --cert-file PEM".into());
     }
-    if app.auth_method == AuthMethod::TlsClientAuth {
-        return Err(format!("--auth-method {} is not supported by this version of Tether yet", app.auth_method));
+    if app.auth_method == AuthMethod::TlsClientAuth && app.tls_subject_dn.is_none() {
+        return Err("tls_client_auth needs the subject DN the client's certificate carries: --tls-subject-dn DN".into());
     }
     if !binding::supported(app.binding) {
         return Err(format!("--binding {} is not supported by this version of Tether yet", app.binding));

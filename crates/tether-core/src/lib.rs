@@ -12,9 +12,11 @@
 
 pub mod admin;
 pub mod binding;
+pub mod cert;
 pub mod client_auth;
 pub mod clock;
 pub mod crypto;
+pub mod dn;
 pub mod endpoint;
 pub mod error;
 pub mod form;

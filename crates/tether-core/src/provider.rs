@@ -28,6 +28,11 @@ pub struct ProviderConfig {
     pub id_token_lifetime: i64,
     /// Seconds between purges of dead rows (0 = never).
     pub purge_interval: u64,
+    /// Trust anchors for `tls_client_auth` (`[tls] client_ca_file`); `None`: that method fails.
+    pub client_trust: Option<std::sync::Arc<dyn crate::cert::ClientCertTrust>>,
+    /// Base URL of the listener for mutual TLS, advertised as `mtls_endpoint_aliases` (RFC 8705
+    /// §5); `None` when no listener requests client certificates.
+    pub mtls_base: Option<String>,
 }
 
 impl ProviderConfig {
@@ -39,6 +44,8 @@ impl ProviderConfig {
             code_lifetime: 60,
             id_token_lifetime: 3600,
             purge_interval: 60,
+            client_trust: None,
+            mtls_base: None,
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct AccessTokenRecord {
     pub issued_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// RFC 8693 §4.1 `act` claim as JSON text (exchanged tokens with an actor).
+    pub act: Option<String>,
 }
 
 impl AccessTokenRecord {

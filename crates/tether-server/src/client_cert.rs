@@ -8,11 +8,20 @@
 //! space), bare base64 DER, and RFC 9440 `Client-Cert` (`:base64:` byte sequence).
 
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{CertificateError, RootCertStore};
+use tether_core::cert::{ClientCert, ClientCertTrust};
+use tether_core::dn::{Dn, DnValue};
 
 #[derive(Clone, Debug, Default)]
 pub struct ProxyCertConfig {
@@ -86,6 +95,92 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
     };
     let ok = x509_parser::parse_x509_certificate(&der).is_ok();
     ok.then_some(der)
+}
+
+/// Parse a certificate (already known to be X.509) into what the protocol layer looks at.
+pub fn inspect(der: Vec<u8>) -> Option<ClientCert> {
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let rdns = cert
+        .subject()
+        .iter()
+        .map(|rdn| rdn.iter().map(|ava| (ava.attr_type().to_id_string(), dn_value(ava))).collect())
+        .collect();
+    let validity = cert.validity();
+    let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
+    let subject = Dn::from_asn1_rdns(rdns);
+    drop(cert);
+    Some(ClientCert { der, not_before, not_after, subject })
+}
+
+fn dn_value(ava: &x509_parser::x509::AttributeTypeAndValue<'_>) -> DnValue {
+    use x509_parser::asn1_rs::{Tag, ToDer};
+    if let Ok(s) = ava.as_str() {
+        return DnValue::Text(s.to_string());
+    }
+    let v = ava.attr_value();
+    if v.tag() == Tag::BmpString && v.data.len() % 2 == 0 {
+        let units: Vec<u16> = v.data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        if let Ok(s) = String::from_utf16(&units) {
+            return DnValue::Text(s);
+        }
+    }
+    DnValue::Der(v.to_der_vec().unwrap_or_default())
+}
+
+/// `tls_client_auth` trust anchors: the certificates of `[tls] client_ca_file` (roots, and any
+/// intermediates the clients do not send: every certificate in the file is an anchor), checked
+/// with webpki: signature chain, validity at the provider's clock, and the clientAuth usage when
+/// the certificate restricts its usages.
+#[derive(Debug)]
+pub struct CaTrust {
+    verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl CaTrust {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let what = format!("[tls] client_ca_file {}", path.display());
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {what}: {e}"))?;
+        let mut roots = RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let c = c.map_err(|e| format!("{what}: bad PEM: {e}"))?;
+            roots.add(c).map_err(|e| format!("{what}: unusable certificate: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("{what} holds no certificate"));
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("{what}: {e}"))?;
+        Ok(Self { verifier })
+    }
+}
+
+impl ClientCertTrust for CaTrust {
+    fn verify(&self, cert: &ClientCert, now: i64) -> Result<(), String> {
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(now).unwrap_or(0)));
+        let der = CertificateDer::from(cert.der.as_slice());
+        match self.verifier.verify_client_cert(&der, &[], now) {
+            Ok(_) => Ok(()),
+            Err(rustls::Error::InvalidCertificate(e)) => Err(match e {
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                    "the TLS client certificate does not chain to a trusted CA ([tls] client_ca_file)".to_string()
+                }
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    format!("the TLS client certificate expired at {}", tether_core::cert::rfc3339(cert.not_after))
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => format!(
+                    "the TLS client certificate is not valid before {}",
+                    tether_core::cert::rfc3339(cert.not_before)
+                ),
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                    "the TLS client certificate is not for client authentication (extended key usage)".to_string()
+                }
+                other => format!("the TLS client certificate was refused: {other}"),
+            }),
+            Err(other) => Err(format!("the TLS client certificate was refused: {other}")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ pub struct Settings {
     pub session_idle_timeout: i64,
 }
 
-fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| format!("{what} {s:?} is not an address like 127.0.0.1:9443"))
 }
 
@@ -132,6 +132,9 @@ impl Settings {
         let session_idle_timeout = file.session.idle_timeout_seconds.unwrap_or(3600);
         if session_lifetime <= 0 || session_idle_timeout <= 0 {
             return Err("[session] lifetime_seconds and idle_timeout_seconds must be positive".into());
+        }
+        if let Some(m) = &file.tls.mtls_listen {
+            addr("[tls] mtls_listen", m)?;
         }
         if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {
             return Err("[tls] cert_file and key_file must be given together".into());

@@ -39,7 +39,7 @@ pub struct Options {
 
 /// The request's client certificate (DER): from a trusted proxy's header, else from the TLS
 /// handshake of the connection. A malformed header from a trusted proxy is `invalid_request`.
-struct PeerCert(Option<Vec<u8>>);
+struct PeerCert(Option<tether_core::cert::ClientCert>);
 
 impl axum::extract::FromRequestParts<S> for PeerCert {
     type Rejection = ApiError;
@@ -47,8 +47,10 @@ impl axum::extract::FromRequestParts<S> for PeerCert {
     async fn from_request_parts(parts: &mut http::request::Parts, s: &S) -> Result<Self, ApiError> {
         let Some(c) = parts.extensions.get::<ConnInfo>() else { return Ok(PeerCert(None)) };
         match s.opts.proxy_cert.forwarded(c.remote.ip(), &parts.headers) {
-            Ok(Some(der)) => Ok(PeerCert(Some(der))),
-            Ok(None) => Ok(PeerCert(c.peer_cert.as_ref().map(|d| d.as_ref().clone()))),
+            Ok(Some(der)) => Ok(PeerCert(crate::client_cert::inspect(der))),
+            Ok(None) => {
+                Ok(PeerCert(c.peer_cert.as_ref().and_then(|d| crate::client_cert::inspect(d.as_ref().clone()))))
+            }
             Err(e) => Err(ApiError(OAuthError::invalid_request(e))),
         }
     }
@@ -311,7 +313,7 @@ async fn token_endpoint(
         return unavailable();
     }
     let req =
-        token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), peer_cert: peer.as_deref() };
+        token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), peer_cert: peer.as_ref() };
     match token::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
@@ -327,7 +329,7 @@ async fn introspect_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    match introspect::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref()).await {
+    match introspect::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
     }
@@ -342,7 +344,7 @@ async fn revoke_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_deref()).await {
+    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
             no_store(r.headers_mut());
@@ -388,7 +390,7 @@ async fn userinfo_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    match userinfo::handle(&s.p, &token, peer.as_deref()).await {
+    match userinfo::handle(&s.p, &token, peer.as_ref()).await {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
             ApiError(e).into_response()

@@ -72,6 +72,8 @@ fn metrics_handle() -> PrometheusHandle {
 pub struct Running {
     pub addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
+    /// The `[tls] mtls_listen` listener.
+    pub mtls_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
     pub issuer: String,
     pub provider: Arc<Provider>,
@@ -114,7 +116,27 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
             format!("https://localhost:{}", addr.port())
         }
     });
+    let mtls_listener = match settings.tls.mtls_listen.as_deref() {
+        Some(a) => Some(bind(config::addr("[tls] mtls_listen", a)?, "[tls] mtls_listen").await?),
+        None => None,
+    };
+    let mtls_addr = mtls_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(|e| e.to_string())?;
+    let request_client_cert = settings.tls.request_client_cert.unwrap_or(true);
     let mut pcfg = ProviderConfig::new(issuer.clone());
+    // RFC 8705 §5 aliases: the mTLS listener's URLs (the issuer's host with that port), else the
+    // issuer's own when the main listener (or a trusted proxy) supplies client certificates.
+    pcfg.mtls_base = match mtls_addr {
+        Some(a) => {
+            let mut u = url::Url::parse(&issuer).map_err(|e| format!("issuer: {e}"))?;
+            let _ = u.set_port(Some(a.port()));
+            Some(u.as_str().trim_end_matches('/').to_string())
+        }
+        None if request_client_cert || settings.tls.client_cert_header.is_some() => Some(issuer.clone()),
+        None => None,
+    };
+    if let Some(ca) = &settings.tls.client_ca_file {
+        pcfg.client_trust = Some(Arc::new(client_cert::CaTrust::load(ca)?));
+    }
     pcfg.session_lifetime = settings.session_lifetime;
     pcfg.session_idle_timeout = settings.session_idle_timeout;
     pcfg.purge_interval = settings.purge_interval_seconds;
@@ -126,10 +148,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         (Some(c), Some(k)) => pki::from_files(c, k)?,
         _ => pki::ensure_local(&settings.data_dir)?,
     };
-    let tls_cfg = tls::server_config(&material, settings.tls.request_client_cert.unwrap_or(true))?;
-    if settings.tls.mtls_listen.is_some() {
-        tracing::warn!("[tls] mtls_listen is not used by this version yet");
-    }
+    let tls_cfg = tls::server_config(&material, request_client_cert)?;
     let proxy_cert = client_cert::ProxyCertConfig::parse(
         settings.tls.client_cert_header.as_deref(),
         settings.tls.trusted_proxies.as_deref().unwrap_or_default(),
@@ -139,6 +158,10 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     let grace = Duration::from_secs(20);
     let app = http::router(provider.clone(), http::Options { secure_cookies: true, proxy_cert });
     let mut tasks = vec![tokio::spawn(tls::serve(listener, Some(tls_cfg), app.clone(), rx.clone(), grace))];
+    if let Some(l) = mtls_listener {
+        let cfg = tls::server_config(&material, true)?;
+        tasks.push(tokio::spawn(tls::serve(l, Some(cfg), app.clone(), rx.clone(), grace)));
+    }
     let mut http_addr = None;
     if let Some(a) = settings.http_listen {
         let l = bind(a, "http_listen").await?;
@@ -151,7 +174,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
         tasks.push(tokio::spawn(tls::serve(l, None, http::metrics_router(metrics_handle()), rx.clone(), grace)));
     }
-    Ok(Running { addr, http_addr, metrics_addr, issuer, provider, shutdown: tx, tasks, refresher, purger })
+    Ok(Running { addr, http_addr, mtls_addr, metrics_addr, issuer, provider, shutdown: tx, tasks, refresher, purger })
 }
 
 /// Is `path` inside a directory we may create? (Used by the CLI for friendlier errors.)

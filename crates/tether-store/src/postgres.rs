@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_purge_indexes.sql")),
     (3, include_str!("../migrations/postgres/0003_binding_cnf.sql")),
+    (4, include_str!("../migrations/postgres/0004_act.sql")),
 ];
 /// Arbitrary constant naming the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572;
@@ -165,6 +166,7 @@ fn access_from(r: &PgRow) -> Result<AccessTokenRecord, sqlx::Error> {
         issued_at: r.try_get("issued_at")?,
         expires_at: r.try_get("expires_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        act: r.try_get("act")?,
     })
 }
 
@@ -257,7 +259,7 @@ async fn insert_access(c: &mut PgConnection, a: &AccessTokenRecord) -> StoreResu
     sqlx::query(
         "INSERT INTO access_tokens (token_hash, id, jti, client_id, user_id, username, scope, audience, token_type, \
          binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at, \
-         binding_cnf) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,NULL,$19)",
+         binding_cnf, act) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,NULL,$19,$20)",
     )
     .bind(&a.token_hash)
     .bind(&a.id)
@@ -278,6 +280,7 @@ async fn insert_access(c: &mut PgConnection, a: &AccessTokenRecord) -> StoreResu
     .bind(a.issued_at)
     .bind(a.expires_at)
     .bind(b_cnf(&a.binding))
+    .bind(&a.act)
     .execute(c)
     .await
     .map_err(map)?;

@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_purge_indexes.sql")),
     (3, include_str!("../migrations/sqlite/0003_binding_cnf.sql")),
+    (4, include_str!("../migrations/sqlite/0004_act.sql")),
 ];
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -314,7 +315,7 @@ fn user_from(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 /// by-name lookup was measurable on the introspection path).
 const ACCESS_COLS: &str = "token_hash, id, jti, client_id, user_id, username, scope, audience, token_type, \
      binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at, \
-     binding_cnf";
+     binding_cnf, act";
 
 fn access_from(r: &Row<'_>) -> rusqlite::Result<AccessTokenRecord> {
     let tt: String = r.get(8)?;
@@ -341,6 +342,7 @@ fn access_from(r: &Row<'_>) -> rusqlite::Result<AccessTokenRecord> {
         issued_at: r.get(16)?,
         expires_at: r.get(17)?,
         revoked_at: r.get(18)?,
+        act: r.get(20)?,
     })
 }
 
@@ -429,7 +431,7 @@ fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
         c,
         "INSERT INTO access_tokens (id, token_hash, jti, client_id, user_id, username, scope, audience, token_type, \
          binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at, \
-         binding_cnf) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,NULL,?19)",
+         binding_cnf, act) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,NULL,?19,?20)",
         params![
             a.id,
             a.token_hash,
@@ -449,7 +451,8 @@ fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
             a.auth_time,
             a.issued_at,
             a.expires_at,
-            b_cnf(&a.binding)
+            b_cnf(&a.binding),
+            a.act
         ],
     )?;
     Ok(())

@@ -63,8 +63,10 @@ pub struct AppFlags {
     public: bool,
     #[arg(long)]
     auth_method: Option<String>,
+    /// For tls_client_auth: the subject DN of the client's certificate, RFC 4514 form ("CN=svc,O=Acme")
     #[arg(long)]
     tls_subject_dn: Option<String>,
+    /// For self_signed_tls_client_auth: the client's certificate(s), a PEM file or a JWKS with x5c
     #[arg(long)]
     cert_file: Option<String>,
     /// jwt or opaque

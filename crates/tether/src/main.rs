@@ -169,6 +169,9 @@ async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
     if let Some(m) = running.metrics_addr {
         tracing::info!(addr = %format!("http://{m}/metrics"), "metrics");
     }
+    if let Some(m) = running.mtls_addr {
+        tracing::info!(addr = %format!("https://{m}"), "mutual-TLS listener (mtls_endpoint_aliases)");
+    }
     announce("https", running.addr);
     if let Some(h) = running.http_addr {
         announce("http", h);

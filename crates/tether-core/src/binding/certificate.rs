@@ -20,12 +20,20 @@ pub fn not_found() -> OAuthError {
     OAuthError::invalid_request("TLS certificate not found in the request.")
 }
 
+/// The thumbprint of the request's certificate, which must be within its validity window: a new
+/// token is never bound to an expired certificate.
+pub fn presented(ctx: &BindContext<'_>) -> Result<String, OAuthError> {
+    let cert = ctx.peer_cert.ok_or_else(not_found)?;
+    cert.check_validity(ctx.now).map_err(|e| OAuthError::invalid_request(format!("{e}; no token is bound to it")))?;
+    Ok(cert.thumbprint())
+}
+
 impl TokenBinder for Certificate {
     fn kind(&self) -> BindingType {
         BindingType::Certificate
     }
 
     fn bind(&self, ctx: &BindContext<'_>) -> Result<Option<String>, OAuthError> {
-        ctx.peer_cert.map(|der| Some(thumbprint(der))).ok_or_else(not_found)
+        presented(ctx).map(Some)
     }
 }

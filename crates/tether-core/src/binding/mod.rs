@@ -21,8 +21,10 @@ use crate::store::BindingRecord;
 pub struct BindContext<'a> {
     pub grant: GrantType,
     pub form: &'a Form,
-    /// DER of the TLS client certificate of the request, if any.
-    pub peer_cert: Option<&'a [u8]>,
+    /// The request's client certificate (TLS handshake or trusted proxy), if any.
+    pub peer_cert: Option<&'a crate::cert::ClientCert>,
+    /// Unix seconds, from the provider's clock.
+    pub now: i64,
 }
 
 pub trait TokenBinder: Send + Sync {

@@ -7,6 +7,7 @@ pub mod client_secret_basic;
 pub mod client_secret_post;
 pub mod none;
 pub mod self_signed_tls_client_auth;
+pub mod tls_client_auth;
 
 use std::sync::Arc;
 
@@ -55,12 +56,12 @@ pub fn presented<'a>(form: &'a Form, authorization: Option<&str>) -> Result<Pres
 }
 
 /// Authenticate the client of a request.
-/// `peer_cert`: DER of the request's TLS client certificate (for the RFC 8705 methods).
+/// `peer_cert`: the request's client certificate (for the RFC 8705 methods).
 pub async fn authenticate(
     p: &Provider,
     form: &Form,
     authorization: Option<&str>,
-    peer_cert: Option<&[u8]>,
+    peer_cert: Option<&crate::cert::ClientCert>,
 ) -> Result<Arc<AppRecord>, OAuthError> {
     let presented = presented(form, authorization)?;
     let client_id = match &presented {
@@ -81,7 +82,8 @@ pub async fn authenticate(
     // client_secret_post). Everything else must be the registered method.
     let secret_method = |m: AuthMethod| matches!(m, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost);
     // A certificate-authenticated client names itself with client_id, like a public one.
-    let cert_client = registered == AuthMethod::SelfSignedTlsClientAuth && used == AuthMethod::None;
+    let cert_client = matches!(registered, AuthMethod::SelfSignedTlsClientAuth | AuthMethod::TlsClientAuth)
+        && used == AuthMethod::None;
     if used != registered && !(secret_method(used) && secret_method(registered)) && !cert_client {
         return Err(OAuthError::invalid_client(format!(
             "this client is registered for {registered} authentication but the request used {used}"
@@ -90,7 +92,10 @@ pub async fn authenticate(
     match presented {
         Presented::Basic { secret, .. } => client_secret_basic::verify(&app, secret.expose())?,
         Presented::Post { secret, .. } => client_secret_post::verify(&app, secret)?,
-        Presented::None { .. } if cert_client => self_signed_tls_client_auth::verify(&app, peer_cert)?,
+        Presented::None { .. } if registered == AuthMethod::TlsClientAuth => {
+            tls_client_auth::verify(p, &app, peer_cert)?
+        }
+        Presented::None { .. } if cert_client => self_signed_tls_client_auth::verify(p, &app, peer_cert)?,
         Presented::None { .. } => none::verify(&app)?,
     }
     Ok(app)

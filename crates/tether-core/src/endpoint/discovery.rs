@@ -7,22 +7,32 @@ use crate::provider::Provider;
 
 pub fn metadata(p: &Provider) -> Value {
     let iss = p.issuer();
-    let grants: Vec<&str> =
-        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::Password, GrantType::ClientCredentials]
-            .iter()
-            .map(|g| g.as_str())
-            .collect();
+    let grants: Vec<&str> = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::Password,
+        GrantType::ClientCredentials,
+        GrantType::TokenExchange,
+    ]
+    .iter()
+    .map(|g| g.as_str())
+    .collect();
     let auth = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
+        AuthMethod::TlsClientAuth,
         AuthMethod::SelfSignedTlsClientAuth,
         AuthMethod::None,
     ]
     .map(AuthMethod::as_str);
-    let confidential_auth =
-        [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::SelfSignedTlsClientAuth]
-            .map(AuthMethod::as_str);
-    json!({
+    let confidential_auth = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::TlsClientAuth,
+        AuthMethod::SelfSignedTlsClientAuth,
+    ]
+    .map(AuthMethod::as_str);
+    let mut m = json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/oauth2/authorize"),
         "token_endpoint": format!("{iss}/oauth2/token"),
@@ -46,6 +56,17 @@ pub fn metadata(p: &Provider) -> Value {
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
         "access_token_signing_alg_values_supported": ["ES256"],
-        "tls_client_certificate_bound_access_tokens": true,
-    })
+        "tls_client_certificate_bound_access_tokens": p.config.mtls_base.is_some(),
+    });
+    // RFC 8705 §5: where clients send mutual-TLS requests. The main listener's own URLs when it
+    // requests certificates itself; the `[tls] mtls_listen` listener's when there is one.
+    if let Some(base) = &p.config.mtls_base {
+        m["mtls_endpoint_aliases"] = json!({
+            "token_endpoint": format!("{base}/oauth2/token"),
+            "revocation_endpoint": format!("{base}/oauth2/revoke"),
+            "introspection_endpoint": format!("{base}/oauth2/introspect"),
+            "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
+        });
+    }
+    m
 }

@@ -62,7 +62,7 @@ pub async fn handle(
     p: &Provider,
     form: &Form,
     authorization: Option<&str>,
-    peer_cert: Option<&[u8]>,
+    peer_cert: Option<&crate::cert::ClientCert>,
 ) -> Result<Value, OAuthError> {
     let caller = client_auth::authenticate(p, form, authorization, peer_cert).await?;
     if caller.app.public {
@@ -91,6 +91,9 @@ pub async fn handle(
             );
             v["token_type"] = json!("Bearer");
             v["jti"] = json!(a.jti);
+            if let Some(act) = a.act.as_deref().and_then(|x| serde_json::from_str::<Value>(x).ok()) {
+                v["act"] = act;
+            }
             v
         }
         Some(Found::Refresh(r)) if r.active(now) && visible(&r.client_id) => {

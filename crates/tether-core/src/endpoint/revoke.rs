@@ -1,7 +1,6 @@
 //! Token revocation (RFC 7009). Revoking either token of a pair revokes both; revoking a refresh
 //! token revokes its whole rotation family. Unknown tokens answer 200 (§2.2).
 
-use crate::binding::certificate;
 use crate::client_auth;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
@@ -13,7 +12,7 @@ pub async fn handle(
     p: &Provider,
     form: &Form,
     authorization: Option<&str>,
-    peer_cert: Option<&[u8]>,
+    peer_cert: Option<&crate::cert::ClientCert>,
 ) -> Result<(), OAuthError> {
     let caller = client_auth::authenticate(p, form, authorization, peer_cert).await?;
     let token = form.require("token")?;
@@ -30,7 +29,7 @@ pub async fn handle(
             // B-5: with --validate-binding, revoking a certificate-bound access token takes the
             // same certificate.
             if let Some(b) = a.binding.as_ref().filter(|b| b.kind == BindingType::Certificate) {
-                let proven = peer_cert.is_some_and(|der| crate::binding::matches(b, &certificate::thumbprint(der)));
+                let proven = peer_cert.is_some_and(|c| crate::binding::matches(b, &c.thumbprint()));
                 if caller.app.validate_binding && !proven {
                     return Err(OAuthError::new(
                         ErrorCode::AccessDenied,

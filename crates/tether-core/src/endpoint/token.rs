@@ -22,8 +22,8 @@ pub struct TokenRequest<'a> {
     pub form: &'a Form,
     /// The raw `Authorization` header.
     pub authorization: Option<&'a str>,
-    /// DER of the TLS client certificate (direct, or from a trusted proxy's header).
-    pub peer_cert: Option<&'a [u8]>,
+    /// The client certificate (TLS handshake, or a trusted proxy's header).
+    pub peer_cert: Option<&'a crate::cert::ClientCert>,
 }
 
 pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthError> {
@@ -40,14 +40,15 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
         GrantType::ClientCredentials => grant::client_credentials::handle(&app.app, req.form)?,
         GrantType::AuthorizationCode => grant::authorization_code::handle(p, &app.app, req.form).await?,
         GrantType::RefreshToken => grant::refresh_token::handle(p, &app.app, req.form).await?,
-        GrantType::DeviceCode | GrantType::TokenExchange => {
+        GrantType::TokenExchange => grant::token_exchange::handle(p, &app.app, req.form, req.peer_cert).await?,
+        GrantType::DeviceCode => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type {gt} is not supported yet"),
             ));
         }
     };
-    let ctx = BindContext { grant, form: req.form, peer_cert: req.peer_cert };
+    let ctx = BindContext { grant, form: req.form, peer_cert: req.peer_cert, now: p.now() };
     issue(p, &app.app, validated, &ctx).await
 }
 
@@ -56,7 +57,7 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
 /// new access token is bound to it; a public client, or one with `--validate-binding`, must present
 /// the same certificate.
 fn rebind_certificate(app: &App, bound: &BindingRecord, ctx: &BindContext<'_>) -> Result<BindingRecord, OAuthError> {
-    let presented = ctx.peer_cert.map(certificate::thumbprint).ok_or_else(certificate::not_found)?;
+    let presented = certificate::presented(ctx)?;
     if app.public || app.validate_binding {
         if !binding::matches(bound, &presented) {
             return Err(OAuthError::invalid_grant("Invalid token binding value is present in the request."));
@@ -117,6 +118,7 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
         issued_at: now,
         expires_at: now + app.access_token_ttl,
         revoked_at: None,
+        act: v.act.clone(),
     };
     let token = match app.token_type {
         TokenType::Opaque => opaque::derive(&p.opaque_key, &access.id),
@@ -173,6 +175,9 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
     }
     if let Some(rt) = refresh_value {
         body["refresh_token"] = json!(rt);
+    }
+    if v.grant == GrantType::TokenExchange {
+        body["issued_token_type"] = json!(grant::token_exchange::ACCESS_TOKEN_TYPE);
     }
     if let Some(subject) = &v.subject
         && scope::contains(&scope, "openid")

@@ -2,7 +2,6 @@
 
 use serde_json::{Value, json};
 
-use crate::binding::certificate;
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::BindingType;
 use crate::provider::Provider;
@@ -11,9 +10,13 @@ use crate::secret::hash_secret;
 use crate::token::MAX_TOKEN_LEN;
 use crate::token::id_token::profile_claims;
 
-/// `peer_cert`: the DER of the request's TLS client certificate (a certificate-bound token is only
+/// `peer_cert`: the request's client certificate (a certificate-bound token is only
 /// accepted with it: token-binding.md B-5, RFC 8705 §3).
-pub async fn handle(p: &Provider, token: &str, peer_cert: Option<&[u8]>) -> Result<Value, OAuthError> {
+pub async fn handle(
+    p: &Provider,
+    token: &str,
+    peer_cert: Option<&crate::cert::ClientCert>,
+) -> Result<Value, OAuthError> {
     let bad = || OAuthError::invalid_token("the access token is unknown, expired or revoked");
     if token.len() > MAX_TOKEN_LEN {
         return Err(bad());
@@ -23,7 +26,7 @@ pub async fn handle(p: &Provider, token: &str, peer_cert: Option<&[u8]>) -> Resu
         return Err(bad());
     }
     if let Some(b) = rec.binding.as_ref().filter(|b| b.kind == BindingType::Certificate) {
-        let proven = peer_cert.is_some_and(|der| crate::binding::matches(b, &certificate::thumbprint(der)));
+        let proven = peer_cert.is_some_and(|c| crate::binding::matches(b, &c.thumbprint()));
         if !proven {
             return Err(OAuthError::invalid_token(
                 "the access token is bound to a client certificate that this request did not present",

@@ -67,5 +67,6 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         issue_refresh: app.allows_grant(GrantType::RefreshToken),
         precondition: Precondition::ConsumeCode(code_hash),
         inherited: None,
+        act: None,
     })
 }

@@ -32,5 +32,6 @@ pub fn handle(app: &App, form: &Form) -> Result<Validated, OAuthError> {
         issue_refresh: false,
         precondition: Precondition::None,
         inherited: None,
+        act: None,
     })
 }

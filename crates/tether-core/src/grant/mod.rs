@@ -6,6 +6,7 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod password;
 pub mod refresh_token;
+pub mod token_exchange;
 
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
@@ -35,6 +36,8 @@ pub struct Validated {
     pub precondition: Precondition,
     /// For `refresh_token`: the binding the new tokens inherit (B-1) and the family they join.
     pub inherited: Option<Inherited>,
+    /// RFC 8693 §4.1 `act` claim (JSON), for exchanged tokens with an actor.
+    pub act: Option<String>,
 }
 
 #[derive(Debug)]

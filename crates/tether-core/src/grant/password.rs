@@ -28,6 +28,7 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         issue_refresh: app.allows_grant(GrantType::RefreshToken),
         precondition: Precondition::None,
         inherited: None,
+        act: None,
     })
 }
 

@@ -78,5 +78,6 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
             refresh_scope: rec.scope.clone(),
             refresh_expires_at: rec.expires_at,
         }),
+        act: None,
     })
 }

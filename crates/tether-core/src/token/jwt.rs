@@ -29,6 +29,9 @@ pub fn claims(issuer: &str, rec: &AccessTokenRecord) -> Value {
     if let Some(sid) = &rec.session_id {
         c["sid"] = json!(sid);
     }
+    if let Some(act) = rec.act.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()) {
+        c["act"] = act;
+    }
     if let Some(b) = &rec.binding {
         c["binding_type"] = json!(b.kind.as_str());
         c["binding_ref"] = json!(b.reference);
