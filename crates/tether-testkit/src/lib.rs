@@ -2,6 +2,7 @@
 //! directory, real TLS (the generated local CA is trusted by the client), real SQLite, and a
 //! clock the test steers. Plus the one assertion helper for OAuth errors.
 
+pub use rcgen;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -367,7 +368,22 @@ pub fn self_signed_client_pem(cn: &str) -> String {
 /// thumbprint as computed independently here (SHA-256 of the DER, base64url).
 pub struct ClientCert {
     pub identity_pem: String,
+    /// The certificate alone (what `--cert-file` or a proxy header carries).
+    pub cert_pem: String,
+    pub der: Vec<u8>,
     pub thumbprint: String,
+}
+
+impl ClientCert {
+    fn new(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> Self {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.der().as_ref());
+        ClientCert {
+            identity_pem: format!("{}{}", cert.pem(), key.serialize_pem()),
+            cert_pem: cert.pem(),
+            der: cert.der().to_vec(),
+            thumbprint: tether_core::secret::b64url(d.as_ref()),
+        }
+    }
 }
 
 pub fn client_cert(cn: &str) -> ClientCert {
@@ -375,10 +391,54 @@ pub fn client_cert(cn: &str) -> ClientCert {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
     let cert = params.self_signed(&key).expect("cert");
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.der().as_ref());
-    ClientCert {
-        identity_pem: format!("{}{}", cert.pem(), key.serialize_pem()),
-        thumbprint: tether_core::secret::b64url(d.as_ref()),
+    ClientCert::new(&cert, &key)
+}
+
+/// A self-signed client certificate valid only between two dates (year, month, day).
+pub fn client_cert_valid(cn: &str, from: (i32, u8, u8), until: (i32, u8, u8)) -> ClientCert {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+    params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+    let cert = params.self_signed(&key).expect("cert");
+    ClientCert::new(&cert, &key)
+}
+
+/// A certificate authority made for a test (`tls_client_auth` trust anchors).
+pub struct TestCa {
+    pub pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(cn: &str) -> Self {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        let cert = params.self_signed(&key).expect("ca");
+        TestCa { pem: cert.pem(), issuer: rcgen::Issuer::new(params, key) }
+    }
+
+    /// A client certificate with subject `dn` (most specific last, as X.509 stores it: C, O, CN),
+    /// optionally valid only between two dates, with the clientAuth extended key usage.
+    pub fn issue(&self, dn: &[(rcgen::DnType, &str)], valid: Option<((i32, u8, u8), (i32, u8, u8))>) -> ClientCert {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        // rcgen starts with a placeholder CN, which would fix the CN's position.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (t, v) in dn {
+            params.distinguished_name.push(t.clone(), *v);
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        if let Some((from, until)) = valid {
+            params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+            params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+        }
+        let cert = params.signed_by(&key, &self.issuer).expect("cert");
+        ClientCert::new(&cert, &key)
     }
 }
 

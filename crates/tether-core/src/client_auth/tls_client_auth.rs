@@ -27,8 +27,8 @@ pub fn verify(p: &Provider, app: &AppRecord, peer_cert: Option<&ClientCert>) -> 
     match registered {
         Some(dn) if dn.matches(&cert.subject) => Ok(()),
         _ => Err(OAuthError::invalid_client(format!(
-            "the TLS client certificate's subject {:?} is not the one registered for this client",
-            cert.subject.to_string()
+            "the TLS client certificate's subject '{}' is not the one registered for this client",
+            cert.subject
         ))),
     }
 }

@@ -6,14 +6,25 @@ use serde_json::{Value, json};
 use tether_testkit::*;
 
 async fn bound_app(srv: &TestServer, token_type: &str) -> AppCreds {
-    let mut ch = app(&["password", "refresh_token"]);
+    bound_app_for(srv, token_type, "password").await
+}
+
+async fn bound_app_for(srv: &TestServer, token_type: &str, grant: &str) -> AppCreds {
+    let mut ch = app(&[grant, "refresh_token"]);
     ch.token_type = Some(token_type.into());
     ch.binding = Some("client-request".into());
     srv.create_app(ch).await
 }
 
 async fn get(srv: &TestServer, a: &AppCreds, tbid: Option<&str>) -> Value {
-    let mut form = vec![("grant_type", "password"), ("username", "alice"), ("password", "pw")];
+    get_with(srv, a, "password", tbid).await
+}
+
+async fn get_with(srv: &TestServer, a: &AppCreds, grant: &str, tbid: Option<&str>) -> Value {
+    let mut form = match grant {
+        "password" => vec![("grant_type", "password"), ("username", "alice"), ("password", "pw")],
+        _ => vec![("grant_type", grant)],
+    };
     if let Some(t) = tbid {
         form.push(("tokenBindingId", t));
     }
@@ -26,26 +37,34 @@ fn at(v: &Value) -> String {
     v["access_token"].as_str().unwrap().to_string()
 }
 
+/// The four rows of B-3, for JWT and opaque apps, on the password and the client credentials
+/// grant, all against one server.
 #[tokio::test]
 async fn the_four_rows_of_the_b3_table_on_one_server() {
     let srv = TestServer::start().await;
     srv.add_user("alice", "pw").await;
-    let jwt = bound_app(&srv, "jwt").await;
-    let opaque = bound_app(&srv, "opaque").await;
+    for grant in ["password", "client_credentials"] {
+        four_rows(&srv, grant).await;
+    }
+}
+
+async fn four_rows(srv: &TestServer, grant: &str) {
+    let jwt = bound_app_for(srv, "jwt", grant).await;
+    let opaque = bound_app_for(srv, "opaque", grant).await;
 
     // JWT, no tokenBindingId: a new token every time, the previous one revoked.
-    let a1 = at(&get(&srv, &jwt, None).await);
+    let a1 = at(&get_with(srv, &jwt, grant, None).await);
     srv.clock.advance(1);
-    let a2 = at(&get(&srv, &jwt, None).await);
+    let a2 = at(&get_with(srv, &jwt, grant, None).await);
     assert_ne!(a1, a2);
     assert_eq!(srv.introspect(&jwt, &a1).await, json!({"active": false}));
     assert_eq!(srv.introspect(&jwt, &a2).await["active"], true);
 
     // JWT, tokenBindingId: a new token per request; other ids untouched; a repeated id revokes its own.
-    let x1 = at(&get(&srv, &jwt, Some("device-x")).await);
-    let y1 = at(&get(&srv, &jwt, Some("device-y")).await);
+    let x1 = at(&get_with(srv, &jwt, grant, Some("device-x")).await);
+    let y1 = at(&get_with(srv, &jwt, grant, Some("device-y")).await);
     srv.clock.advance(1);
-    let x2 = at(&get(&srv, &jwt, Some("device-x")).await);
+    let x2 = at(&get_with(srv, &jwt, grant, Some("device-x")).await);
     assert_ne!(x1, x2);
     assert_eq!(srv.introspect(&jwt, &x1).await, json!({"active": false}));
     assert_eq!(srv.introspect(&jwt, &x2).await["active"], true);
@@ -61,17 +80,19 @@ async fn the_four_rows_of_the_b3_table_on_one_server() {
     assert!(claims.get("cnf").is_none());
 
     // Opaque, no tokenBindingId: the same token every time, with its remaining lifetime.
-    let o1 = get(&srv, &opaque, None).await;
+    let o1 = get_with(srv, &opaque, grant, None).await;
     srv.clock.advance(100);
-    let o2 = get(&srv, &opaque, None).await;
+    let o2 = get_with(srv, &opaque, grant, None).await;
     assert_eq!(at(&o1), at(&o2));
     assert_eq!(o2["expires_in"], 3500);
-    assert_ne!(o1["refresh_token"], o2["refresh_token"], "a fresh refresh family per holder");
+    if grant == "password" {
+        assert_ne!(o1["refresh_token"], o2["refresh_token"], "a fresh refresh family per holder");
+    }
 
     // Opaque, tokenBindingId: one token per id, the same again for a repeated id.
-    let p1 = at(&get(&srv, &opaque, Some("p")).await);
-    let q1 = at(&get(&srv, &opaque, Some("q")).await);
-    let p2 = at(&get(&srv, &opaque, Some("p")).await);
+    let p1 = at(&get_with(srv, &opaque, grant, Some("p")).await);
+    let q1 = at(&get_with(srv, &opaque, grant, Some("q")).await);
+    let p2 = at(&get_with(srv, &opaque, grant, Some("p")).await);
     assert_eq!(p1, p2);
     assert_ne!(p1, q1);
     assert_ne!(p1, at(&o1));
