@@ -173,6 +173,11 @@ impl ClientCertTrust for CaTrust {
                     "the TLS client certificate is not valid before {}",
                     tether_core::cert::rfc3339(cert.not_before)
                 ),
+                CertificateError::Other(ref o) if o.to_string().contains("UnsupportedCertVersion") => {
+                    "the TLS client certificate is an X.509 v1 certificate; tls_client_auth needs v3 \
+                     (openssl: sign it with -extfile / -copy_extensions, or use `openssl req -x509 -CA`)"
+                        .to_string()
+                }
                 CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                     "the TLS client certificate is not for client authentication (extended key usage)".to_string()
                 }

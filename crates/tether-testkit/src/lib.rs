@@ -395,7 +395,7 @@ pub fn client_cert(cn: &str) -> ClientCert {
 }
 
 /// A self-signed client certificate valid only between two dates (year, month, day).
-pub fn client_cert_valid(cn: &str, from: (i32, u8, u8), until: (i32, u8, u8)) -> ClientCert {
+pub fn client_cert_valid(cn: &str, from: Ymd, until: Ymd) -> ClientCert {
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
@@ -404,6 +404,9 @@ pub fn client_cert_valid(cn: &str, from: (i32, u8, u8), until: (i32, u8, u8)) ->
     let cert = params.self_signed(&key).expect("cert");
     ClientCert::new(&cert, &key)
 }
+
+/// A date: (year, month, day).
+pub type Ymd = (i32, u8, u8);
 
 /// A certificate authority made for a test (`tls_client_auth` trust anchors).
 pub struct TestCa {
@@ -424,7 +427,7 @@ impl TestCa {
 
     /// A client certificate with subject `dn` (most specific last, as X.509 stores it: C, O, CN),
     /// optionally valid only between two dates, with the clientAuth extended key usage.
-    pub fn issue(&self, dn: &[(rcgen::DnType, &str)], valid: Option<((i32, u8, u8), (i32, u8, u8))>) -> ClientCert {
+    pub fn issue(&self, dn: &[(rcgen::DnType, &str)], valid: Option<(Ymd, Ymd)>) -> ClientCert {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         // rcgen starts with a placeholder CN, which would fix the CN's position.

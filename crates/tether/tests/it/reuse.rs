@@ -217,3 +217,22 @@ async fn concurrent_identical_requests_leave_one_active_token() {
         assert_eq!(active, 1, "exactly one active token per key");
     }
 }
+
+/// B-11: a used `tokenBindingId` and an opaque token are never stored in clear (only their hashes;
+/// the MD5 binding reference is an identifier and is kept).
+#[tokio::test]
+async fn token_binding_ids_and_opaque_tokens_are_not_stored_in_clear() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "pw").await;
+    let opaque = bound_app(&srv, "opaque").await;
+    let tbid = "tbid-7f3a9c1e-secret-binding-value";
+    let t = get(&srv, &opaque, Some(tbid)).await;
+    let token = at(&t);
+    let refresh = t["refresh_token"].as_str().unwrap().to_string();
+    let bytes = srv.database_bytes().await;
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!contains(tbid), "tokenBindingId found in clear in the database");
+    assert!(!contains(&token), "opaque access token found in clear in the database");
+    assert!(!contains(&refresh), "refresh token found in clear in the database");
+    assert!(contains(&tether_core::binding::binding_ref(tbid)), "the binding reference is kept (sanity check)");
+}
