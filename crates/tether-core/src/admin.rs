@@ -246,11 +246,6 @@ pub fn check(app: &App) -> Result<(), String> {
     if app.public && app.allows_grant(GrantType::TokenExchange) {
         return Err("public clients cannot use token exchange (token-binding.md B-9: confidential clients only)".into());
     }
-    for g in &app.grant_types {
-        if matches!(g, GrantType::DeviceCode) {
-            return Err(format!("grant type {g} is not supported by this version of Tether yet"));
-        }
-    }
     if app.auth_method == AuthMethod::SelfSignedTlsClientAuth && app.tls_client_certificates.is_empty() {
         return Err("self_signed_tls_client_auth needs the client's certificate: --cert-file PEM".into());
     }
@@ -259,6 +254,22 @@ pub fn check(app: &App) -> Result<(), String> {
     }
     if !binding::supported(app.binding) {
         return Err(format!("--binding {} is not supported by this version of Tether yet", app.binding));
+    }
+    // B-10: a binding type must fit the grants that bind with it.
+    match app.binding {
+        BindingType::Cookie | BindingType::SsoSession if !app.allows_grant(GrantType::AuthorizationCode) => {
+            return Err(format!(
+                "--binding {} binds tokens of the authorization_code grant, which this app does not have (--grant-types)",
+                app.binding
+            ));
+        }
+        BindingType::DeviceFlow if !app.allows_grant(GrantType::DeviceCode) => {
+            return Err(
+                "--binding device-flow binds tokens of the device_code grant, which this app does not have (--grant-types)"
+                    .into(),
+            );
+        }
+        _ => {}
     }
     if app.public && app.allows_grant(GrantType::ClientCredentials) {
         return Err("public clients cannot use the client_credentials grant".into());

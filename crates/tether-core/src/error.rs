@@ -20,6 +20,11 @@ pub enum ErrorCode {
     AccessDenied,
     UnsupportedTokenType,
     LoginRequired,
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
+    InvalidDpopProof,
+    UseDpopNonce,
     TemporarilyUnavailable,
     ServerError,
 }
@@ -40,6 +45,11 @@ impl ErrorCode {
             Self::AccessDenied => "access_denied",
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::LoginRequired => "login_required",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
         }

@@ -3,7 +3,9 @@
 //! JWTs are signed here with aws-lc-rs key pairs parsed once at load. jsonwebtoken's `encode`
 //! re-parses the PKCS#8 key on every call, which measurably halves JWT issuance throughput; the
 //! JWS compact form (RFC 7515 §7.1) is three base64url segments, so signing it directly is small
-//! and safe. Verification of our own tokens never needs the signature: they are looked up by hash.
+//! and safe. Verification of our own access tokens never needs the signature: they are looked up
+//! by hash. Signatures are verified where a JWS comes from outside: an `id_token_hint` at logout
+//! (against our JWKS) and DPoP proofs (against the JWK in their header), by [`verify_with_jwk`].
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -86,6 +88,84 @@ pub fn jwk_thumbprint(jwk: &Value) -> Option<String> {
         _ => return None,
     };
     Some(b64url(&sha256(canonical.as_bytes())))
+}
+
+/// Verify a JWS signature with a public JWK (RFC 7517/7518) for `alg`. Only asymmetric
+/// algorithms; the JWK's key type and curve must fit the algorithm. Never panics on bad input.
+pub fn verify_with_jwk(jwk: &Value, alg: &str, signing_input: &[u8], signature: &[u8]) -> bool {
+    use aws_lc_rs::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
+    let s = |k: &str| jwk.get(k).and_then(Value::as_str);
+    let b = |k: &str| s(k).and_then(crate::secret::b64url_decode);
+    let ec = |crv: &str, len: usize, algo: &'static sig::EcdsaVerificationAlgorithm| -> bool {
+        if s("kty") != Some("EC") || s("crv") != Some(crv) {
+            return false;
+        }
+        let (Some(x), Some(y)) = (b("x"), b("y")) else { return false };
+        if x.len() != len || y.len() != len {
+            return false;
+        }
+        let mut point = Vec::with_capacity(1 + 2 * len);
+        point.push(4);
+        point.extend_from_slice(&x);
+        point.extend_from_slice(&y);
+        UnparsedPublicKey::new(algo, point).verify(signing_input, signature).is_ok()
+    };
+    let rsa = |params: &'static sig::RsaParameters| -> bool {
+        if s("kty") != Some("RSA") {
+            return false;
+        }
+        let (Some(n), Some(e)) = (b("n"), b("e")) else { return false };
+        RsaPublicKeyComponents { n: &n, e: &e }.verify(params, signing_input, signature).is_ok()
+    };
+    match alg {
+        "ES256" => ec("P-256", 32, &sig::ECDSA_P256_SHA256_FIXED),
+        "ES384" => ec("P-384", 48, &sig::ECDSA_P384_SHA384_FIXED),
+        "ES512" => ec("P-521", 66, &sig::ECDSA_P521_SHA512_FIXED),
+        "RS256" => rsa(&sig::RSA_PKCS1_2048_8192_SHA256),
+        "RS384" => rsa(&sig::RSA_PKCS1_2048_8192_SHA384),
+        "RS512" => rsa(&sig::RSA_PKCS1_2048_8192_SHA512),
+        "PS256" => rsa(&sig::RSA_PSS_2048_8192_SHA256),
+        "PS384" => rsa(&sig::RSA_PSS_2048_8192_SHA384),
+        "PS512" => rsa(&sig::RSA_PSS_2048_8192_SHA512),
+        "EdDSA" | "Ed25519" => {
+            s("kty") == Some("OKP")
+                && s("crv") == Some("Ed25519")
+                && b("x").is_some_and(|x| {
+                    x.len() == 32 && UnparsedPublicKey::new(&sig::ED25519, x).verify(signing_input, signature).is_ok()
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Split a JWS compact serialization and decode its header and payload as JSON objects.
+/// Returns (header, payload, signing input, signature).
+pub fn parse_jws(token: &str) -> Option<(Value, Value, &str, Vec<u8>)> {
+    let mut parts = token.split('.');
+    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let header: Value = serde_json::from_slice(&crate::secret::b64url_decode(h)?).ok()?;
+    let payload: Value = serde_json::from_slice(&crate::secret::b64url_decode(p)?).ok()?;
+    if !header.is_object() || !payload.is_object() {
+        return None;
+    }
+    let signing_input = &token[..h.len() + 1 + p.len()];
+    Some((header, payload, signing_input, crate::secret::b64url_decode(s)?))
+}
+
+/// Verify a JWS signed by one of this server's keys (published in `jwks`, matched by `kid`);
+/// returns its claims.
+pub fn verify_own(jwks: &[Value], token: &str) -> Option<Value> {
+    let (header, claims, input, sig) = parse_jws(token)?;
+    let kid = header.get("kid")?.as_str()?;
+    let alg = header.get("alg")?.as_str()?;
+    let jwk = jwks.iter().find(|k| k.get("kid").and_then(Value::as_str) == Some(kid))?;
+    if jwk.get("alg").and_then(Value::as_str) != Some(alg) {
+        return None;
+    }
+    verify_with_jwk(jwk, alg, input.as_bytes(), &sig).then_some(claims)
 }
 
 impl SigningKey {
@@ -185,6 +265,22 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_signatures_verify_and_tampering_does_not() {
+        let mk = MasterKey::from_text(&crate::secret::hex(&[7u8; 32])).unwrap();
+        for alg in [Alg::ES256, Alg::RS256] {
+            let (mut key, _) = SigningKey::generate(alg, &mk, 0).unwrap();
+            key.kid = "k1".into();
+            let jwks = vec![key.public_jwk()];
+            let t = key.sign_jwt("JWT", &json!({"sub": "a"}));
+            assert_eq!(verify_own(&jwks, &t).unwrap()["sub"], "a");
+            let mut tampered = t.clone();
+            tampered.insert_str(t.find('.').unwrap() + 1, "e");
+            assert!(verify_own(&jwks, &tampered).is_none());
+            assert!(verify_own(&[], &t).is_none());
+        }
+    }
 
     #[test]
     fn rfc7638_thumbprint_vector() {

@@ -29,4 +29,5 @@ pub mod provider;
 pub mod scope;
 pub mod secret;
 pub mod store;
+pub mod throttle;
 pub mod token;

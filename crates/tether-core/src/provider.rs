@@ -33,6 +33,9 @@ pub struct ProviderConfig {
     /// Base URL of the listener for mutual TLS, advertised as `mtls_endpoint_aliases` (RFC 8705
     /// §5); `None` when no listener requests client certificates.
     pub mtls_base: Option<String>,
+    /// RFC 8628: lifetime of a device authorization and the minimum polling interval (`[device]`).
+    pub device_expires_in: i64,
+    pub device_interval: i64,
 }
 
 impl ProviderConfig {
@@ -46,6 +49,8 @@ impl ProviderConfig {
             purge_interval: 60,
             client_trust: None,
             mtls_base: None,
+            device_expires_in: 600,
+            device_interval: 5,
         }
     }
 }
@@ -73,6 +78,8 @@ pub struct Provider {
     /// When the next published key leaves the JWKS (a reload is due then, without a change).
     keys_due: AtomicI64,
     healthy: AtomicBool,
+    /// Failure throttles for passwords and device user codes (per node).
+    pub throttles: crate::throttle::Throttles,
 }
 
 impl Provider {
@@ -97,6 +104,7 @@ impl Provider {
             generation: AtomicI64::new(i64::MIN),
             keys_due: AtomicI64::new(i64::MAX),
             healthy: AtomicBool::new(true),
+            throttles: Default::default(),
         });
         ensure_keys(&*p.store, &p.master, p.clock.now()).await?;
         p.reload().await.map_err(|e| e.to_string())?;

@@ -121,6 +121,69 @@ pub struct SessionRecord {
     pub ended_at: Option<i64>,
 }
 
+/// A device authorization (RFC 8628). Both codes are kept only as hashes (B-11).
+#[derive(Debug, Clone)]
+pub struct DeviceRecord {
+    /// Hash of the `device_code` ([`crate::secret::hash_secret`]); primary key.
+    pub device_hash: String,
+    /// Hash of the normalised user code (8 letters, no dash, upper case); unique among live rows.
+    pub user_code_hash: String,
+    pub client_id: String,
+    /// Canonical scope.
+    pub scope: String,
+    pub audience: Vec<String>,
+    pub expires_at: i64,
+    /// Seconds the client must wait between polls (grows by 5 on `slow_down`).
+    pub interval: i64,
+    pub last_polled: Option<i64>,
+    pub status: DeviceStatus,
+    /// Set when the user decides.
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub auth_time: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Approved,
+    Denied,
+    /// Tokens were issued (a device code yields tokens once).
+    Used,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Used => "used",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "used" => Self::Used,
+            _ => return None,
+        })
+    }
+}
+
+/// Which tokens a bulk revocation hits (logout, B-6). Every `Some` condition must hold; a filter
+/// with no condition at all is refused by the stores (it would revoke everything).
+#[derive(Debug, Clone, Default)]
+pub struct RevokeFilter {
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub binding_kind: Option<BindingType>,
+    pub binding_ref: Option<String>,
+    /// Only tokens of these clients (an empty list matches nothing).
+    pub client_ids: Option<Vec<String>>,
+}
+
 /// How issuance treats existing tokens of the same reuse key (B-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReusePolicy {
@@ -142,6 +205,9 @@ pub enum Precondition {
     /// The refresh token (by token hash) is active; it becomes used. If it had been used already, its whole
     /// family is revoked (reuse detection) and nothing is issued.
     RotateRefresh(String),
+    /// The device authorization (by device hash) is `approved`; it becomes `used`. If it is not
+    /// approved any more (used by a concurrent poll), nothing is issued ([`IssueOutcome::Replayed`]).
+    ConsumeDevice(String),
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +269,7 @@ pub trait Store: Send + Sync + 'static {
     async fn find_session(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()>;
     async fn end_session(&self, id: &str, now: i64) -> StoreResult<()>;
+    async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()>;
     async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>>;
 
@@ -216,6 +283,29 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()>;
     /// Revoke every token descending from one authorization (a replayed code).
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()>;
+    /// Revoke every active access and refresh token matching `filter`; returns how many were
+    /// revoked. Refused (`StoreError::Other`) for a filter without any condition.
+    async fn revoke_matching(&self, filter: &RevokeFilter, now: i64) -> StoreResult<u64>;
+    /// Is any stored (not yet purged) access or refresh token bound with this type and reference?
+    async fn binding_in_use(&self, kind: BindingType, reference: &str) -> StoreResult<bool>;
+
+    // Device authorization (RFC 8628).
+    async fn insert_device(&self, d: &DeviceRecord) -> StoreResult<()>;
+    async fn find_device(&self, device_hash: &str) -> StoreResult<Option<DeviceRecord>>;
+    /// The live (unexpired at `now`) authorization with this user code hash.
+    async fn find_device_by_user_code(&self, user_code_hash: &str, now: i64) -> StoreResult<Option<DeviceRecord>>;
+    /// The user's decision: `pending` → `approved` / `denied`, with who decided. Returns false
+    /// when the authorization was no longer pending.
+    async fn decide_device(
+        &self,
+        device_hash: &str,
+        approve: bool,
+        user_id: &str,
+        session_id: &str,
+        auth_time: i64,
+    ) -> StoreResult<bool>;
+    /// Record a poll: `last_polled = now`, `interval = interval`.
+    async fn poll_device(&self, device_hash: &str, now: i64, interval: i64) -> StoreResult<()>;
 
     /// Delete up to `limit` rows per table that can no longer matter: expired or revoked access
     /// tokens, expired or revoked refresh tokens (a used-but-live one stays, for reuse detection),

@@ -19,11 +19,15 @@ use tether_core::endpoint::authorize::{self, AuthzError, AuthzRequest, SESSION_C
 use tether_core::endpoint::{discovery, introspect, revoke, token, userinfo};
 use tether_core::error::{ErrorCode, OAuthError};
 use tether_core::form::Form;
-use tether_core::grant::password::check_credentials;
+use tether_core::grant::password::{check_credentials, login_blocked, record_login};
 use tether_core::model::AppRecord;
 use tether_core::provider::Provider;
 use tether_core::store::SessionRecord;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use tether_core::binding::Evidence;
+use tether_core::binding::cookie::COOKIE as ATBV;
+use tether_core::cert::ClientCert;
 
 use crate::tls::ConnInfo;
 
@@ -273,6 +277,26 @@ fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     })
 }
 
+/// What a request presents that can prove a token binding (B-5).
+pub(crate) fn evidence<'a>(peer: &'a Option<ClientCert>, headers: &'a HeaderMap) -> Evidence<'a> {
+    Evidence { peer_cert: peer.as_ref(), atbv: cookie(headers, ATBV), session_cookie: cookie(headers, SESSION_COOKIE) }
+}
+
+/// B-7: `atbv=<uuid>; Path=/; Secure; HttpOnly; SameSite=None`, no expiry, host-only.
+fn atbv_cookie(value: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{ATBV}={value}; Path=/; Secure; HttpOnly; SameSite=None"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A redirect carrying a new code, with the `atbv` cookie for `cookie` apps.
+fn code_redirect(url: &str, atbv: Option<String>) -> Response {
+    let mut r = redirect(url, StatusCode::SEE_OTHER);
+    if let Some(v) = atbv {
+        r.headers_mut().append(SET_COOKIE, atbv_cookie(&v));
+    }
+    r
+}
+
 fn json_no_store(body: Value) -> Response {
     let mut r = Json(body).into_response();
     no_store(r.headers_mut());
@@ -313,7 +337,7 @@ async fn token_endpoint(
         return unavailable();
     }
     let req =
-        token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), peer_cert: peer.as_ref() };
+        token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), evidence: evidence(&peer, &headers) };
     match token::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
@@ -344,7 +368,7 @@ async fn revoke_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await {
+    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), &evidence(&peer, &headers)).await {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
             no_store(r.headers_mut());
@@ -390,7 +414,7 @@ async fn userinfo_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    match userinfo::handle(&s.p, &token, peer.as_ref()).await {
+    match userinfo::handle(&s.p, &token, &evidence(&peer, &headers)).await {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
             ApiError(e).into_response()
@@ -532,9 +556,15 @@ async fn authorize_get(State(s): State<S>, headers: HeaderMap, req: Request) -> 
     authorize_request(&s, &headers, raw).await
 }
 
-async fn authorize_post(State(s): State<S>, headers: HeaderMap, FormBody(form): FormBody) -> Response {
+async fn authorize_post(
+    State(s): State<S>,
+    conn: Option<axum::Extension<ConnInfo>>,
+    headers: HeaderMap,
+    FormBody(form): FormBody,
+) -> Response {
     if form.has("authz") {
-        return login_or_consent_submit(&s, &headers, &form).await;
+        let addr = conn.map(|c| c.remote.ip().to_string());
+        return login_or_consent_submit(&s, &headers, &form, addr.as_deref()).await;
     }
     let raw = form_urlencoded::Serializer::new(String::new()).extend_pairs(form.pairs()).finish();
     authorize_request(&s, &headers, raw).await
@@ -556,7 +586,7 @@ async fn authorize_request(s: &S, headers: &HeaderMap, raw: String) -> Response 
         Err(e) => return error_page(&e),
     };
     match session {
-        Some(sess) => proceed(s, &app, &req, &raw, &sess, None).await,
+        Some(sess) => proceed(s, headers, &app, &req, &raw, &sess, None).await,
         None if req.prompt_none => authz_error(
             p,
             AuthzError::Redirect {
@@ -572,6 +602,7 @@ async fn authorize_request(s: &S, headers: &HeaderMap, raw: String) -> Response 
 /// With a signed-in user: ask for consent if the app wants it, else issue the code.
 async fn proceed(
     s: &S,
+    headers: &HeaderMap,
     app: &AppRecord,
     req: &AuthzRequest,
     raw: &str,
@@ -598,8 +629,8 @@ async fn proceed(
             .render(),
         )
     } else {
-        match authorize::issue_code(p, req, sess).await {
-            Ok(url) => redirect(&url, StatusCode::SEE_OTHER),
+        match authorize::issue_code(p, app, req, sess, cookie(headers, ATBV)).await {
+            Ok((url, atbv)) => code_redirect(&url, atbv),
             Err(e) => return error_page(&e),
         }
     };
@@ -609,7 +640,7 @@ async fn proceed(
     resp
 }
 
-async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form) -> Response {
+async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form, addr: Option<&str>) -> Response {
     let p = &s.p;
     let raw = form.get("authz").unwrap_or("").to_string();
     if !same_origin(p, headers) {
@@ -653,8 +684,8 @@ async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form) -> Res
                 },
             );
         }
-        return match authorize::issue_code(p, &req, &sess).await {
-            Ok(url) => redirect(&url, StatusCode::SEE_OTHER),
+        return match authorize::issue_code(p, &app, &req, &sess, cookie(headers, ATBV)).await {
+            Ok((url, atbv)) => code_redirect(&url, atbv),
             Err(e) => error_page(&e),
         };
     }
@@ -670,7 +701,13 @@ async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form) -> Res
             StatusCode::BAD_REQUEST,
         );
     }
-    let user = match check_credentials(p, &username, password).await {
+    if let Some(wait) = login_blocked(p, &username, addr) {
+        let msg = format!("Too many failed sign-in attempts. Try again in {}.", tether_core::throttle::wait_text(wait));
+        return login_page(&app, &raw, &csrf_token(p, &raw), &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let result = check_credentials(p, &username, password).await;
+    record_login(p, &username, addr, result.is_ok());
+    let user = match result {
         Ok(u) => u,
         Err(e) if e.code == ErrorCode::InvalidGrant => {
             return login_page(
@@ -688,5 +725,5 @@ async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form) -> Res
         Ok(x) => x,
         Err(e) => return error_page(&e),
     };
-    proceed(s, &app, &req, &raw, &sess, Some(session_cookie(&s.opts, &cookie_value))).await
+    proceed(s, headers, &app, &req, &raw, &sess, Some(session_cookie(&s.opts, &cookie_value))).await
 }

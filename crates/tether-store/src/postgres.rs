@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/postgres/0002_purge_indexes.sql")),
     (3, include_str!("../migrations/postgres/0003_binding_cnf.sql")),
     (4, include_str!("../migrations/postgres/0004_act.sql")),
+    (5, include_str!("../migrations/postgres/0005_device.sql")),
 ];
 /// Arbitrary constant naming the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572;
@@ -224,6 +225,26 @@ fn session_from(r: &PgRow) -> Result<SessionRecord, sqlx::Error> {
     })
 }
 
+fn device_from(r: &PgRow) -> Result<DeviceRecord, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    let status = DeviceStatus::parse(&status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("corrupt device status: {status}").into()))?;
+    Ok(DeviceRecord {
+        device_hash: r.try_get("device_hash")?,
+        user_code_hash: r.try_get("user_code_hash")?,
+        client_id: r.try_get("client_id")?,
+        scope: r.try_get("scope")?,
+        audience: aud_parse(r.try_get("audience")?),
+        expires_at: r.try_get("expires_at")?,
+        interval: r.try_get("interval")?,
+        last_polled: r.try_get("last_polled")?,
+        status,
+        user_id: r.try_get("user_id")?,
+        session_id: r.try_get("session_id")?,
+        auth_time: r.try_get("auth_time")?,
+    })
+}
+
 fn key_from(r: &PgRow) -> Result<KeyRecord, sqlx::Error> {
     let alg: String = r.try_get("alg")?;
     Ok(KeyRecord {
@@ -367,6 +388,59 @@ async fn revoke_grant_tx(c: &mut PgConnection, grant_id: &str, now: i64) -> Stor
     Ok(())
 }
 
+/// The WHERE conditions of a bulk revocation: the SQL (placeholders only, never a value) numbered
+/// from `$2` (`$1` is the revocation time), the text values in order, then the client list bound
+/// as one array (`client_id = ANY(..)`, the `IN` list of the SQLite backend). `None` when the
+/// filter matches nothing (an empty client list).
+type RevokeConditions = (String, Vec<String>, Option<Vec<String>>);
+
+fn revoke_conditions(f: &RevokeFilter) -> StoreResult<Option<RevokeConditions>> {
+    let mut conds: Vec<String> = Vec::new();
+    let mut vals: Vec<String> = Vec::new();
+    for (col, v) in [
+        ("session_id", f.session_id.as_deref()),
+        ("user_id", f.user_id.as_deref()),
+        ("binding_type", f.binding_kind.map(|k| k.as_str())),
+        ("binding_ref", f.binding_ref.as_deref()),
+    ] {
+        if let Some(v) = v {
+            vals.push(v.to_string());
+            conds.push(format!("{col} = ${}", vals.len() + 1));
+        }
+    }
+    let ids = match &f.client_ids {
+        Some(ids) if ids.is_empty() => return Ok(None),
+        Some(ids) => {
+            conds.push(format!("client_id = ANY(${})", vals.len() + 2));
+            Some(ids.clone())
+        }
+        None => None,
+    };
+    if conds.is_empty() {
+        return Err(StoreError::Other("refusing to revoke without a condition".into()));
+    }
+    Ok(Some((conds.join(" AND "), vals, ids)))
+}
+
+/// Revoke the active access and refresh tokens matching the conditions of [`revoke_conditions`].
+/// Revoked access tokens leave the "one active token per reuse key" index, as in [`revoke_access_tx`].
+async fn revoke_matching_tx(c: &mut PgConnection, w: &RevokeConditions, now: i64) -> StoreResult<u64> {
+    let (cond, vals, ids) = w;
+    let mut n = 0u64;
+    for table in ["access_tokens", "refresh_tokens"] {
+        let sql = format!("UPDATE {table} SET revoked_at = $1 WHERE revoked_at IS NULL AND {cond}");
+        let mut q = sqlx::query(&sql).bind(now);
+        for v in vals {
+            q = q.bind(v);
+        }
+        if let Some(ids) = ids {
+            q = q.bind(ids);
+        }
+        n += q.execute(&mut *c).await.map_err(map)?.rows_affected();
+    }
+    Ok(n)
+}
+
 async fn issue_tx(c: &mut PgConnection, req: &IssueRequest) -> StoreResult<IssueOutcome> {
     let now = req.now;
     match &req.precondition {
@@ -409,6 +483,18 @@ async fn issue_tx(c: &mut PgConnection, req: &IssueRequest) -> StoreResult<Issue
                 if let Some(f) = fam {
                     revoke_family_tx(c, &f, now).await?;
                 }
+                return Ok(IssueOutcome::Replayed);
+            }
+        }
+        Precondition::ConsumeDevice(hash) => {
+            let r =
+                sqlx::query("UPDATE device_codes SET status = 'used' WHERE device_hash = $1 AND status = 'approved'")
+                    .bind(hash)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map)?;
+            if r.rows_affected() == 0 {
+                // Not approved any more: a concurrent poll got the tokens. Nothing to revoke.
                 return Ok(IssueOutcome::Replayed);
             }
         }
@@ -768,6 +854,15 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(session_from).transpose().map_err(map)
+    }
+
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {
         let k = code.clone();
         self.write(move |pool| async move {
@@ -847,6 +942,114 @@ impl Store for PostgresStore {
         self.write(move |pool| async move { tx!(pool, |c| revoke_grant_tx(c, &g, now).await?) }).await
     }
 
+    async fn revoke_matching(&self, filter: &RevokeFilter, now: i64) -> StoreResult<u64> {
+        let Some(w) = revoke_conditions(filter)? else { return Ok(0) };
+        self.write(move |pool| async move { tx!(pool, |c| revoke_matching_tx(c, &w, now).await?) }).await
+    }
+
+    async fn binding_in_use(&self, kind: BindingType, reference: &str) -> StoreResult<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE binding_ref = $2 AND binding_type = $1) \
+             OR EXISTS (SELECT 1 FROM refresh_tokens WHERE binding_ref = $2 AND binding_type = $1)",
+        )
+        .bind(kind.as_str())
+        .bind(reference)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)
+    }
+
+    async fn insert_device(&self, d: &DeviceRecord) -> StoreResult<()> {
+        let d = d.clone();
+        self.write(move |pool| async move {
+            sqlx::query(
+                "INSERT INTO device_codes (device_hash, user_code_hash, client_id, scope, audience, expires_at, \"interval\", \
+                 last_polled, status, user_id, session_id, auth_time) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+            )
+            .bind(&d.device_hash)
+            .bind(&d.user_code_hash)
+            .bind(&d.client_id)
+            .bind(&d.scope)
+            .bind(aud_json(&d.audience))
+            .bind(d.expires_at)
+            .bind(d.interval)
+            .bind(d.last_polled)
+            .bind(d.status.as_str())
+            .bind(&d.user_id)
+            .bind(&d.session_id)
+            .bind(d.auth_time)
+            .execute(&pool)
+            .await
+            .map_err(map)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_device(&self, device_hash: &str) -> StoreResult<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM device_codes WHERE device_hash = $1")
+            .bind(device_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(device_from).transpose().map_err(map)
+    }
+
+    async fn find_device_by_user_code(&self, user_code_hash: &str, now: i64) -> StoreResult<Option<DeviceRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM device_codes WHERE user_code_hash = $1 AND expires_at > $2 ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(user_code_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.as_ref().map(device_from).transpose().map_err(map)
+    }
+
+    async fn decide_device(
+        &self,
+        device_hash: &str,
+        approve: bool,
+        user_id: &str,
+        session_id: &str,
+        auth_time: i64,
+    ) -> StoreResult<bool> {
+        let status = if approve { DeviceStatus::Approved } else { DeviceStatus::Denied };
+        let (hash, user, sid) = (device_hash.to_string(), user_id.to_string(), session_id.to_string());
+        self.write(move |pool| async move {
+            let r = sqlx::query(
+                "UPDATE device_codes SET status = $1, user_id = $2, session_id = $3, auth_time = $4 \
+                 WHERE device_hash = $5 AND status = 'pending'",
+            )
+            .bind(status.as_str())
+            .bind(user)
+            .bind(sid)
+            .bind(auth_time)
+            .bind(hash)
+            .execute(&pool)
+            .await
+            .map_err(map)?;
+            Ok(r.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn poll_device(&self, device_hash: &str, now: i64, interval: i64) -> StoreResult<()> {
+        let hash = device_hash.to_string();
+        self.write(move |pool| async move {
+            sqlx::query("UPDATE device_codes SET last_polled = $1, \"interval\" = $2 WHERE device_hash = $3")
+                .bind(now)
+                .bind(interval)
+                .bind(hash)
+                .execute(&pool)
+                .await
+                .map_err(map)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge(&self, now: i64, grace: i64, limit: u32) -> StoreResult<u64> {
         let before = now - grace;
         // SKIP LOCKED: nodes purging at the same time take different rows instead of waiting.
@@ -859,6 +1062,7 @@ impl Store for PostgresStore {
                 ("refresh_tokens", "revoked_at < $1"),
                 ("codes", "expires_at < $1"),
                 ("sessions", "expires_at < $1 OR ended_at < $1"),
+                ("device_codes", "expires_at < $1"),
             ] {
                 let sql = format!(
                     "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {cond} LIMIT $2 FOR UPDATE SKIP LOCKED)"

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
 use tether_core::error::StoreError;
 use tether_core::keys::{Alg, KeyRecord};
 use tether_core::model::{App, AppRecord, BindingType, TokenType, User, UserRecord};
@@ -41,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_purge_indexes.sql")),
     (3, include_str!("../migrations/sqlite/0003_binding_cnf.sql")),
     (4, include_str!("../migrations/sqlite/0004_act.sql")),
+    (5, include_str!("../migrations/sqlite/0005_device.sql")),
 ];
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -400,6 +402,24 @@ fn session_from(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     })
 }
 
+fn device_from(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    let status: String = r.get("status")?;
+    Ok(DeviceRecord {
+        device_hash: r.get("device_hash")?,
+        user_code_hash: r.get("user_code_hash")?,
+        client_id: r.get("client_id")?,
+        scope: r.get("scope")?,
+        audience: aud_parse(r.get("audience")?),
+        expires_at: r.get("expires_at")?,
+        interval: r.get("interval")?,
+        last_polled: r.get("last_polled")?,
+        status: DeviceStatus::parse(&status).ok_or_else(|| corrupt("device status", &status))?,
+        user_id: r.get("user_id")?,
+        session_id: r.get("session_id")?,
+        auth_time: r.get("auth_time")?,
+    })
+}
+
 fn key_from(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let alg: String = r.get("alg")?;
     Ok(KeyRecord {
@@ -535,6 +555,52 @@ fn revoke_grant_tx(c: &Connection, grant_id: &str, now: i64) -> StoreResult<()> 
     Ok(())
 }
 
+/// The WHERE conditions of a bulk revocation and the values they bind, numbered from `?2` (`?1` is
+/// the revocation time). Only placeholders go into the SQL, never a value. `None` when the filter
+/// matches nothing (an empty client list).
+fn revoke_conditions(f: &RevokeFilter) -> StoreResult<Option<(String, Vec<String>)>> {
+    let mut conds: Vec<String> = Vec::new();
+    let mut vals: Vec<String> = Vec::new();
+    for (col, v) in [
+        ("session_id", f.session_id.as_deref()),
+        ("user_id", f.user_id.as_deref()),
+        ("binding_type", f.binding_kind.map(|k| k.as_str())),
+        ("binding_ref", f.binding_ref.as_deref()),
+    ] {
+        if let Some(v) = v {
+            vals.push(v.to_string());
+            conds.push(format!("{col} = ?{}", vals.len() + 1));
+        }
+    }
+    if let Some(ids) = &f.client_ids {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let first = vals.len() + 2;
+        let marks: Vec<String> = (first..first + ids.len()).map(|i| format!("?{i}")).collect();
+        vals.extend(ids.iter().cloned());
+        conds.push(format!("client_id IN ({})", marks.join(", ")));
+    }
+    if conds.is_empty() {
+        return Err(StoreError::Other("refusing to revoke without a condition".into()));
+    }
+    Ok(Some((conds.join(" AND "), vals)))
+}
+
+/// Revoke the active access and refresh tokens matching `cond` (from [`revoke_conditions`]).
+/// Revoked access tokens leave the "one active token per reuse key" index, as in [`revoke_access_tx`].
+fn revoke_matching_tx(c: &Connection, cond: &str, vals: &[String], now: i64) -> StoreResult<u64> {
+    let mut n = 0u64;
+    for table in ["access_tokens", "refresh_tokens"] {
+        // Not prepare_cached: the statement's shape varies with the filter; keep the cache for
+        // the hot statements.
+        let sql = format!("UPDATE {table} SET revoked_at = ?1 WHERE revoked_at IS NULL AND {cond}");
+        let p = std::iter::once(Value::Integer(now)).chain(vals.iter().cloned().map(Value::Text));
+        n += c.execute(&sql, params_from_iter(p)).map_err(map)? as u64;
+    }
+    Ok(n)
+}
+
 fn issue_tx(c: &Connection, req: &IssueRequest) -> StoreResult<IssueOutcome> {
     let now = req.now;
     match &req.precondition {
@@ -567,6 +633,17 @@ fn issue_tx(c: &Connection, req: &IssueRequest) -> StoreResult<IssueOutcome> {
                 if let Some(f) = fam {
                     revoke_family_tx(c, &f, now)?;
                 }
+                return Ok(IssueOutcome::Replayed);
+            }
+        }
+        Precondition::ConsumeDevice(hash) => {
+            // Not approved any more: a concurrent poll got the tokens. Nothing to revoke.
+            if exec(
+                c,
+                "UPDATE device_codes SET status = 'used' WHERE device_hash = ?1 AND status = 'approved'",
+                [hash],
+            )? == 0
+            {
                 return Ok(IssueOutcome::Replayed);
             }
         }
@@ -813,6 +890,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        self.read(|c| one(c, "SELECT * FROM sessions WHERE id = ?1", id, session_from))
+    }
+
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {
         let k = code.clone();
         self.write(move |c| {
@@ -879,6 +960,97 @@ impl Store for SqliteStore {
         self.write(move |c| revoke_grant_tx(c, &id, now)).await
     }
 
+    async fn revoke_matching(&self, filter: &RevokeFilter, now: i64) -> StoreResult<u64> {
+        let Some((cond, vals)) = revoke_conditions(filter)? else { return Ok(0) };
+        self.write(move |c| revoke_matching_tx(c, &cond, &vals, now)).await
+    }
+
+    async fn binding_in_use(&self, kind: BindingType, reference: &str) -> StoreResult<bool> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE binding_ref = ?2 AND binding_type = ?1) \
+                 OR EXISTS (SELECT 1 FROM refresh_tokens WHERE binding_ref = ?2 AND binding_type = ?1)",
+            )?
+            .query_row(params![kind.as_str(), reference], |r| r.get(0))
+        })
+    }
+
+    async fn insert_device(&self, d: &DeviceRecord) -> StoreResult<()> {
+        let d = d.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO device_codes (device_hash, user_code_hash, client_id, scope, audience, expires_at, interval, \
+                 last_polled, status, user_id, session_id, auth_time) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+                params![
+                    d.device_hash,
+                    d.user_code_hash,
+                    d.client_id,
+                    d.scope,
+                    aud_json(&d.audience),
+                    d.expires_at,
+                    d.interval,
+                    d.last_polled,
+                    d.status.as_str(),
+                    d.user_id,
+                    d.session_id,
+                    d.auth_time
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_device(&self, device_hash: &str) -> StoreResult<Option<DeviceRecord>> {
+        self.read(|c| one(c, "SELECT * FROM device_codes WHERE device_hash = ?1", device_hash, device_from))
+    }
+
+    async fn find_device_by_user_code(&self, user_code_hash: &str, now: i64) -> StoreResult<Option<DeviceRecord>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT * FROM device_codes WHERE user_code_hash = ?1 AND expires_at > ?2 ORDER BY expires_at DESC LIMIT 1",
+            )?
+            .query_row(params![user_code_hash, now], device_from)
+            .optional()
+        })
+    }
+
+    async fn decide_device(
+        &self,
+        device_hash: &str,
+        approve: bool,
+        user_id: &str,
+        session_id: &str,
+        auth_time: i64,
+    ) -> StoreResult<bool> {
+        let status = if approve { DeviceStatus::Approved } else { DeviceStatus::Denied };
+        let (hash, user, sid) = (device_hash.to_string(), user_id.to_string(), session_id.to_string());
+        self.write(move |c| {
+            let n = exec(
+                c,
+                "UPDATE device_codes SET status = ?1, user_id = ?2, session_id = ?3, auth_time = ?4 \
+                 WHERE device_hash = ?5 AND status = 'pending'",
+                params![status.as_str(), user, sid, auth_time, hash],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn poll_device(&self, device_hash: &str, now: i64, interval: i64) -> StoreResult<()> {
+        let hash = device_hash.to_string();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE device_codes SET last_polled = ?1, interval = ?2 WHERE device_hash = ?3",
+                params![now, interval, hash],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge(&self, now: i64, grace: i64, limit: u32) -> StoreResult<u64> {
         let before = now - grace;
         self.write(move |c| {
@@ -890,6 +1062,7 @@ impl Store for SqliteStore {
                 "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens WHERE revoked_at < ?1 LIMIT ?2)",
                 "DELETE FROM codes WHERE rowid IN (SELECT rowid FROM codes WHERE expires_at < ?1 LIMIT ?2)",
                 "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at < ?1 OR ended_at < ?1 LIMIT ?2)",
+                "DELETE FROM device_codes WHERE rowid IN (SELECT rowid FROM device_codes WHERE expires_at < ?1 LIMIT ?2)",
             ] {
                 n += exec(c, sql, params![before, limit])? as u64;
             }

@@ -23,7 +23,7 @@ pub fn not_found() -> OAuthError {
 /// The thumbprint of the request's certificate, which must be within its validity window: a new
 /// token is never bound to an expired certificate.
 pub fn presented(ctx: &BindContext<'_>) -> Result<String, OAuthError> {
-    let cert = ctx.peer_cert.ok_or_else(not_found)?;
+    let cert = ctx.evidence.peer_cert.ok_or_else(not_found)?;
     cert.check_validity(ctx.now).map_err(|e| OAuthError::invalid_request(format!("{e}; no token is bound to it")))?;
     Ok(cert.thumbprint())
 }

@@ -8,6 +8,9 @@
 
 pub mod certificate;
 pub mod client_request;
+pub mod cookie;
+pub mod device_flow;
+pub mod sso_session;
 
 use md5::{Digest, Md5};
 
@@ -21,10 +24,43 @@ use crate::store::BindingRecord;
 pub struct BindContext<'a> {
     pub grant: GrantType,
     pub form: &'a Form,
-    /// The request's client certificate (TLS handshake or trusted proxy), if any.
-    pub peer_cert: Option<&'a crate::cert::ClientCert>,
+    /// What the request presents (its client certificate, cookies).
+    pub evidence: Evidence<'a>,
     /// Unix seconds, from the provider's clock.
     pub now: i64,
+}
+
+/// What a request presents that can prove a binding (B-5).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// The client certificate (TLS handshake, or a trusted proxy's header).
+    pub peer_cert: Option<&'a crate::cert::ClientCert>,
+    /// The `atbv` cookie.
+    pub atbv: Option<&'a str>,
+    /// The SSO session cookie.
+    pub session_cookie: Option<&'a str>,
+}
+
+/// The checks of B-5: does the request prove the token's binding? `certificate`: the same
+/// certificate; `cookie`: an `atbv` cookie whose value matches; `sso-session`: the cookie of a
+/// live session whose key matches; `device-flow`, `client-request`: always. Hashes are compared
+/// in constant time (B-12).
+pub async fn proven(
+    p: &crate::provider::Provider,
+    b: &BindingRecord,
+    ev: &Evidence<'_>,
+) -> Result<bool, OAuthError> {
+    Ok(match b.kind {
+        BindingType::Certificate => ev.peer_cert.is_some_and(|c| matches(b, &c.thumbprint())),
+        BindingType::Cookie => ev.atbv.is_some_and(|v| matches(b, v)),
+        BindingType::SsoSession => match crate::endpoint::authorize::current_session(p, ev.session_cookie).await? {
+            Some(s) => matches(b, &sso_session::session_key(&s.id)),
+            None => false,
+        },
+        // Proofs of possession are checked where DPoP is handled; nothing here can prove one.
+        BindingType::Dpop => false,
+        BindingType::DeviceFlow | BindingType::ClientRequest | BindingType::None => true,
+    })
 }
 
 pub trait TokenBinder: Send + Sync {
@@ -38,7 +74,10 @@ pub fn binder(kind: BindingType) -> Option<&'static dyn TokenBinder> {
     match kind {
         BindingType::ClientRequest => Some(&client_request::ClientRequest),
         BindingType::Certificate => Some(&certificate::Certificate),
-        _ => None,
+        BindingType::Cookie => Some(&cookie::Cookie),
+        BindingType::SsoSession => Some(&sso_session::SsoSession),
+        BindingType::DeviceFlow => Some(&device_flow::DeviceFlow),
+        BindingType::Dpop | BindingType::None => None,
     }
 }
 

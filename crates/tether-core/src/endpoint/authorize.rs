@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use url::Url;
 
+use crate::binding::{self, cookie, sso_session};
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
 use crate::grant::{self, new_grant_id};
-use crate::model::{AppRecord, GrantType};
+use crate::model::{AppRecord, BindingType, GrantType};
 use crate::pkce;
 use crate::provider::Provider;
 use crate::secret::{b64url, hash_secret, random_bytes, random_token};
@@ -190,8 +191,26 @@ pub async fn start_session(p: &Provider, user_id: &str) -> Result<(SessionRecord
     Ok((s, cookie))
 }
 
-/// Issue a code for a validated request and a live session; returns the redirect URL.
-pub async fn issue_code(p: &Provider, req: &AuthzRequest, session: &SessionRecord) -> Result<String, OAuthError> {
+/// Issue a code for a validated request and a live session. Returns the redirect URL and, for a
+/// `cookie` app, the `atbv` value to set (B-7). `atbv`: the browser's current `atbv` cookie.
+pub async fn issue_code(
+    p: &Provider,
+    app: &AppRecord,
+    req: &AuthzRequest,
+    session: &SessionRecord,
+    atbv: Option<&str>,
+) -> Result<(String, Option<String>), OAuthError> {
+    // B-2: browser bindings are fixed here and travel with the code.
+    let (binding, set_atbv) = match app.app.binding {
+        BindingType::Cookie => {
+            let (value, _) = cookie::value_for(p, atbv).await?;
+            (Some(binding::record(BindingType::Cookie, &value)), Some(value))
+        }
+        BindingType::SsoSession => {
+            (Some(binding::record(BindingType::SsoSession, &sso_session::session_key(&session.id))), None)
+        }
+        _ => (None, None),
+    };
     let code = random_token();
     let now = p.now();
     let rec = CodeRecord {
@@ -207,7 +226,7 @@ pub async fn issue_code(p: &Provider, req: &AuthzRequest, session: &SessionRecor
         session_id: session.id.clone(),
         auth_time: session.auth_time,
         grant_id: new_grant_id(),
-        binding: None,
+        binding,
         expires_at: now + p.config.code_lifetime,
         used_at: None,
     };
@@ -217,7 +236,7 @@ pub async fn issue_code(p: &Provider, req: &AuthzRequest, session: &SessionRecor
         params.push(("state", s));
     }
     params.push(("iss", p.issuer()));
-    Ok(append_query(&req.redirect_uri, &params))
+    Ok((append_query(&req.redirect_uri, &params), set_atbv))
 }
 
 /// An error redirect (RFC 6749 §4.1.2.1) with `iss` (RFC 9207).

@@ -13,6 +13,7 @@ pub fn metadata(p: &Provider) -> Value {
         GrantType::Password,
         GrantType::ClientCredentials,
         GrantType::TokenExchange,
+        GrantType::DeviceCode,
     ]
     .iter()
     .map(|g| g.as_str())
@@ -40,6 +41,8 @@ pub fn metadata(p: &Provider) -> Value {
         "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "device_authorization_endpoint": format!("{iss}/oauth2/device_authorize"),
+        "end_session_endpoint": format!("{iss}/oidc/logout"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": grants,
@@ -50,7 +53,7 @@ pub fn metadata(p: &Provider) -> Value {
         "introspection_endpoint_auth_methods_supported": confidential_auth,
         "code_challenge_methods_supported": ["S256", "plain"],
         "scopes_supported": ["openid", "profile", "email"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "name", "preferred_username", "email", "email_verified"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "isk", "name", "preferred_username", "email", "email_verified"],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

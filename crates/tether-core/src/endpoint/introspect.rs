@@ -77,7 +77,9 @@ pub async fn handle(
     // Deleting an app revokes its tokens in the same transaction, so no app check is needed here.
     let visible = |client_id: &str| caller.app.introspect_any || caller.app.client_id == client_id;
     let out = match found {
-        Some(Found::Access(a)) if a.active(now) && visible(&a.client_id) => {
+        Some(Found::Access(a))
+            if a.active(now) && visible(&a.client_id) && crate::binding::sso_session::access_alive(p, &a).await? =>
+        {
             let mut v = members(
                 p,
                 &a.client_id,
@@ -96,7 +98,9 @@ pub async fn handle(
             }
             v
         }
-        Some(Found::Refresh(r)) if r.active(now) && visible(&r.client_id) => {
+        Some(Found::Refresh(r))
+            if r.active(now) && visible(&r.client_id) && crate::binding::sso_session::refresh_alive(p, &r).await? =>
+        {
             let mut v = members(
                 p,
                 &r.client_id,

@@ -1,8 +1,10 @@
 //! Orchestration of each endpoint: the protocol steps, in order, independent of HTTP.
 
 pub mod authorize;
+pub mod device;
 pub mod discovery;
 pub mod introspect;
+pub mod logout;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;

@@ -4,7 +4,6 @@
 use crate::client_auth;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
-use crate::model::BindingType;
 use crate::provider::Provider;
 use crate::token::{self, Found, MAX_TOKEN_LEN};
 
@@ -12,9 +11,9 @@ pub async fn handle(
     p: &Provider,
     form: &Form,
     authorization: Option<&str>,
-    peer_cert: Option<&crate::cert::ClientCert>,
+    evidence: &crate::binding::Evidence<'_>,
 ) -> Result<(), OAuthError> {
-    let caller = client_auth::authenticate(p, form, authorization, peer_cert).await?;
+    let caller = client_auth::authenticate(p, form, authorization, evidence.peer_cert).await?;
     let token = form.require("token")?;
     if token.len() > MAX_TOKEN_LEN {
         return Ok(());
@@ -26,16 +25,13 @@ pub async fn handle(
             if a.client_id != caller.app.client_id {
                 return Err(OAuthError::invalid_request("the token was issued to another client; it was not revoked"));
             }
-            // B-5: with --validate-binding, revoking a certificate-bound access token takes the
-            // same certificate.
-            if let Some(b) = a.binding.as_ref().filter(|b| b.kind == BindingType::Certificate) {
-                let proven = peer_cert.is_some_and(|c| crate::binding::matches(b, &c.thumbprint()));
-                if caller.app.validate_binding && !proven {
-                    return Err(OAuthError::new(
-                        ErrorCode::AccessDenied,
-                        "Valid token binding value not present in the request.",
-                    ));
-                }
+            // B-5: with --validate-binding, revoking a bound access token takes the binding's
+            // proof (the same certificate, the atbv cookie, the live session).
+            if let Some(b) = &a.binding
+                && caller.app.validate_binding
+                && !crate::binding::proven(p, b, evidence).await?
+            {
+                return Err(OAuthError::new(ErrorCode::AccessDenied, "Valid token binding value not present in the request."));
             }
             p.store.revoke_access(&a.token_hash, now).await?;
             Ok(())

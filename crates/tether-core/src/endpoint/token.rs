@@ -22,13 +22,14 @@ pub struct TokenRequest<'a> {
     pub form: &'a Form,
     /// The raw `Authorization` header.
     pub authorization: Option<&'a str>,
-    /// The client certificate (TLS handshake, or a trusted proxy's header).
-    pub peer_cert: Option<&'a crate::cert::ClientCert>,
+    /// What the request presents: its client certificate (TLS handshake, or a trusted proxy's
+    /// header) and cookies.
+    pub evidence: binding::Evidence<'a>,
 }
 
 pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthError> {
     let gt = req.form.require("grant_type")?;
-    let app = client_auth::authenticate(p, req.form, req.authorization, req.peer_cert).await?;
+    let app = client_auth::authenticate(p, req.form, req.authorization, req.evidence.peer_cert).await?;
     let grant = GrantType::parse(gt).ok_or_else(|| {
         OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type {gt:?} is not supported"))
     })?;
@@ -40,15 +41,10 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
         GrantType::ClientCredentials => grant::client_credentials::handle(&app.app, req.form)?,
         GrantType::AuthorizationCode => grant::authorization_code::handle(p, &app.app, req.form).await?,
         GrantType::RefreshToken => grant::refresh_token::handle(p, &app.app, req.form).await?,
-        GrantType::TokenExchange => grant::token_exchange::handle(p, &app.app, req.form, req.peer_cert).await?,
-        GrantType::DeviceCode => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                format!("grant_type {gt} is not supported yet"),
-            ));
-        }
+        GrantType::TokenExchange => grant::token_exchange::handle(p, &app.app, req.form, req.evidence.peer_cert).await?,
+        GrantType::DeviceCode => grant::device_code::handle(p, &app.app, req.form).await?,
     };
-    let ctx = BindContext { grant, form: req.form, peer_cert: req.peer_cert, now: p.now() };
+    let ctx = BindContext { grant, form: req.form, evidence: req.evidence, now: p.now() };
     issue(p, &app.app, validated, &ctx).await
 }
 
@@ -74,8 +70,14 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
     let binding = match &v.inherited {
         Some(inh) => match &inh.binding {
             Some(b) if b.kind == BindingType::Certificate => Some(rebind_certificate(app, b, ctx)?),
+            // B-5: with --validate-binding the refresh request proves the binding too.
+            Some(b) if app.validate_binding && !binding::proven(p, b, &ctx.evidence).await? => {
+                return Err(OAuthError::invalid_grant("Invalid token binding value is present in the request."));
+            }
             other => other.clone(),
         },
+        // B-2: bindings fixed before the token request (cookie, sso-session: with the code).
+        None if v.preset_binding.is_some() => v.preset_binding.clone(),
         None => match binding::binder(app.binding) {
             Some(b) => b.bind(ctx)?.map(|value| binding::record(app.binding, &value)),
             None => None,
@@ -158,6 +160,7 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
                 GrantType::AuthorizationCode => {
                     "the authorization code has already been used; tokens issued from it have been revoked"
                 }
+                GrantType::DeviceCode => "the device_code has already been used",
                 _ => "the refresh token was already used; as a precaution every token of its family has been revoked",
             }));
         }

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use crate::binding::{Evidence, proven};
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::BindingType;
 use crate::provider::Provider;
@@ -10,27 +11,30 @@ use crate::secret::hash_secret;
 use crate::token::MAX_TOKEN_LEN;
 use crate::token::id_token::profile_claims;
 
-/// `peer_cert`: the request's client certificate (a certificate-bound token is only
-/// accepted with it: token-binding.md B-5, RFC 8705 §3).
-pub async fn handle(
-    p: &Provider,
-    token: &str,
-    peer_cert: Option<&crate::cert::ClientCert>,
-) -> Result<Value, OAuthError> {
+/// `evidence`: what the request presents. A certificate-bound token is only accepted with its
+/// certificate (token-binding.md B-5, RFC 8705 §3); with `--validate-binding`, the other binding
+/// types are checked too.
+pub async fn handle(p: &Provider, token: &str, evidence: &Evidence<'_>) -> Result<Value, OAuthError> {
     let bad = || OAuthError::invalid_token("the access token is unknown, expired or revoked");
     if token.len() > MAX_TOKEN_LEN {
         return Err(bad());
     }
     let rec = p.store.find_access(&hash_secret(token)).await?.ok_or_else(bad)?;
-    if !rec.active(p.now()) {
+    if !rec.active(p.now()) || !crate::binding::sso_session::access_alive(p, &rec).await? {
         return Err(bad());
     }
-    if let Some(b) = rec.binding.as_ref().filter(|b| b.kind == BindingType::Certificate) {
-        let proven = peer_cert.is_some_and(|c| crate::binding::matches(b, &c.thumbprint()));
-        if !proven {
-            return Err(OAuthError::invalid_token(
-                "the access token is bound to a client certificate that this request did not present",
-            ));
+    if let Some(b) = &rec.binding {
+        if b.kind == BindingType::Certificate {
+            if !proven(p, b, evidence).await? {
+                return Err(OAuthError::invalid_token(
+                    "the access token is bound to a client certificate that this request did not present",
+                ));
+            }
+        } else {
+            let validate = p.find_app(&rec.client_id).await?.is_some_and(|a| a.app.validate_binding);
+            if validate && !proven(p, b, evidence).await? {
+                return Err(OAuthError::invalid_request("Valid token binding value not present in the request."));
+            }
         }
     }
     if !scope::contains(&rec.scope, "openid") {

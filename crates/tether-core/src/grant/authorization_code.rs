@@ -68,5 +68,6 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         precondition: Precondition::ConsumeCode(code_hash),
         inherited: None,
         act: None,
+        preset_binding: rec.binding.clone(),
     })
 }

@@ -33,5 +33,6 @@ pub fn handle(app: &App, form: &Form) -> Result<Validated, OAuthError> {
         precondition: Precondition::None,
         inherited: None,
         act: None,
+        preset_binding: None,
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod device_code;
 pub mod password;
 pub mod refresh_token;
 pub mod token_exchange;
@@ -38,6 +39,8 @@ pub struct Validated {
     pub inherited: Option<Inherited>,
     /// RFC 8693 §4.1 `act` claim (JSON), for exchanged tokens with an actor.
     pub act: Option<String>,
+    /// A binding fixed before the token request (B-2: `cookie` and `sso-session` with the code).
+    pub preset_binding: Option<BindingRecord>,
 }
 
 #[derive(Debug)]

@@ -15,7 +15,15 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
     let password = form.require("password")?.to_string();
     let scopes = requested_scopes(app, form)?;
     let audience = requested_audience(app, form)?;
-    let user = check_credentials(p, username, password).await?;
+    if let Some(wait) = login_blocked(p, username, None) {
+        return Err(OAuthError::invalid_grant(format!(
+            "too many failed sign-in attempts for this user; try again in {}",
+            crate::throttle::wait_text(wait)
+        )));
+    }
+    let result = check_credentials(p, username, password).await;
+    record_login(p, username, None, result.is_ok());
+    let user = result?;
     Ok(Validated {
         grant: GRANT_TYPE,
         subject: Some(Subject { user_id: user.user.id, username: user.user.username }),
@@ -29,7 +37,32 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         precondition: Precondition::None,
         inherited: None,
         act: None,
+        preset_binding: None,
     })
+}
+
+/// Seconds until this username (or source address) may try a password again, if throttled.
+pub fn login_blocked(p: &Provider, username: &str, addr: Option<&str>) -> Option<i64> {
+    let now = p.now();
+    p.throttles
+        .login_user
+        .blocked(username, now)
+        .into_iter()
+        .chain(addr.and_then(|a| p.throttles.login_addr.blocked(a, now)))
+        .max()
+}
+
+/// Count a failed attempt (or forget the username's failures after a success).
+pub fn record_login(p: &Provider, username: &str, addr: Option<&str>, ok: bool) {
+    let now = p.now();
+    if ok {
+        p.throttles.login_user.clear(username);
+        return;
+    }
+    p.throttles.login_user.fail(username, now);
+    if let Some(a) = addr {
+        p.throttles.login_addr.fail(a, now);
+    }
 }
 
 /// Shared with the login page.

@@ -34,6 +34,9 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
     if rec.expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
+    if !crate::binding::sso_session::refresh_alive(p, &rec).await? {
+        return Err(OAuthError::invalid_grant("the login session this refresh token belongs to has ended"));
+    }
     let granted: Vec<String> = rec.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
     let scopes = match form.get("scope") {
         None => granted.clone(),
@@ -79,5 +82,6 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
             refresh_expires_at: rec.expires_at,
         }),
         act: None,
+        preset_binding: None,
     })
 }

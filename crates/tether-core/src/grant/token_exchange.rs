@@ -166,5 +166,6 @@ pub async fn handle(
         precondition: Precondition::None,
         inherited: None,
         act: act.map(|a: Value| a.to_string()),
+        preset_binding: None,
     })
 }

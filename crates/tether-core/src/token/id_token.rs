@@ -59,6 +59,8 @@ pub fn mint(key: &SigningKey, i: &IdTokenInput<'_>) -> String {
     }
     if let Some(s) = i.session_id {
         c["sid"] = json!(s);
+        // The login session's key (token-binding.md B-1 `sso-session`), never the cookie value.
+        c["isk"] = json!(crate::binding::sso_session::session_key(s));
     }
     key.sign_jwt("JWT", &c)
 }

@@ -1,0 +1,156 @@
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) and what ending a login session
+//! revokes (token-binding.md B-6).
+//!
+//! A request with a valid `id_token_hint` (an ID token this server signed) ends the session at
+//! once; anything else is confirmed by the user on a page first, so a cross-site link or image
+//! cannot log anyone out or revoke their tokens. `post_logout_redirect_uri` must be one of the
+//! client's registered redirect URIs (Tether has no separate list), compared exactly; it is used
+//! only when the client is known (`client_id` or the hint's `aud`).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::binding;
+use crate::error::OAuthError;
+use crate::form::Form;
+use crate::model::{AppRecord, BindingType};
+use crate::provider::Provider;
+use crate::store::{RevokeFilter, SessionRecord};
+
+#[derive(Debug, Clone)]
+pub struct LogoutRequest {
+    pub client: Option<Arc<AppRecord>>,
+    /// Claims of a valid `id_token_hint`.
+    pub hint: Option<Value>,
+    pub post_logout_redirect_uri: Option<String>,
+    pub state: Option<String>,
+}
+
+impl LogoutRequest {
+    /// The hint's `sid`, when the hint is valid.
+    pub fn hint_sid(&self) -> Option<&str> {
+        self.hint.as_ref()?.get("sid")?.as_str()
+    }
+}
+
+/// Check the logout parameters. Errors are shown on a page (never redirected).
+pub async fn validate(p: &Provider, form: &Form) -> Result<LogoutRequest, OAuthError> {
+    let hint = match form.get("id_token_hint") {
+        None => None,
+        Some(t) => {
+            let keys = p.keys();
+            let claims = crate::keys::verify_own(&keys.jwks, t)
+                .filter(|c| c.get("iss").and_then(Value::as_str) == Some(p.issuer()));
+            if claims.is_none() {
+                // RP-Initiated Logout §2: an invalid hint must not end the session silently; the
+                // user is asked instead.
+                tracing::debug!("id_token_hint is not an ID token of this issuer; asking the user");
+            }
+            claims
+        }
+    };
+    let hint_aud: Option<String> = hint.as_ref().and_then(|c| match c.get("aud") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    });
+    let client_id = match (form.get("client_id"), &hint_aud) {
+        (Some(c), Some(a)) if c != a => {
+            return Err(OAuthError::invalid_request("client_id does not match the audience of the id_token_hint"));
+        }
+        (Some(c), _) => Some(c.to_string()),
+        (None, a) => a.clone(),
+    };
+    let client = match &client_id {
+        Some(c) => Some(p.find_app(c).await?.ok_or_else(|| OAuthError::invalid_request("unknown client_id"))?),
+        None => None,
+    };
+    let post_logout_redirect_uri = match form.get("post_logout_redirect_uri") {
+        None => None,
+        Some(u) => match &client {
+            Some(app) if app.app.redirect_uris.iter().any(|r| r == u) => Some(u.to_string()),
+            Some(_) => {
+                return Err(OAuthError::invalid_request(
+                    "post_logout_redirect_uri is not a redirect URI registered for this client",
+                ));
+            }
+            None => {
+                return Err(OAuthError::invalid_request(
+                    "post_logout_redirect_uri needs client_id or id_token_hint to say which client it belongs to",
+                ));
+            }
+        },
+    };
+    Ok(LogoutRequest { client, hint, post_logout_redirect_uri, state: form.get("state").map(str::to_string) })
+}
+
+/// Where to send the browser after logout, with `state`.
+pub fn redirect_after(req: &LogoutRequest) -> Option<String> {
+    let uri = req.post_logout_redirect_uri.as_ref()?;
+    let mut u = url::Url::parse(uri).ok()?;
+    if let Some(s) = &req.state {
+        u.query_pairs_mut().append_pair("state", s);
+    }
+    Some(u.to_string())
+}
+
+/// End a login session and revoke what B-6 says. `atbv`: the browser's `atbv` cookie. Returns
+/// how many tokens were revoked.
+pub async fn end_session(p: &Provider, session: &SessionRecord, atbv: Option<&str>) -> Result<u64, OAuthError> {
+    let now = p.now();
+    p.store.end_session(&session.id, now).await?;
+    // Tokens bound to this session, in every app, whatever the flags.
+    let mut revoked = p
+        .store
+        .revoke_matching(
+            &RevokeFilter {
+                session_id: Some(session.id.clone()),
+                binding_kind: Some(BindingType::SsoSession),
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
+    let revoke_on_logout: Vec<String> = p
+        .store
+        .list_apps()
+        .await?
+        .into_iter()
+        .filter(|a| a.app.revoke_on_logout)
+        .map(|a| a.app.client_id)
+        .collect();
+    if !revoke_on_logout.is_empty() {
+        // Apps with --revoke-on-logout: the user's tokens issued through this session. Device
+        // and client-request tokens carry no session (B-6: a browser logout never touches them).
+        revoked += p
+            .store
+            .revoke_matching(
+                &RevokeFilter {
+                    session_id: Some(session.id.clone()),
+                    client_ids: Some(revoke_on_logout.clone()),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+        // The browser's `atbv` binding: its tokens of the same user in those apps.
+        if let Some(v) = atbv {
+            revoked += p
+                .store
+                .revoke_matching(
+                    &RevokeFilter {
+                        user_id: Some(session.user_id.clone()),
+                        binding_kind: Some(BindingType::Cookie),
+                        binding_ref: Some(binding::binding_ref(v)),
+                        client_ids: Some(revoke_on_logout),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+        }
+    }
+    tracing::info!(sid = %session.id, revoked, "login session ended");
+    Ok(revoked)
+}
