@@ -97,6 +97,9 @@ pub struct Settings {
     pub tls: TlsSection,
     pub session_lifetime: i64,
     pub session_idle_timeout: i64,
+    /// `[device]`: RFC 8628 `expires_in` and `interval`.
+    pub device_expires_in: i64,
+    pub device_interval: i64,
 }
 
 pub(crate) fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
@@ -136,6 +139,11 @@ impl Settings {
         if let Some(m) = &file.tls.mtls_listen {
             addr("[tls] mtls_listen", m)?;
         }
+        let device_expires_in = file.device.expires_in_seconds.unwrap_or(600);
+        let device_interval = file.device.interval_seconds.unwrap_or(5);
+        if !(10..=86_400).contains(&device_expires_in) || !(1..=3600).contains(&device_interval) {
+            return Err("[device] expires_in_seconds must be 10..86400 and interval_seconds 1..3600".into());
+        }
         if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {
             return Err("[tls] cert_file and key_file must be given together".into());
         }
@@ -152,6 +160,8 @@ impl Settings {
             tls: file.tls,
             session_lifetime,
             session_idle_timeout,
+            device_expires_in,
+            device_interval,
         })
     }
 }

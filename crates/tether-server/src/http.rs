@@ -43,7 +43,7 @@ pub struct Options {
 
 /// The request's client certificate (DER): from a trusted proxy's header, else from the TLS
 /// handshake of the connection. A malformed header from a trusted proxy is `invalid_request`.
-struct PeerCert(Option<tether_core::cert::ClientCert>);
+pub(crate) struct PeerCert(pub Option<tether_core::cert::ClientCert>);
 
 impl axum::extract::FromRequestParts<S> for PeerCert {
     type Rejection = ApiError;
@@ -61,9 +61,9 @@ impl axum::extract::FromRequestParts<S> for PeerCert {
 }
 
 #[derive(Clone)]
-struct S {
-    p: Arc<Provider>,
-    opts: Arc<Options>,
+pub(crate) struct S {
+    pub p: Arc<Provider>,
+    pub opts: Arc<Options>,
 }
 
 pub fn router(p: Arc<Provider>, opts: Options) -> Router {
@@ -87,6 +87,9 @@ pub fn router(p: Arc<Provider>, opts: Options) -> Router {
         .route("/oauth2/jwks", get(jwks_endpoint))
         .route("/oauth2/authorize", get(authorize_get).post(authorize_post))
         .route("/oauth2/introspect", post(introspect_endpoint))
+        .route("/oauth2/device_authorize", post(crate::browser::device_authorize))
+        .route("/oauth2/device", get(crate::browser::device_get).post(crate::browser::device_post))
+        .route("/oidc/logout", get(crate::browser::logout_get).post(crate::browser::logout_post))
         .route("/healthz", get(healthz))
         .merge(browser)
         .route_layer(middleware::from_fn(track))
@@ -120,7 +123,7 @@ async fn track(req: Request, next: Next) -> Response {
 // Errors
 
 /// An [`OAuthError`] on its way out: RFC 6749 §5.2 JSON with the status its code calls for.
-pub struct ApiError(pub OAuthError);
+pub(crate) struct ApiError(pub OAuthError);
 
 impl From<OAuthError> for ApiError {
     fn from(e: OAuthError) -> Self {
@@ -234,7 +237,7 @@ impl WithStatus for Response {
 // Extractors
 
 /// A strictly parsed `application/x-www-form-urlencoded` body, at most [`MAX_BODY`] bytes.
-struct FormBody(Form);
+pub(crate) struct FormBody(pub Form);
 
 impl<St: Send + Sync> FromRequest<St> for FormBody {
     type Rejection = Response;
@@ -266,11 +269,11 @@ impl<St: Send + Sync> FromRequest<St> for FormBody {
     }
 }
 
-fn header(h: &HeaderMap, name: HeaderName) -> Option<&str> {
+pub(crate) fn header(h: &HeaderMap, name: HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
         (k == name).then_some(v)
@@ -297,13 +300,13 @@ fn code_redirect(url: &str, atbv: Option<String>) -> Response {
     r
 }
 
-fn json_no_store(body: Value) -> Response {
+pub(crate) fn json_no_store(body: Value) -> Response {
     let mut r = Json(body).into_response();
     no_store(r.headers_mut());
     r
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     ApiError(OAuthError::from(tether_core::error::StoreError::Unavailable("health check failing".into())))
         .into_response()
 }
@@ -336,8 +339,11 @@ async fn token_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    let req =
-        token::TokenRequest { form: &form, authorization: header(&headers, AUTHORIZATION), evidence: evidence(&peer, &headers) };
+    let req = token::TokenRequest {
+        form: &form,
+        authorization: header(&headers, AUTHORIZATION),
+        evidence: evidence(&peer, &headers),
+    };
     match token::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
@@ -428,12 +434,14 @@ async fn userinfo_endpoint(
 
 #[derive(Template)]
 #[template(path = "login.html")]
-struct LoginPage<'a> {
-    app_name: &'a str,
-    authz: &'a str,
-    csrf: &'a str,
-    username: &'a str,
-    error: Option<&'a str>,
+pub(crate) struct LoginPage<'a> {
+    pub app_name: &'a str,
+    /// Where the form posts; everything else it needs is in `hidden` (interface.md §2).
+    pub action: &'a str,
+    pub hidden: Vec<(&'a str, String)>,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+    pub note: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -453,7 +461,7 @@ struct ErrorPage<'a> {
     description: &'a str,
 }
 
-fn page(status: StatusCode, html: Result<String, askama::Error>) -> Response {
+pub(crate) fn page(status: StatusCode, html: Result<String, askama::Error>) -> Response {
     match html {
         Ok(h) => {
             let mut r = (status, Html(h)).into_response();
@@ -471,7 +479,7 @@ fn page(status: StatusCode, html: Result<String, askama::Error>) -> Response {
     }
 }
 
-fn error_page(e: &OAuthError) -> Response {
+pub(crate) fn error_page(e: &OAuthError) -> Response {
     let status = match e.code {
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -480,7 +488,7 @@ fn error_page(e: &OAuthError) -> Response {
     page(status, ErrorPage { code: e.code.as_str(), description: &e.description }.render())
 }
 
-fn redirect(to: &str, status: StatusCode) -> Response {
+pub(crate) fn redirect(to: &str, status: StatusCode) -> Response {
     let mut r = status.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(LOCATION, v);
@@ -499,12 +507,12 @@ fn authz_error(p: &Provider, e: AuthzError) -> Response {
 }
 
 /// The hidden `csrf` value: a timestamp and a MAC over it and the pending request.
-fn csrf_token(p: &Provider, authz: &str) -> String {
+pub(crate) fn csrf_token(p: &Provider, authz: &str) -> String {
     let ts = p.now();
     format!("{ts}.{}", p.form_key.mac_b64(format!("{ts}|{authz}").as_bytes()))
 }
 
-fn csrf_ok(p: &Provider, authz: &str, token: &str) -> bool {
+pub(crate) fn csrf_ok(p: &Provider, authz: &str, token: &str) -> bool {
     let Some((ts, mac)) = token.split_once('.') else { return false };
     let Ok(t) = ts.parse::<i64>() else { return false };
     let Some(tag) = tether_core::secret::b64url_decode(mac) else { return false };
@@ -514,7 +522,7 @@ fn csrf_ok(p: &Provider, authz: &str, token: &str) -> bool {
 
 /// Login CSRF defence for form posts: browsers say where a submission comes from; a cross-site
 /// post is refused. Scripts send neither header and are not browsers to protect.
-fn same_origin(p: &Provider, headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(p: &Provider, headers: &HeaderMap) -> bool {
     if let Some(site) = header(headers, HeaderName::from_static("sec-fetch-site"))
         && !matches!(site, "same-origin" | "none")
     {
@@ -534,7 +542,7 @@ fn same_origin(p: &Provider, headers: &HeaderMap) -> bool {
     }
 }
 
-fn session_cookie(opts: &Options, value: &str) -> HeaderValue {
+pub(crate) fn session_cookie(opts: &Options, value: &str) -> HeaderValue {
     let secure = if opts.secure_cookies { "; Secure" } else { "" };
     HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{secure}"))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -548,7 +556,12 @@ fn login_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    page(status, LoginPage { app_name: &app.app.name, authz, csrf, username, error }.render())
+    let hidden = vec![("authz", authz.to_string()), ("csrf", csrf.to_string())];
+    page(
+        status,
+        LoginPage { app_name: &app.app.name, action: "/oauth2/authorize", hidden, username, error, note: None }
+            .render(),
+    )
 }
 
 async fn authorize_get(State(s): State<S>, headers: HeaderMap, req: Request) -> Response {

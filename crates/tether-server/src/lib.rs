@@ -3,6 +3,7 @@
 //! Nothing here decides protocol questions; handlers turn requests into core calls and core
 //! results (or [`tether_core::error::OAuthError`]s) into responses.
 
+mod browser;
 pub mod client_cert;
 pub mod config;
 mod http;
@@ -140,6 +141,8 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     pcfg.session_lifetime = settings.session_lifetime;
     pcfg.session_idle_timeout = settings.session_idle_timeout;
     pcfg.purge_interval = settings.purge_interval_seconds;
+    pcfg.device_expires_in = settings.device_expires_in;
+    pcfg.device_interval = settings.device_interval;
     let provider = Provider::open(pcfg, store, clock, master).await?;
     let refresher = provider.spawn_refresher();
     let purger = provider.spawn_purger();

@@ -45,11 +45,7 @@ pub struct Evidence<'a> {
 /// certificate; `cookie`: an `atbv` cookie whose value matches; `sso-session`: the cookie of a
 /// live session whose key matches; `device-flow`, `client-request`: always. Hashes are compared
 /// in constant time (B-12).
-pub async fn proven(
-    p: &crate::provider::Provider,
-    b: &BindingRecord,
-    ev: &Evidence<'_>,
-) -> Result<bool, OAuthError> {
+pub async fn proven(p: &crate::provider::Provider, b: &BindingRecord, ev: &Evidence<'_>) -> Result<bool, OAuthError> {
     Ok(match b.kind {
         BindingType::Certificate => ev.peer_cert.is_some_and(|c| matches(b, &c.thumbprint())),
         BindingType::Cookie => ev.atbv.is_some_and(|v| matches(b, v)),

@@ -37,8 +37,7 @@ pub fn new_user_code() -> String {
 /// What the user typed, compared case- and dash-insensitively (spaces ignored too); `None` if it
 /// cannot be a user code at all.
 pub fn normalize_user_code(input: &str) -> Option<String> {
-    let s: String =
-        input.chars().filter(|c| *c != '-' && !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect();
+    let s: String = input.chars().filter(|c| *c != '-' && !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect();
     (s.len() == USER_CODE_LEN && s.bytes().all(|b| USER_CODE_ALPHABET.contains(&b))).then_some(s)
 }
 
@@ -115,7 +114,12 @@ pub async fn pending(p: &Provider, input: &str) -> Result<Option<(DeviceRecord, 
 }
 
 /// The signed-in user approves or denies. False when it was decided meanwhile.
-pub async fn decide(p: &Provider, rec: &DeviceRecord, approve: bool, session: &SessionRecord) -> Result<bool, OAuthError> {
+pub async fn decide(
+    p: &Provider,
+    rec: &DeviceRecord,
+    approve: bool,
+    session: &SessionRecord,
+) -> Result<bool, OAuthError> {
     Ok(p.store.decide_device(&rec.device_hash, approve, &session.user_id, &session.id, session.auth_time).await?)
 }
 

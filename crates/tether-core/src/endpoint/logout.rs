@@ -112,14 +112,8 @@ pub async fn end_session(p: &Provider, session: &SessionRecord, atbv: Option<&st
             now,
         )
         .await?;
-    let revoke_on_logout: Vec<String> = p
-        .store
-        .list_apps()
-        .await?
-        .into_iter()
-        .filter(|a| a.app.revoke_on_logout)
-        .map(|a| a.app.client_id)
-        .collect();
+    let revoke_on_logout: Vec<String> =
+        p.store.list_apps().await?.into_iter().filter(|a| a.app.revoke_on_logout).map(|a| a.app.client_id).collect();
     if !revoke_on_logout.is_empty() {
         // Apps with --revoke-on-logout: the user's tokens issued through this session. Device
         // and client-request tokens carry no session (B-6: a browser logout never touches them).

@@ -31,7 +31,10 @@ pub async fn handle(
                 && caller.app.validate_binding
                 && !crate::binding::proven(p, b, evidence).await?
             {
-                return Err(OAuthError::new(ErrorCode::AccessDenied, "Valid token binding value not present in the request."));
+                return Err(OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "Valid token binding value not present in the request.",
+                ));
             }
             p.store.revoke_access(&a.token_hash, now).await?;
             Ok(())

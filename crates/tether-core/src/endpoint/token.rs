@@ -41,7 +41,9 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
         GrantType::ClientCredentials => grant::client_credentials::handle(&app.app, req.form)?,
         GrantType::AuthorizationCode => grant::authorization_code::handle(p, &app.app, req.form).await?,
         GrantType::RefreshToken => grant::refresh_token::handle(p, &app.app, req.form).await?,
-        GrantType::TokenExchange => grant::token_exchange::handle(p, &app.app, req.form, req.evidence.peer_cert).await?,
+        GrantType::TokenExchange => {
+            grant::token_exchange::handle(p, &app.app, req.form, req.evidence.peer_cert).await?
+        }
         GrantType::DeviceCode => grant::device_code::handle(p, &app.app, req.form).await?,
     };
     let ctx = BindContext { grant, form: req.form, evidence: req.evidence, now: p.now() };

@@ -29,7 +29,10 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         return Err(OAuthError::invalid_grant("the device_code has already been used"));
     }
     if rec.expires_at <= now {
-        return Err(OAuthError::new(ErrorCode::ExpiredToken, "the device_code has expired; start the device flow again"));
+        return Err(OAuthError::new(
+            ErrorCode::ExpiredToken,
+            "the device_code has expired; start the device flow again",
+        ));
     }
     match rec.status {
         DeviceStatus::Pending => {
