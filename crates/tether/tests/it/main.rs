@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod binary;
+mod browser_binding;
 mod certificate;
 mod code_flow;
+mod device;
 mod errors;
 mod exchange;
 mod grants;
