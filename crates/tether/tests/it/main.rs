@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod binary;
+mod browser;
 mod browser_binding;
 mod certificate;
 mod code_flow;
