@@ -276,7 +276,7 @@ mod tests {
             let t = key.sign_jwt("JWT", &json!({"sub": "a"}));
             assert_eq!(verify_own(&jwks, &t).unwrap()["sub"], "a");
             let mut tampered = t.clone();
-            tampered.insert_str(t.find('.').unwrap() + 1, "e");
+            tampered.insert(t.find('.').unwrap() + 1, 'e');
             assert!(verify_own(&jwks, &tampered).is_none());
             assert!(verify_own(&[], &t).is_none());
         }

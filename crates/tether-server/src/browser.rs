@@ -23,7 +23,7 @@ use tether_core::throttle::wait_text;
 
 use crate::http::{
     ApiError, FormBody, LoginPage, PeerCert, S, cookie, csrf_ok, csrf_token, error_page, header, json_no_store, page,
-    redirect, same_origin, session_cookie, unavailable,
+    page_to, redirect, same_origin, session_cookie, unavailable,
 };
 use crate::tls::ConnInfo;
 
@@ -373,7 +373,7 @@ async fn logout_request(s: &S, headers: &HeaderMap, raw: String) -> Response {
         ("request", raw.clone()),
         ("csrf", csrf_token(p, &format!("logout|{raw}"))),
     ];
-    page(
+    page_to(
         StatusCode::OK,
         LogoutPage {
             username: username.as_deref(),
@@ -381,6 +381,7 @@ async fn logout_request(s: &S, headers: &HeaderMap, raw: String) -> Response {
             hidden,
         }
         .render(),
+        req.post_logout_redirect_uri.as_deref(),
     )
 }
 

@@ -462,16 +462,31 @@ struct ErrorPage<'a> {
 }
 
 pub(crate) fn page(status: StatusCode, html: Result<String, askama::Error>) -> Response {
+    page_to(status, html, None)
+}
+
+/// A page whose form, once posted, redirects to `target` (a client's redirect URI). Browsers apply
+/// CSP `form-action` to the redirects that follow a form submission, so the target's origin must
+/// be allowed too, or a real browser silently stays on the page.
+pub(crate) fn page_to(status: StatusCode, html: Result<String, askama::Error>, target: Option<&str>) -> Response {
     match html {
         Ok(h) => {
             let mut r = (status, Html(h)).into_response();
             let hd = r.headers_mut();
             no_store(hd);
             hd.insert("x-frame-options", HeaderValue::from_static("DENY"));
-            hd.insert(
-                "content-security-policy",
-                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+            let extra = target
+                .and_then(|t| url::Url::parse(t).ok())
+                .map(|u| u.origin())
+                .filter(|o| o.is_tuple())
+                .map(|o| format!(" {}", o.ascii_serialization()))
+                .unwrap_or_default();
+            let csp = format!(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{extra}; frame-ancestors 'none'; base-uri 'none'"
             );
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                hd.insert("content-security-policy", v);
+            }
             hd.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
             r
         }
@@ -557,11 +572,20 @@ fn login_page(
     status: StatusCode,
 ) -> Response {
     let hidden = vec![("authz", authz.to_string()), ("csrf", csrf.to_string())];
-    page(
+    let target = redirect_target(app, authz);
+    page_to(
         status,
         LoginPage { app_name: &app.app.name, action: "/oauth2/authorize", hidden, username, error, note: None }
             .render(),
+        target.as_deref(),
     )
+}
+
+/// Where a pending authorization request's form will end up (its registered redirect URI).
+fn redirect_target(app: &AppRecord, authz: &str) -> Option<String> {
+    let f = Form::parse(authz.as_bytes()).ok();
+    let r = f.as_ref().and_then(|f| f.get("redirect_uri")).map(str::to_string);
+    r.filter(|r| app.app.redirect_uris.contains(r)).or_else(|| app.app.redirect_uris.first().cloned())
 }
 
 async fn authorize_get(State(s): State<S>, headers: HeaderMap, req: Request) -> Response {
@@ -630,7 +654,7 @@ async fn proceed(
             Err(e) => return error_page(&e.into()),
         };
         let scopes = req.scopes.join(" ");
-        page(
+        page_to(
             StatusCode::OK,
             ConsentPage {
                 app_name: &app.app.name,
@@ -640,6 +664,7 @@ async fn proceed(
                 csrf: &csrf_token(p, raw),
             }
             .render(),
+            Some(&req.redirect_uri),
         )
     } else {
         match authorize::issue_code(p, app, req, sess, cookie(headers, ATBV)).await {

@@ -454,3 +454,95 @@ impl TestServer {
             .expect("client")
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Gateway
+
+/// An upstream for gateway tests: answers every request with a JSON echo of what reached it
+/// (method, path, query, headers, body length).
+pub async fn echo_upstream() -> std::net::SocketAddr {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, Uri};
+    let app = axum::Router::new().fallback(|method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+        let h: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), Value::String(v.to_str().unwrap_or("").to_string())))
+            .collect();
+        axum::Json(serde_json::json!({
+            "method": method.as_str(), "path": uri.path(), "query": uri.query(), "headers": h, "body_len": body.len(),
+        }))
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    addr
+}
+
+/// A `tether gateway` in this process, in front of `upstream`, trusting `srv` as its issuer and
+/// sharing its clock.
+pub struct TestGateway {
+    pub running: Option<tether_gateway::server::Running>,
+    pub base: String,
+    pub ca_pem: String,
+    pub dir: TempDir,
+}
+
+impl TestServer {
+    /// Start a gateway for this server. `f` adjusts the config file (issuer, ca_file, upstream,
+    /// data_dir and listen are preset).
+    pub async fn gateway(
+        &self,
+        upstream: std::net::SocketAddr,
+        f: impl FnOnce(&mut tether_gateway::FileConfig),
+    ) -> Result<TestGateway, String> {
+        let dir = TempDir::new("gw");
+        let ca_file = dir.path().join("issuer-ca.pem");
+        std::fs::write(&ca_file, &self.ca_pem).expect("write ca");
+        let mut fc = tether_gateway::FileConfig {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().join("data")),
+            upstream: Some(format!("http://{upstream}")),
+            issuer: Some(self.base.clone()),
+            ca_file: Some(ca_file),
+            ..Default::default()
+        };
+        f(&mut fc);
+        let cfg = tether_gateway::Config::from_file(fc)?;
+        let running = tether_gateway::server::start(cfg, Arc::new(self.clock.clone())).await?;
+        let base = format!("https://localhost:{}", running.addr.port());
+        let ca_pem = std::fs::read_to_string(dir.path().join("data/tls/ca.pem")).expect("gateway ca");
+        Ok(TestGateway { running: Some(running), base, ca_pem, dir })
+    }
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().expect("running").addr
+    }
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca");
+        Client::builder()
+            .tls_certs_only([ca])
+            .resolve("localhost", self.addr())
+            .redirect(reqwest::redirect::Policy::none())
+    }
+    pub fn client(&self) -> Client {
+        self.client_builder().build().expect("client")
+    }
+    pub fn client_with(&self, cert: &ClientCert) -> Client {
+        self.client_builder()
+            .identity(reqwest::Identity::from_pem(cert.identity_pem.as_bytes()).expect("identity"))
+            .build()
+            .expect("client")
+    }
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}

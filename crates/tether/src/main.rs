@@ -124,7 +124,7 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Serve(a) => serve(&cli.global, a).await,
-            Cmd::Gateway => usage_error("tether gateway is not available in this version yet"),
+            Cmd::Gateway => gateway(&cli.global).await,
             Cmd::App(c) => {
                 init_logging(LogFormat::Text, "warn");
                 admin::app(&cli.global, c).await
@@ -180,6 +180,26 @@ async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
     tracing::info!("shutting down: finishing in-flight requests");
     running.shutdown().await;
     tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// `tether gateway --config FILE` (interface.md §3, gateway.md).
+async fn gateway(g: &Global) -> ExitCode {
+    init_logging(LogFormat::Text, "info");
+    let Some(path) = &g.config else {
+        return usage_error("tether gateway needs --config FILE (or TETHER_CONFIG)");
+    };
+    let cfg = match tether_gateway::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let running = match tether_gateway::server::start(cfg, Arc::new(tether_core::clock::SystemClock)).await {
+        Ok(r) => r,
+        Err(e) => return runtime_error(e),
+    };
+    eprintln!("listening on https://{}", running.addr);
+    wait_for_signal().await;
+    running.shutdown().await;
     ExitCode::SUCCESS
 }
 

@@ -54,6 +54,7 @@ async fn pages_in_headless_chromium() {
     let creds = |a: &AppCreds| json!({"client_id": a.client_id, "client_secret": a.client_secret, "redirect_uri": CB});
     let config = json!({
         "base": srv.base,
+        "now": tether_core::clock::Clock::now(&srv.clock),
         "ca_file": ca_file,
         "chromium": chromium,
         "shots": shots,
@@ -76,7 +77,36 @@ async fn pages_in_headless_chromium() {
     assert!(out.status.success() && report["ok"] == true, "browser test failed:\n{stdout}\n{stderr}");
     let facts = &report["facts"];
     assert!(facts.is_object(), "{report}");
-    // The server's view of what the browser did: the device approved in Chromium got its tokens
-    // and the cookie-bound token of the logged-out browser is gone.
     eprintln!("browser facts: {facts}");
+    // B-7, as the browser holds it.
+    let atbv = &facts["atbv"];
+    assert_eq!(
+        (&atbv["secure"], &atbv["httpOnly"], &atbv["path"], &atbv["sameSite"], &atbv["expires"], &atbv["domain"]),
+        (&json!(true), &json!(true), &json!("/"), &json!("None"), &json!(-1), &json!("localhost")),
+        "{atbv}"
+    );
+    assert_eq!(facts["session_cookie"]["sameSite"], "Lax");
+    assert_eq!(facts["session_cookie"]["httpOnly"], true);
+    for fact in [
+        "binding_ref_is_md5_of_atbv",
+        "atbv_unchanged_after_sso",
+        "binding_ref_same_after_sso",
+        "atbv_differs_between_browsers",
+        "previous_jwt_inactive",
+    ] {
+        assert_eq!(facts[fact], true, "{fact}");
+    }
+    assert_eq!(facts["sso"]["token_reused"], true);
+    assert_eq!(facts["sso"]["binding_ref_is_md5_of_isk"], true);
+    assert_eq!(facts["consent"]["deny_error"], "access_denied");
+    let logout = &facts["logout"];
+    assert_eq!(logout["confirmation_page"], true);
+    assert_eq!(logout["sso_token_after"], json!({"active": false}));
+    assert_eq!(logout["cookie_jwt_after"], json!({"active": false}));
+    assert_eq!(logout["other_browser_token_active"], true);
+    assert_eq!(logout["atbv_kept"], true);
+    assert_eq!(facts["device"]["tokens_issued"], true);
+    assert_eq!(facts["device"]["reuse_error"], "invalid_grant");
+    // What the server itself says about the device Chromium approved: nothing else is pending.
+    assert!(facts["device_wrong_code_error"].as_str().unwrap_or("").contains("not valid"));
 }

@@ -10,6 +10,7 @@ mod code_flow;
 mod device;
 mod errors;
 mod exchange;
+mod gateway;
 mod grants;
 mod mtls;
 mod reuse;

@@ -1,0 +1,217 @@
+//! The gateway's TOML configuration (interface.md §3): every pinned key, unknown keys refused by
+//! name, and the start-time checks of gateway.md G-2 (a bad combination stops the gateway with a
+//! message naming the key, instead of surprising someone at request time).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub upstream: Option<String>,
+    pub issuer: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub auth_methods: Option<Vec<String>>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub proof_of_possession_mtls: Option<String>,
+    pub proof_of_possession_dpop: Option<String>,
+    pub proof_of_possession_auth_methods_validation: Option<bool>,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_cert_header: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub cache_ttl: Option<u64>,
+    pub cache_ttl_neg: Option<u64>,
+    pub audience: Option<String>,
+    pub required_scopes: Option<Vec<String>>,
+    pub accept_untyped_jwt: Option<bool>,
+    pub introspect_jwt_tokens: Option<bool>,
+    pub dpop_use_nonce: Option<bool>,
+    pub dpop_proof_lifetime: Option<u64>,
+    pub replay_store: Option<String>,
+    pub session_secret: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub upstream_access_token_header: Option<String>,
+}
+
+/// `off | optional | strict` (gateway.md G-4, G-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopMode {
+    Off,
+    Optional,
+    Strict,
+}
+
+impl PopMode {
+    fn parse(key: &str, v: Option<&str>) -> Result<Self, String> {
+        match v.unwrap_or("optional") {
+            "off" => Ok(Self::Off),
+            "optional" => Ok(Self::Optional),
+            "strict" => Ok(Self::Strict),
+            other => Err(format!("{key} = {other:?}: use off, optional or strict")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Bearer,
+    Introspection,
+    Session,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub upstream: url::Url,
+    pub issuer: String,
+    pub ca_file: Option<PathBuf>,
+    pub auth_methods: Vec<AuthMethod>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub pop_mtls: PopMode,
+    pub pop_dpop: PopMode,
+    pub pop_auth_methods_validation: bool,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_cert_header: Option<String>,
+    pub trusted_proxies: Vec<String>,
+    pub cache_ttl: u64,
+    pub cache_ttl_neg: u64,
+    pub audience: Option<String>,
+    pub required_scopes: Vec<String>,
+    pub accept_untyped_jwt: bool,
+    pub introspect_jwt_tokens: bool,
+    pub dpop_use_nonce: bool,
+    pub dpop_proof_lifetime: u64,
+    pub replay_store: String,
+    pub session_secret: Option<String>,
+    pub redirect_uri: Option<url::Url>,
+    /// Header name, and the scheme to put before the token (`None`: the bare token).
+    pub upstream_token_header: (http::HeaderName, Option<String>),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let file: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), e.message()))?;
+        Self::from_file(file)
+    }
+
+    pub fn from_file(f: FileConfig) -> Result<Self, String> {
+        let listen_s = f.listen.clone().unwrap_or_else(|| "127.0.0.1:8443".into());
+        let listen: SocketAddr =
+            listen_s.parse().map_err(|_| format!("listen = {listen_s:?} is not an address like 127.0.0.1:8443"))?;
+        let public_url = f.public_url.clone().unwrap_or_else(|| format!("https://{listen_s}"));
+        let pu = url::Url::parse(&public_url).map_err(|_| format!("public_url = {public_url:?} is not a URL"))?;
+        if pu.scheme() != "https" && pu.scheme() != "http" {
+            return Err(format!("public_url = {public_url:?} must be an https URL"));
+        }
+        let upstream_s =
+            f.upstream.clone().ok_or("upstream is required (e.g. upstream = \"http://127.0.0.1:9000\")")?;
+        let upstream = url::Url::parse(&upstream_s).map_err(|_| format!("upstream = {upstream_s:?} is not a URL"))?;
+        if upstream.scheme() != "http" {
+            return Err(format!(
+                "upstream = {upstream_s:?}: only http:// upstreams are supported (the gateway terminates TLS in front of a local API)"
+            ));
+        }
+        let issuer = f.issuer.clone().ok_or("issuer is required (the authorization server's URL)")?;
+        url::Url::parse(&issuer).map_err(|_| format!("issuer = {issuer:?} is not a URL"))?;
+        let issuer = issuer.trim_end_matches('/').to_string();
+        let names = f.auth_methods.clone().unwrap_or_else(|| vec!["bearer".into(), "introspection".into()]);
+        let mut auth_methods = Vec::new();
+        for n in &names {
+            let m = match n.as_str() {
+                "bearer" => AuthMethod::Bearer,
+                "introspection" => AuthMethod::Introspection,
+                "session" => AuthMethod::Session,
+                other => {
+                    return Err(format!("auth_methods: {other:?} is not supported (bearer, introspection, session)"));
+                }
+            };
+            if !auth_methods.contains(&m) {
+                auth_methods.push(m);
+            }
+        }
+        if auth_methods.is_empty() {
+            return Err("auth_methods must name at least one method".into());
+        }
+        let pop_mtls = PopMode::parse("proof_of_possession_mtls", f.proof_of_possession_mtls.as_deref())?;
+        let pop_dpop = PopMode::parse("proof_of_possession_dpop", f.proof_of_possession_dpop.as_deref())?;
+        if pop_mtls == PopMode::Strict && pop_dpop == PopMode::Strict {
+            return Err(
+                "proof_of_possession_mtls and proof_of_possession_dpop cannot both be strict: a token carries one confirmation (G-3)"
+                    .into(),
+            );
+        }
+        let needs_introspection = auth_methods.contains(&AuthMethod::Introspection)
+            || f.introspect_jwt_tokens == Some(true)
+            || auth_methods.contains(&AuthMethod::Session);
+        if needs_introspection && (f.client_id.is_none() || f.client_secret.is_none()) {
+            return Err("client_id and client_secret are required for introspection and session (the gateway's app, registered with --introspect-any)".into());
+        }
+        let redirect_uri = match (&f.redirect_uri, auth_methods.contains(&AuthMethod::Session)) {
+            (Some(r), _) => Some(url::Url::parse(r).map_err(|_| format!("redirect_uri = {r:?} is not a URL"))?),
+            (None, true) => Some(pu.join("/callback").map_err(|e| e.to_string())?),
+            (None, false) => None,
+        };
+        if auth_methods.contains(&AuthMethod::Session) && f.session_secret.as_deref().is_none_or(|s| s.len() < 32) {
+            return Err("session_secret (at least 32 characters) is required with the session auth method".into());
+        }
+        let header_spec = f.upstream_access_token_header.clone().unwrap_or_else(|| "authorization:bearer".into());
+        let (hname, scheme) = match header_spec.split_once(':') {
+            Some((h, s)) => (h.trim().to_string(), Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+            None => (header_spec.trim().to_string(), None),
+        };
+        let hname = http::HeaderName::from_bytes(hname.as_bytes())
+            .map_err(|_| format!("upstream_access_token_header = {header_spec:?}: not a header name"))?;
+        let scheme = scheme.map(|s| {
+            let mut c = s.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+        });
+        let replay_store = f.replay_store.clone().unwrap_or_else(|| "memory".into());
+        Ok(Config {
+            listen,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            cert_file: f.cert_file,
+            key_file: f.key_file,
+            data_dir: f.data_dir.unwrap_or_else(|| PathBuf::from("tether-gateway-data")),
+            upstream,
+            issuer,
+            ca_file: f.ca_file,
+            auth_methods,
+            client_id: f.client_id,
+            client_secret: f.client_secret,
+            pop_mtls,
+            pop_dpop,
+            pop_auth_methods_validation: f.proof_of_possession_auth_methods_validation.unwrap_or(true),
+            client_ca_file: f.client_ca_file,
+            client_cert_header: f.client_cert_header,
+            trusted_proxies: f.trusted_proxies.unwrap_or_default(),
+            cache_ttl: f.cache_ttl.unwrap_or(30),
+            cache_ttl_neg: f.cache_ttl_neg.unwrap_or(10),
+            audience: f.audience,
+            required_scopes: f.required_scopes.unwrap_or_default(),
+            accept_untyped_jwt: f.accept_untyped_jwt.unwrap_or(false),
+            introspect_jwt_tokens: f.introspect_jwt_tokens.unwrap_or(false),
+            dpop_use_nonce: f.dpop_use_nonce.unwrap_or(false),
+            dpop_proof_lifetime: f.dpop_proof_lifetime.unwrap_or(300),
+            replay_store,
+            session_secret: f.session_secret,
+            redirect_uri,
+            upstream_token_header: (hname, scheme),
+        })
+    }
+}

@@ -1,0 +1,462 @@
+//! The checks of gateway.md G-1 to G-6, independent of proxying: find the token, validate it
+//! (`bearer` JWT against the issuer's JWKS, or `introspection`), then demand its proof of
+//! possession. **A token with a `cnf` member never passes without its proof**, whatever the
+//! modes; the modes only decide what unbound tokens get.
+//!
+//! Verified JWTs are cached by token hash until their `exp`, so a busy client does not cost a
+//! signature check per request; the proof (certificate thumbprint, DPoP) is still checked on
+//! every request, since it belongs to the request, not the token.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
+use serde_json::{Value, json};
+use tether_core::cert::ClientCertTrust;
+use tether_core::clock::SharedClock;
+use tether_core::keys::{parse_jws, verify_with_jwk};
+use tether_core::secret::ct_eq;
+use tether_server::client_cert::{CaTrust, ProxyCertConfig, inspect};
+use tether_server::tls::ConnInfo;
+
+use crate::config::{AuthMethod, Config, PopMode};
+use crate::issuer::{Issuer, IssuerError};
+
+/// Signature algorithms accepted on access tokens (asymmetric only).
+pub const JWT_ALGS: &[&str] =
+    &["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"];
+/// Clock skew allowed on `exp` and `nbf`.
+const LEEWAY: i64 = 30;
+const MAX_JWT_CACHE: usize = 50_000;
+
+/// A request that passed: who it is for. Inserted as a request extension for inner services.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub token: String,
+    pub sub: Option<String>,
+    pub client_id: Option<String>,
+    pub scope: Option<String>,
+    /// Which method validated the token.
+    pub method: AuthMethod,
+}
+
+/// A refusal, rendered per G-6.
+#[derive(Debug)]
+pub struct Rejection {
+    pub status: StatusCode,
+    /// `None`: no credentials were sent (the challenge carries no `error`).
+    pub error: Option<&'static str>,
+    pub description: String,
+    /// Extra headers (e.g. `DPoP-Nonce`).
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, error: &'static str, d: impl Into<String>) -> Self {
+        Rejection { status, error: Some(error), description: d.into(), headers: Vec::new() }
+    }
+    pub fn invalid_token(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", d)
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+    pub fn unavailable(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d)
+    }
+    fn no_credentials() -> Self {
+        Rejection {
+            status: StatusCode::UNAUTHORIZED,
+            error: None,
+            description: "no access token in the request".into(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// How the client sent the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+pub struct Guard {
+    pub cfg: Config,
+    pub issuer: Issuer,
+    pub clock: SharedClock,
+    proxy_cert: ProxyCertConfig,
+    client_trust: Option<CaTrust>,
+    /// token hash → (claims, exp)
+    jwt_cache: RwLock<crate::TokenCache>,
+    realm: String,
+}
+
+fn quoted(s: &str) -> String {
+    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+}
+
+impl Guard {
+    pub fn new(cfg: Config, clock: SharedClock) -> Result<Self, String> {
+        let proxy_cert = ProxyCertConfig::parse(cfg.client_cert_header.as_deref(), &cfg.trusted_proxies)
+            .map_err(|e| e.replace("[tls] ", ""))?;
+        let client_trust =
+            cfg.client_ca_file.as_deref().map(CaTrust::load).transpose().map_err(|e| e.replace("[tls] ", ""))?;
+        let realm =
+            url::Url::parse(&cfg.issuer).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+        Ok(Guard {
+            issuer: Issuer::new(&cfg)?,
+            cfg,
+            clock,
+            proxy_cert,
+            client_trust,
+            jwt_cache: RwLock::new(HashMap::new()),
+            realm,
+        })
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The challenges of G-6 for this configuration.
+    pub fn challenges(&self, r: &Rejection) -> Vec<HeaderValue> {
+        let attrs = match r.error {
+            Some(e) => format!(", error=\"{e}\", error_description=\"{}\"", quoted(&r.description)),
+            None => String::new(),
+        };
+        let dpop_error = matches!(r.error, Some("invalid_dpop_proof" | "use_dpop_nonce"));
+        let bearer = format!("Bearer realm=\"{}\"{}", self.realm, if dpop_error { "" } else { &attrs });
+        let dpop = format!(
+            "DPoP algs=\"{}\", realm=\"{}\"{}",
+            crate::DPOP_ALGS.join(" "),
+            self.realm,
+            if dpop_error || self.cfg.pop_dpop == PopMode::Strict { &attrs } else { "" }
+        );
+        let list = match self.cfg.pop_dpop {
+            PopMode::Strict => vec![dpop],
+            _ if dpop_error => vec![dpop, bearer],
+            PopMode::Optional => vec![bearer, dpop],
+            PopMode::Off => vec![bearer],
+        };
+        list.into_iter().filter_map(|v| HeaderValue::from_str(&v).ok()).collect()
+    }
+
+    /// Render a refusal: status, challenges, JSON body (with `message` for Kong clients).
+    pub fn reject(&self, r: Rejection) -> http::Response<axum::body::Body> {
+        let message = match r.status {
+            StatusCode::UNAUTHORIZED => "Unauthorized",
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::BAD_REQUEST => "Bad Request",
+            StatusCode::BAD_GATEWAY => "Bad Gateway",
+            StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
+            _ => "Error",
+        };
+        let body = match r.error {
+            Some(e) => json!({"error": e, "error_description": r.description, "message": message}),
+            None => json!({"message": message}),
+        };
+        let mut resp = http::Response::new(axum::body::Body::from(body.to_string()));
+        *resp.status_mut() = r.status;
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(r.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            for c in self.challenges(&r) {
+                h.append(WWW_AUTHENTICATE, c);
+            }
+        }
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        for (k, v) in r.headers {
+            h.append(k, v);
+        }
+        resp
+    }
+
+    /// G-1: the token and how it was sent. `Ok(None)`: no credentials at all.
+    pub fn credentials(&self, parts: &Parts) -> Result<Option<(String, Scheme)>, Rejection> {
+        let mut auth = parts.headers.get_all(AUTHORIZATION).iter();
+        let first = auth.next();
+        if auth.next().is_some() {
+            return Err(Rejection::invalid_request("more than one Authorization header"));
+        }
+        let in_query = parts
+            .uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"))
+            .unwrap_or(false);
+        let Some(v) = first else {
+            if in_query {
+                return Err(Rejection::invalid_request(
+                    "send the access token in the Authorization header, not the query string",
+                ));
+            }
+            return Ok(None);
+        };
+        if in_query {
+            return Err(Rejection::invalid_request("the access token was sent in more than one way"));
+        }
+        let v = v.to_str().map_err(|_| Rejection::invalid_request("the Authorization header is not text"))?;
+        let (scheme, token) =
+            v.trim().split_once(' ').ok_or_else(|| Rejection::invalid_token("malformed Authorization header"))?;
+        let token = token.trim();
+        if token.is_empty() || token.len() > 8192 {
+            return Err(Rejection::invalid_token("malformed access token"));
+        }
+        let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+            Scheme::Bearer
+        } else if scheme.eq_ignore_ascii_case("dpop") {
+            Scheme::Dpop
+        } else {
+            return Err(Rejection::invalid_token(format!(
+                "unsupported authorization scheme {scheme:?} (use Bearer or DPoP)"
+            )));
+        };
+        Ok(Some((token.to_string(), scheme)))
+    }
+
+    /// The client certificate of the request (G-4): the TLS connection's, or — only from a
+    /// trusted proxy — the configured header's; restricted to `client_ca_file` when set.
+    /// Returns its `x5t#S256` thumbprint.
+    pub fn certificate(&self, parts: &Parts) -> Result<Option<String>, Rejection> {
+        let Some(conn) = parts.extensions.get::<ConnInfo>() else { return Ok(None) };
+        let der = match self.proxy_cert.forwarded(conn.remote.ip(), &parts.headers) {
+            Ok(Some(der)) => Some(der),
+            Ok(None) => {
+                if self.proxy_cert.header.as_ref().is_some_and(|h| parts.headers.contains_key(h))
+                    && !self.proxy_cert.trusted.iter().any(|n| n.contains(&conn.remote.ip()))
+                {
+                    tracing::warn!(peer = %conn.remote, "client certificate header from an untrusted peer ignored");
+                }
+                conn.peer_cert.as_ref().map(|d| d.as_ref().clone())
+            }
+            Err(e) => return Err(Rejection::invalid_request(e)),
+        };
+        let Some(der) = der else { return Ok(None) };
+        let Some(cert) = inspect(der) else {
+            return Err(Rejection::invalid_request("the client certificate cannot be parsed"));
+        };
+        if let Some(trust) = &self.client_trust
+            && let Err(e) = trust.verify(&cert, self.now())
+        {
+            tracing::info!(error = %e, "client certificate not accepted (client_ca_file)");
+            return Ok(None);
+        }
+        Ok(Some(cert.thumbprint()))
+    }
+
+    /// G-2 `bearer`: a JWT access token signed by the issuer.
+    async fn verify_jwt(&self, token: &str) -> Result<Arc<Value>, Rejection> {
+        let now = self.now();
+        let key = crate::token_hash(token);
+        if let Ok(c) = self.jwt_cache.read()
+            && let Some((claims, exp)) = c.get(&key)
+            && now < exp + LEEWAY
+        {
+            return Ok(claims.clone());
+        }
+        let (header, claims, input, sig) =
+            parse_jws(token).ok_or_else(|| Rejection::invalid_token("the access token is not a valid JWT"))?;
+        let typ = header.get("typ").and_then(Value::as_str).unwrap_or("");
+        let typed = typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt");
+        if !typed && !(self.cfg.accept_untyped_jwt && (typ.is_empty() || typ.eq_ignore_ascii_case("JWT"))) {
+            return Err(Rejection::invalid_token(format!(
+                "the token is not a JWT access token (typ {typ:?}, RFC 9068 requires at+jwt)"
+            )));
+        }
+        if claims.get("nonce").is_some() || claims.get("at_hash").is_some() {
+            return Err(Rejection::invalid_token("an ID token is not an access token"));
+        }
+        let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+        if !JWT_ALGS.contains(&alg) {
+            return Err(Rejection::invalid_token(format!("signature algorithm {alg:?} is not accepted")));
+        }
+        let kid =
+            header.get("kid").and_then(Value::as_str).ok_or_else(|| Rejection::invalid_token("the JWT has no kid"))?;
+        let jwk = match self.issuer.key(kid).await {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                return Err(Rejection::invalid_token("the JWT is signed with a key the issuer does not publish"));
+            }
+            Err(IssuerError::Unreachable(e)) => return Err(self.unreachable(e)),
+        };
+        if !verify_with_jwk(&jwk, alg, input.as_bytes(), &sig) {
+            return Err(Rejection::invalid_token("the JWT signature is invalid"));
+        }
+        if claims.get("iss").and_then(Value::as_str) != Some(self.cfg.issuer.as_str()) {
+            return Err(Rejection::invalid_token("the JWT was issued by another issuer"));
+        }
+        let exp =
+            claims.get("exp").and_then(Value::as_i64).ok_or_else(|| Rejection::invalid_token("the JWT has no exp"))?;
+        if now >= exp + LEEWAY {
+            return Err(Rejection::invalid_token("the access token has expired"));
+        }
+        if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64)
+            && now + LEEWAY < nbf
+        {
+            return Err(Rejection::invalid_token("the access token is not valid yet"));
+        }
+        let claims = Arc::new(claims);
+        if let Ok(mut c) = self.jwt_cache.write() {
+            if c.len() >= MAX_JWT_CACHE {
+                c.retain(|_, (_, e)| now < *e);
+                if c.len() >= MAX_JWT_CACHE {
+                    c.clear();
+                }
+            }
+            c.insert(key, (claims.clone(), exp));
+        }
+        Ok(claims)
+    }
+
+    fn unreachable(&self, e: String) -> Rejection {
+        tracing::warn!(error = %e, "the issuer cannot be reached");
+        Rejection::unavailable("the authorization server cannot be reached to validate the token; try again")
+    }
+
+    async fn introspect(&self, token: &str) -> Result<Arc<Value>, Rejection> {
+        match self.issuer.introspect(token, self.now()).await {
+            Ok(v) if v.get("active") == Some(&Value::Bool(true)) => Ok(v),
+            Ok(_) => Err(Rejection::invalid_token("the access token is not active (unknown, expired or revoked)")),
+            Err(IssuerError::Unreachable(e)) => Err(self.unreachable(e)),
+        }
+    }
+
+    /// G-2: validate the token with the configured methods; returns its claims (JWT payload or
+    /// introspection response) and the method.
+    pub async fn validate(&self, token: &str) -> Result<(Arc<Value>, AuthMethod), Rejection> {
+        let methods = &self.cfg.auth_methods;
+        let jwt_shaped = token.matches('.').count() == 2;
+        if jwt_shaped && methods.contains(&AuthMethod::Bearer) {
+            let claims = self.verify_jwt(token).await?;
+            if self.cfg.introspect_jwt_tokens {
+                self.introspect(token).await?;
+            }
+            return Ok((claims, AuthMethod::Bearer));
+        }
+        // The session method's tokens (the gateway's own, often opaque) are introspected too.
+        if methods.contains(&AuthMethod::Introspection) || methods.contains(&AuthMethod::Session) {
+            return Ok((self.introspect(token).await?, AuthMethod::Introspection));
+        }
+        Err(Rejection::invalid_token("this gateway accepts only JWT access tokens (auth_methods = bearer)"))
+    }
+
+    /// G-3 to G-5: the proof of possession, and the audience and scope requirements.
+    pub async fn check_token(
+        &self,
+        parts: &Parts,
+        token: &str,
+        scheme: Scheme,
+        claims: &Value,
+    ) -> Result<(), Rejection> {
+        if let Some(aud) = &self.cfg.audience {
+            let ok = match claims.get("aud") {
+                Some(Value::String(s)) => s == aud,
+                Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(aud)),
+                _ => false,
+            };
+            if !ok {
+                return Err(Rejection::invalid_token(format!("the access token is not meant for {aud} (aud)")));
+            }
+        }
+        let cnf = claims.get("cnf");
+        let (x5t, jkt) = match cnf {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::Object(m)) if m.len() == 1 => {
+                (m.get("x5t#S256").and_then(Value::as_str), m.get("jkt").and_then(Value::as_str))
+            }
+            Some(Value::Object(m)) if m.is_empty() => (None, None),
+            Some(_) => {
+                return Err(Rejection::invalid_token("the token's cnf claim must hold exactly one confirmation"));
+            }
+        };
+        if cnf.is_some_and(|c| c.as_object().is_some_and(|m| m.len() == 1)) && x5t.is_none() && jkt.is_none() {
+            return Err(Rejection::invalid_token(
+                "the token is bound by a confirmation method this gateway does not know",
+            ));
+        }
+        // G-5: DPoP.
+        match (jkt, scheme) {
+            (Some(_), Scheme::Bearer) => {
+                return Err(Rejection::invalid_token(
+                    "the token is DPoP-bound and must be sent with the DPoP scheme and a proof",
+                ));
+            }
+            (Some(jkt), Scheme::Dpop) => crate::dpop::check(self, parts, token, jkt).await?,
+            (None, Scheme::Dpop) => {
+                return Err(Rejection::invalid_token("the DPoP scheme was used with a token that is not DPoP-bound"));
+            }
+            (None, Scheme::Bearer) if self.cfg.pop_dpop == PopMode::Strict => {
+                return Err(Rejection::invalid_token("a DPoP-bound access token is required"));
+            }
+            (None, Scheme::Bearer) => {}
+        }
+        // G-4: mutual TLS.
+        let cert = self.certificate(parts)?;
+        match (x5t, cert) {
+            (Some(bound), Some(presented)) => {
+                if !ct_eq(bound.as_bytes(), presented.as_bytes()) {
+                    return Err(Rejection::invalid_token(
+                        "the client certificate thumbprint does not match the x5t#S256 claim",
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(Rejection::invalid_token(
+                    "the access token is bound to a client certificate (x5t#S256) and none was presented",
+                ));
+            }
+            (None, None) if self.cfg.pop_mtls == PopMode::Strict => {
+                return Err(Rejection::invalid_token("a client certificate is required"));
+            }
+            (None, Some(_)) if self.cfg.pop_mtls == PopMode::Strict => {
+                return Err(Rejection::invalid_token("x5t#S256 claim required but not found"));
+            }
+            (None, _) => {}
+        }
+        let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
+        if let Some(missing) = self.cfg.required_scopes.iter().find(|s| !scope.split(' ').any(|x| x == s.as_str())) {
+            return Err(Rejection::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("the access token lacks the scope {missing:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every check for one request. `Ok(None)`: no credentials (the caller decides: a session,
+    /// or a 401 without `error`).
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Authenticated>, Rejection> {
+        let Some((token, scheme)) = self.credentials(parts)? else { return Ok(None) };
+        let (claims, method) = self.validate(&token).await?;
+        self.check_token(parts, &token, scheme, &claims).await?;
+        Ok(Some(authenticated(token, &claims, method)))
+    }
+
+    /// For callers without a session method: credentials are required.
+    pub async fn require(&self, parts: &Parts) -> Result<Authenticated, Rejection> {
+        self.authenticate(parts).await?.ok_or_else(Rejection::no_credentials)
+    }
+}
+
+pub(crate) fn authenticated(token: String, claims: &Value, method: AuthMethod) -> Authenticated {
+    let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+    Authenticated { token, sub: s("sub"), client_id: s("client_id"), scope: s("scope"), method }
+}
+
+/// Remove what a client must never be able to set for the upstream (G-1).
+pub fn strip_authenticated_headers(h: &mut HeaderMap) {
+    let names: Vec<http::HeaderName> =
+        h.keys().filter(|k| k.as_str().starts_with("x-authenticated-")).cloned().collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+pub(crate) fn no_credentials() -> Rejection {
+    Rejection::no_credentials()
+}

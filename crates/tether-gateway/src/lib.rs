@@ -1,0 +1,143 @@
+//! `tether gateway`: a reverse proxy that lets a request reach an upstream API only with a valid
+//! access token **and** proof that the sender holds what the token is bound to
+//! (`shared/spec/gateway.md`). The checks are a [`tower`] layer, [`GuardLayer`], which the proxy
+//! uses and which a Rust resource server can put in front of its own routes (G-7):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{Extension, Router, routing::get};
+//! use tether_gateway::{Authenticated, Config, FileConfig, Guard, GuardLayer};
+//!
+//! # async fn run() -> Result<(), String> {
+//! let cfg = Config::from_file(FileConfig {
+//!     upstream: Some("http://127.0.0.1:1".into()), // unused by the layer alone
+//!     issuer: Some("https://localhost:9443".into()),
+//!     ca_file: Some("tether-data/tls/ca.pem".into()),
+//!     auth_methods: Some(vec!["bearer".into()]),
+//!     proof_of_possession_mtls: Some("strict".into()),
+//!     ..Default::default()
+//! })?;
+//! let guard = Arc::new(Guard::new(cfg, Arc::new(tether_core::clock::SystemClock))?);
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|Extension(who): Extension<Authenticated>| async move {
+//!         format!("hello {}", who.sub.unwrap_or_default())
+//!     }))
+//!     .layer(GuardLayer::new(guard));
+//! // Serve `app` with tether_server::tls::serve so each request carries its TLS client
+//! // certificate (the `ConnInfo` extension) for the mTLS proof.
+//! # let _ = app; Ok(()) }
+//! ```
+
+pub mod config;
+pub mod dpop;
+pub mod guard;
+pub mod issuer;
+pub mod proxy;
+pub mod server;
+pub mod session;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::{Request, Response};
+
+pub use config::{Config, FileConfig};
+pub use guard::{Authenticated, Guard, Rejection};
+
+/// DPoP signature algorithms the gateway accepts (advertised in the `DPoP` challenge).
+pub const DPOP_ALGS: &[&str] = &["ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"];
+
+/// Token hash → (cached result, valid until in Unix seconds).
+pub type TokenCache = HashMap<[u8; 32], (Arc<serde_json::Value>, i64)>;
+
+/// SHA-256 of a token, the key of the caches.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    tether_core::secret::sha256(token.as_bytes())
+}
+
+impl Guard {
+    /// Run every check for a request. `Ok`: the request (with [`Authenticated`] in its
+    /// extensions and client-set `X-Authenticated-*` headers removed) may go on; `Err`: the
+    /// response to send instead (a refusal, or the session method's redirects).
+    pub async fn handle(&self, req: Request<Body>) -> Result<Request<Body>, Response<Body>> {
+        let (mut parts, body) = req.into_parts();
+        guard::strip_authenticated_headers(&mut parts.headers);
+        let session = self.cfg.auth_methods.contains(&config::AuthMethod::Session);
+        if session && self.cfg.redirect_uri.as_ref().is_some_and(|u| u.path() == parts.uri.path()) {
+            return Err(session::callback(self, &parts).await);
+        }
+        let who = match self.authenticate(&parts).await {
+            Ok(Some(a)) => a,
+            Ok(None) if session => match session::from_cookie(self, &parts).await {
+                Ok(Some(a)) => a,
+                Ok(None) if session::browser_navigation(&parts) => {
+                    return Err(session::login_redirect(self, &parts).await);
+                }
+                Ok(None) => return Err(self.reject(guard::no_credentials())),
+                Err(r) => return Err(self.reject(r)),
+            },
+            Ok(None) => return Err(self.reject(guard::no_credentials())),
+            Err(r) => return Err(self.reject(r)),
+        };
+        tracing::debug!(sub = ?who.sub, client = ?who.client_id, method = ?who.method, "request admitted");
+        parts.extensions.insert(who);
+        Ok(Request::from_parts(parts, body))
+    }
+}
+
+/// The gateway's checks as a `tower` layer (G-7).
+#[derive(Clone)]
+pub struct GuardLayer {
+    guard: Arc<Guard>,
+}
+
+impl GuardLayer {
+    pub fn new(guard: Arc<Guard>) -> Self {
+        GuardLayer { guard }
+    }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+    fn layer(&self, inner: S) -> GuardService<S> {
+        GuardService { guard: self.guard.clone(), inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct GuardService<S> {
+    guard: Arc<Guard>,
+    inner: S,
+}
+
+impl<S> tower::Service<Request<Body>> for GuardService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let guard = self.guard.clone();
+        // The ready inner service goes with this call; a fresh clone stays for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            match guard.handle(req).await {
+                Ok(req) => inner.call(req).await,
+                Err(resp) => Ok(resp),
+            }
+        })
+    }
+}
