@@ -236,12 +236,15 @@ impl Guard {
             Err(e) => return Err(Rejection::invalid_request(e)),
         };
         let Some(der) = der else { return Ok(None) };
+        let Some(trust) = &self.client_trust else {
+            // The TLS handshake (or the header decoder) already parsed it; the thumbprint is all
+            // the proof needs, so the hot path skips a second X.509 parse.
+            return Ok(Some(tether_core::binding::certificate::thumbprint(&der)));
+        };
         let Some(cert) = inspect(der) else {
             return Err(Rejection::invalid_request("the client certificate cannot be parsed"));
         };
-        if let Some(trust) = &self.client_trust
-            && let Err(e) = trust.verify(&cert, self.now())
-        {
+        if let Err(e) = trust.verify(&cert, self.now()) {
             tracing::info!(error = %e, "client certificate not accepted (client_ca_file)");
             return Ok(None);
         }
