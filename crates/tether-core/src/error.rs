@@ -69,11 +69,13 @@ pub struct OAuthError {
     pub description: String,
     /// Private detail for logs; never sent.
     pub source: Option<String>,
+    /// A fresh DPoP nonce for the `DPoP-Nonce` header (RFC 9449 §8).
+    pub dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        Self { code, description: description.into(), source: None }
+        Self { code, description: description.into(), source: None, dpop_nonce: None }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, d)
@@ -99,6 +101,7 @@ impl OAuthError {
             code: ErrorCode::ServerError,
             description: "the server could not complete the request".into(),
             source: Some(detail.into()),
+            dpop_nonce: None,
         }
     }
 }
@@ -134,6 +137,7 @@ impl From<StoreError> for OAuthError {
                 code: ErrorCode::TemporarilyUnavailable,
                 description: "the database is temporarily unavailable; retry shortly".into(),
                 source: Some(d),
+                dpop_nonce: None,
             },
             other => OAuthError::server(other.to_string()),
         }

@@ -17,6 +17,7 @@ pub mod client_auth;
 pub mod clock;
 pub mod crypto;
 pub mod dn;
+pub mod dpop;
 pub mod endpoint;
 pub mod error;
 pub mod form;

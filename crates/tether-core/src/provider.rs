@@ -36,6 +36,9 @@ pub struct ProviderConfig {
     /// RFC 8628: lifetime of a device authorization and the minimum polling interval (`[device]`).
     pub device_expires_in: i64,
     pub device_interval: i64,
+    /// `[dpop] require_nonce` and `proof_lifetime_seconds`.
+    pub dpop_require_nonce: bool,
+    pub dpop_proof_lifetime: i64,
 }
 
 impl ProviderConfig {
@@ -51,6 +54,8 @@ impl ProviderConfig {
             mtls_base: None,
             device_expires_in: 600,
             device_interval: 5,
+            dpop_require_nonce: false,
+            dpop_proof_lifetime: 300,
         }
     }
 }
@@ -72,6 +77,8 @@ pub struct Provider {
     pub opaque_key: MacKey,
     /// Signs hidden form state on pages (CSRF, pending authorization requests).
     pub form_key: MacKey,
+    /// Makes and checks stateless DPoP nonces (shared by every node through the database).
+    pub dpop_nonce_key: MacKey,
     keys: RwLock<Arc<KeySet>>,
     apps: RwLock<Arc<HashMap<String, Arc<AppRecord>>>>,
     generation: AtomicI64,
@@ -92,6 +99,7 @@ impl Provider {
     ) -> Result<Arc<Self>, String> {
         let opaque_key = load_secret(&*store, &master, "opaque-token-key").await?;
         let form_key = load_secret(&*store, &master, "form-key").await?;
+        let dpop_nonce_key = load_secret(&*store, &master, "dpop-nonce-key").await?;
         let p = Arc::new(Self {
             config,
             store,
@@ -99,6 +107,7 @@ impl Provider {
             master,
             opaque_key,
             form_key,
+            dpop_nonce_key,
             keys: RwLock::new(Arc::new(KeySet::default())),
             apps: RwLock::new(Arc::new(HashMap::new())),
             generation: AtomicI64::new(i64::MIN),

@@ -307,6 +307,10 @@ pub trait Store: Send + Sync + 'static {
     /// Record a poll: `last_polled = now`, `interval = interval`.
     async fn poll_device(&self, device_hash: &str, now: i64, interval: i64) -> StoreResult<()>;
 
+    /// DPoP replay cache: remember `replay_key` until `expires_at`. True when it was new, false
+    /// when it had been seen (a replayed proof).
+    async fn dpop_jti_fresh(&self, replay_key: &str, expires_at: i64) -> StoreResult<bool>;
+
     /// Delete up to `limit` rows per table that can no longer matter: expired or revoked access
     /// tokens, expired or revoked refresh tokens (a used-but-live one stays, for reuse detection),
     /// codes and sessions past `now - grace`. Safe to run on several nodes at once. Returns the

@@ -91,6 +91,8 @@ pub struct Guard {
     /// token hash → (claims, exp)
     jwt_cache: RwLock<crate::TokenCache>,
     realm: String,
+    pub(crate) dpop_nonce_key: tether_core::crypto::MacKey,
+    pub(crate) replay: crate::dpop::ReplayStore,
 }
 
 fn quoted(s: &str) -> String {
@@ -98,7 +100,19 @@ fn quoted(s: &str) -> String {
 }
 
 impl Guard {
+    /// The guard, with its DPoP replay store opened (a database when `replay_store` names one).
+    pub async fn open(cfg: Config, clock: SharedClock) -> Result<Self, String> {
+        let replay = crate::dpop::ReplayStore::open(&cfg.replay_store).await?;
+        Self::with_replay(cfg, clock, replay)
+    }
+
+    /// With an in-memory replay cache (`replay_store = "memory"`).
     pub fn new(cfg: Config, clock: SharedClock) -> Result<Self, String> {
+        let replay = crate::dpop::ReplayStore::Memory(Default::default());
+        Self::with_replay(cfg, clock, replay)
+    }
+
+    fn with_replay(cfg: Config, clock: SharedClock, replay: crate::dpop::ReplayStore) -> Result<Self, String> {
         let proxy_cert = ProxyCertConfig::parse(cfg.client_cert_header.as_deref(), &cfg.trusted_proxies)
             .map_err(|e| e.replace("[tls] ", ""))?;
         let client_trust =
@@ -107,6 +121,8 @@ impl Guard {
             url::Url::parse(&cfg.issuer).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
         Ok(Guard {
             issuer: Issuer::new(&cfg)?,
+            dpop_nonce_key: crate::dpop::nonce_key(&cfg),
+            replay,
             cfg,
             clock,
             proxy_cert,

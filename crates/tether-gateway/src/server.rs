@@ -70,7 +70,7 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
         // `public_url` defaults to https:// + listen; with an ephemeral port use the real one.
         cfg.public_url = format!("{}{}", cfg.public_url.trim_end_matches(":0"), format_args!(":{}", addr.port()));
     }
-    let guard = Arc::new(Guard::new(cfg, clock)?);
+    let guard = Arc::new(Guard::open(cfg, clock).await?);
     // Warm the issuer's metadata; an unreachable issuer is not fatal (requests get 503 until it answers).
     if let Err(crate::issuer::IssuerError::Unreachable(e)) = guard.issuer.endpoints().await {
         tracing::warn!(error = %e, "the issuer is not reachable yet; requests will get 503 until it is");

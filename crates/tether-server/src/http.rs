@@ -174,6 +174,9 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        if let Some(n) = e.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+            h.insert("dpop-nonce", n);
+        }
         resp
     }
 }
@@ -189,14 +192,22 @@ impl IntoResponse for ResourceError {
             ErrorCode::InvalidRequest if e.description.starts_with("no access token") => {
                 "Bearer realm=\"tether\"".to_string()
             }
+            // RFC 9449 §7.1: DPoP failures are challenged with the DPoP scheme.
+            ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce => format!(
+                "DPoP algs=\"{}\", error=\"{}\", error_description=\"{}\"",
+                tether_core::dpop::ALGS.join(" "),
+                e.code.as_str(),
+                quoted(&e.description)
+            ),
             code => format!(
                 "Bearer realm=\"tether\", error=\"{}\", error_description=\"{}\"",
                 code.as_str(),
                 quoted(&e.description)
             ),
         };
+        let dpop_error = matches!(e.code, ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce);
         let mut resp = ApiError(e).into_response();
-        if resp.status() == StatusCode::BAD_REQUEST && challenge == "Bearer realm=\"tether\"" {
+        if resp.status() == StatusCode::BAD_REQUEST && (challenge == "Bearer realm=\"tether\"" || dpop_error) {
             *resp.status_mut() = StatusCode::UNAUTHORIZED;
         }
         if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -282,7 +293,24 @@ pub(crate) fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// What a request presents that can prove a token binding (B-5).
 pub(crate) fn evidence<'a>(peer: &'a Option<ClientCert>, headers: &'a HeaderMap) -> Evidence<'a> {
-    Evidence { peer_cert: peer.as_ref(), atbv: cookie(headers, ATBV), session_cookie: cookie(headers, SESSION_COOKIE) }
+    Evidence {
+        peer_cert: peer.as_ref(),
+        atbv: cookie(headers, ATBV),
+        session_cookie: cookie(headers, SESSION_COOKIE),
+        dpop: None,
+    }
+}
+
+/// The `DPoP` header: at most one (RFC 9449 §4.3 check 1).
+fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
+    let mut all = headers.get_all("dpop").iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "more than one DPoP header"));
+    }
+    first
+        .map(|v| v.to_str().map_err(|_| OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP header is not text")))
+        .transpose()
 }
 
 /// B-7: `atbv=<uuid>; Path=/; Secure; HttpOnly; SameSite=None`, no expiry, host-only.
@@ -339,10 +367,15 @@ async fn token_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
+    let dpop = match dpop_header(&headers) {
+        Ok(d) => d,
+        Err(e) => return ApiError(e).into_response(),
+    };
     let req = token::TokenRequest {
         form: &form,
         authorization: header(&headers, AUTHORIZATION),
         evidence: evidence(&peer, &headers),
+        dpop,
     };
     match token::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),
@@ -391,9 +424,11 @@ async fn userinfo_endpoint(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
+    let mut dpop_scheme = false;
     let from_header = header(&headers, AUTHORIZATION).and_then(|h| {
         let (scheme, rest) = h.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
+        dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
+        (scheme.eq_ignore_ascii_case("bearer") || dpop_scheme).then(|| rest.trim().to_string())
     });
     let is_form = header(&headers, CONTENT_TYPE).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let from_body = if method == Method::POST && is_form {
@@ -420,7 +455,12 @@ async fn userinfo_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    match userinfo::handle(&s.p, &token, &evidence(&peer, &headers)).await {
+    let proof = match dpop_header(&headers) {
+        Ok(p) => p,
+        Err(e) => return ResourceError(e).into_response(),
+    };
+    let dpop = dpop_scheme.then_some(proof);
+    match userinfo::handle(&s.p, &token, dpop, method.as_str(), &evidence(&peer, &headers)).await {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
             ApiError(e).into_response()

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_binding_cnf.sql")),
     (4, include_str!("../migrations/postgres/0004_act.sql")),
     (5, include_str!("../migrations/postgres/0005_device.sql")),
+    (6, include_str!("../migrations/postgres/0006_dpop_jti.sql")),
 ];
 /// Arbitrary constant naming the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572;
@@ -959,6 +960,20 @@ impl Store for PostgresStore {
         .map_err(map)
     }
 
+    async fn dpop_jti_fresh(&self, replay_key: &str, expires_at: i64) -> StoreResult<bool> {
+        let key = replay_key.to_string();
+        self.write(move |pool| async move {
+            let r = sqlx::query("INSERT INTO dpop_jti (replay_key, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(&key)
+                .bind(expires_at)
+                .execute(&pool)
+                .await
+                .map_err(map)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
     async fn insert_device(&self, d: &DeviceRecord) -> StoreResult<()> {
         let d = d.clone();
         self.write(move |pool| async move {
@@ -1063,6 +1078,7 @@ impl Store for PostgresStore {
                 ("codes", "expires_at < $1"),
                 ("sessions", "expires_at < $1 OR ended_at < $1"),
                 ("device_codes", "expires_at < $1"),
+                ("dpop_jti", "expires_at < $1"),
             ] {
                 let sql = format!(
                     "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {cond} LIMIT $2 FOR UPDATE SKIP LOCKED)"

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_binding_cnf.sql")),
     (4, include_str!("../migrations/sqlite/0004_act.sql")),
     (5, include_str!("../migrations/sqlite/0005_device.sql")),
+    (6, include_str!("../migrations/sqlite/0006_dpop_jti.sql")),
 ];
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -975,6 +976,15 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn dpop_jti_fresh(&self, replay_key: &str, expires_at: i64) -> StoreResult<bool> {
+        let key = replay_key.to_string();
+        self.write(move |c| {
+            let n = exec(c, "INSERT INTO dpop_jti (replay_key, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![key, expires_at])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn insert_device(&self, d: &DeviceRecord) -> StoreResult<()> {
         let d = d.clone();
         self.write(move |c| {
@@ -1063,6 +1073,7 @@ impl Store for SqliteStore {
                 "DELETE FROM codes WHERE rowid IN (SELECT rowid FROM codes WHERE expires_at < ?1 LIMIT ?2)",
                 "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at < ?1 OR ended_at < ?1 LIMIT ?2)",
                 "DELETE FROM device_codes WHERE rowid IN (SELECT rowid FROM device_codes WHERE expires_at < ?1 LIMIT ?2)",
+                "DELETE FROM dpop_jti WHERE rowid IN (SELECT rowid FROM dpop_jti WHERE expires_at < ?1 LIMIT ?2)",
             ] {
                 n += exec(c, sql, params![before, limit])? as u64;
             }

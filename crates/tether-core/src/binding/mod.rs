@@ -10,6 +10,7 @@ pub mod certificate;
 pub mod client_request;
 pub mod cookie;
 pub mod device_flow;
+pub mod dpop;
 pub mod sso_session;
 
 use md5::{Digest, Md5};
@@ -39,6 +40,8 @@ pub struct Evidence<'a> {
     pub atbv: Option<&'a str>,
     /// The SSO session cookie.
     pub session_cookie: Option<&'a str>,
+    /// The request's DPoP proof, already verified (RFC 9449 §4.3, replay included).
+    pub dpop: Option<&'a crate::dpop::ProofOk>,
 }
 
 /// The checks of B-5: does the request prove the token's binding? `certificate`: the same
@@ -53,8 +56,7 @@ pub async fn proven(p: &crate::provider::Provider, b: &BindingRecord, ev: &Evide
             Some(s) => matches(b, &sso_session::session_key(&s.id)),
             None => false,
         },
-        // Proofs of possession are checked where DPoP is handled; nothing here can prove one.
-        BindingType::Dpop => false,
+        BindingType::Dpop => ev.dpop.is_some_and(|d| matches(b, &d.jkt)),
         BindingType::DeviceFlow | BindingType::ClientRequest | BindingType::None => true,
     })
 }
@@ -73,7 +75,8 @@ pub fn binder(kind: BindingType) -> Option<&'static dyn TokenBinder> {
         BindingType::Cookie => Some(&cookie::Cookie),
         BindingType::SsoSession => Some(&sso_session::SsoSession),
         BindingType::DeviceFlow => Some(&device_flow::DeviceFlow),
-        BindingType::Dpop | BindingType::None => None,
+        BindingType::Dpop => Some(&dpop::Dpop),
+        BindingType::None => None,
     }
 }
 

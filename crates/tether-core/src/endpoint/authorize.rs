@@ -32,6 +32,8 @@ pub struct AuthzRequest {
     pub prompt_none: bool,
     /// OIDC `max_age`: a session older than this many seconds needs a fresh login.
     pub max_age: Option<i64>,
+    /// RFC 9449 §10: the DPoP key thumbprint the code is bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug)]
@@ -135,6 +137,13 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
                 .ok_or_else(|| r(ErrorCode::InvalidRequest, "max_age must be a non-negative integer"))?,
         ),
     };
+    let dpop_jkt = match form.get("dpop_jkt") {
+        None => None,
+        Some(j) if j.len() == 43 && crate::secret::b64url_decode(j).is_some_and(|b| b.len() == 32) => Some(j.to_string()),
+        Some(_) => {
+            return Err(r(ErrorCode::InvalidRequest, "dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 9449 §10)"));
+        }
+    };
     Ok((
         app.clone(),
         AuthzRequest {
@@ -149,6 +158,7 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
             prompt_login,
             prompt_none,
             max_age,
+            dpop_jkt,
         },
     ))
 }
@@ -208,6 +218,9 @@ pub async fn issue_code(
         }
         BindingType::SsoSession => {
             (Some(binding::record(BindingType::SsoSession, &sso_session::session_key(&session.id))), None)
+        }
+        BindingType::Dpop | BindingType::None => {
+            (req.dpop_jkt.as_deref().map(|j| binding::record(BindingType::Dpop, j)), None)
         }
         _ => (None, None),
     };

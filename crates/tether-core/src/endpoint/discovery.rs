@@ -60,6 +60,7 @@ pub fn metadata(p: &Provider) -> Value {
         "claims_parameter_supported": false,
         "access_token_signing_alg_values_supported": ["ES256"],
         "tls_client_certificate_bound_access_tokens": p.config.mtls_base.is_some(),
+        "dpop_signing_alg_values_supported": crate::dpop::ALGS,
     });
     // RFC 8705 §5: where clients send mutual-TLS requests. The main listener's own URLs when it
     // requests certificates itself; the `[tls] mtls_listen` listener's when there is one.

@@ -25,6 +25,8 @@ pub struct TokenRequest<'a> {
     /// What the request presents: its client certificate (TLS handshake, or a trusted proxy's
     /// header) and cookies.
     pub evidence: binding::Evidence<'a>,
+    /// The request's `DPoP` header (RFC 9449), unverified.
+    pub dpop: Option<&'a str>,
 }
 
 pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthError> {
@@ -46,7 +48,12 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
         }
         GrantType::DeviceCode => grant::device_code::handle(p, &app.app, req.form).await?,
     };
-    let ctx = BindContext { grant, form: req.form, evidence: req.evidence, now: p.now() };
+    let proof = match req.dpop {
+        Some(h) => Some(binding::dpop::check_proof(p, h, "POST", "/oauth2/token", None).await?),
+        None => None,
+    };
+    let evidence = binding::Evidence { dpop: proof.as_ref(), ..req.evidence };
+    let ctx = BindContext { grant, form: req.form, evidence, now: p.now() };
     issue(p, &app.app, validated, &ctx).await
 }
 
@@ -54,6 +61,20 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
 /// without `--validate-binding` may present a new one (RFC 8705 §6.3: certificates rotate) and the
 /// new access token is bound to it; a public client, or one with `--validate-binding`, must present
 /// the same certificate.
+/// B-1 for a DPoP-bound refresh, the same rule with the proof key (RFC 9449 §5).
+fn rebind_dpop(app: &App, bound: &BindingRecord, ctx: &BindContext<'_>) -> Result<BindingRecord, OAuthError> {
+    let presented = ctx.evidence.dpop.map(|d| d.jkt.clone()).ok_or_else(|| {
+        OAuthError::new(ErrorCode::InvalidDpopProof, "the refresh token is DPoP-bound: a DPoP proof is required")
+    })?;
+    if app.public || app.validate_binding {
+        if !binding::matches(bound, &presented) {
+            return Err(OAuthError::invalid_grant("Invalid token binding value is present in the request."));
+        }
+        return Ok(bound.clone());
+    }
+    Ok(binding::record(BindingType::Dpop, &presented))
+}
+
 fn rebind_certificate(app: &App, bound: &BindingRecord, ctx: &BindContext<'_>) -> Result<BindingRecord, OAuthError> {
     let presented = certificate::presented(ctx)?;
     if app.public || app.validate_binding {
@@ -72,14 +93,35 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
     let binding = match &v.inherited {
         Some(inh) => match &inh.binding {
             Some(b) if b.kind == BindingType::Certificate => Some(rebind_certificate(app, b, ctx)?),
+            Some(b) if b.kind == BindingType::Dpop => Some(rebind_dpop(app, b, ctx)?),
             // B-5: with --validate-binding the refresh request proves the binding too.
             Some(b) if app.validate_binding && !binding::proven(p, b, &ctx.evidence).await? => {
                 return Err(OAuthError::invalid_grant("Invalid token binding value is present in the request."));
             }
             other => other.clone(),
         },
+        // RFC 9449 §10: `dpop_jkt` on the authorization request fixed the key for the code.
+        None if v.preset_binding.as_ref().is_some_and(|b| b.kind == BindingType::Dpop) => {
+            let b = v.preset_binding.clone();
+            let proven = match (&b, ctx.evidence.dpop) {
+                (Some(b), Some(d)) => binding::matches(b, &d.jkt),
+                _ => false,
+            };
+            if !proven {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidDpopProof,
+                    "the DPoP proof's key is not the dpop_jkt of the authorization request",
+                ));
+            }
+            b
+        }
         // B-2: bindings fixed before the token request (cookie, sso-session: with the code).
         None if v.preset_binding.is_some() => v.preset_binding.clone(),
+        // A DPoP proof sent to an app without a binding type binds the token to it (RFC 9449:
+        // standard clients send proofs and expect DPoP tokens).
+        None if app.binding == BindingType::None && ctx.evidence.dpop.is_some() => {
+            ctx.evidence.dpop.map(|d| binding::record(BindingType::Dpop, &d.jkt))
+        }
         None => match binding::binder(app.binding) {
             Some(b) => b.bind(ctx)?.map(|value| binding::record(app.binding, &value)),
             None => None,
@@ -170,9 +212,10 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
     metrics::counter!("tether_tokens_issued_total", "grant_type" => v.grant.as_str(), "token_type" => app.token_type.as_str())
         .increment(1);
 
+    let token_type = if binding.as_ref().is_some_and(|b| b.kind == BindingType::Dpop) { "DPoP" } else { "Bearer" };
     let mut body = json!({
         "access_token": token,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "expires_in": expires_in,
     });
     if !scope.is_empty() {

@@ -14,7 +14,15 @@ use crate::token::id_token::profile_claims;
 /// `evidence`: what the request presents. A certificate-bound token is only accepted with its
 /// certificate (token-binding.md B-5, RFC 8705 §3); with `--validate-binding`, the other binding
 /// types are checked too.
-pub async fn handle(p: &Provider, token: &str, evidence: &Evidence<'_>) -> Result<Value, OAuthError> {
+/// `dpop`: `Some(proof header)` when the request used the `DPoP` scheme (RFC 9449 §7), with the
+/// request `method` the proof must name.
+pub async fn handle(
+    p: &Provider,
+    token: &str,
+    dpop: Option<Option<&str>>,
+    method: &str,
+    evidence: &Evidence<'_>,
+) -> Result<Value, OAuthError> {
     let bad = || OAuthError::invalid_token("the access token is unknown, expired or revoked");
     if token.len() > MAX_TOKEN_LEN {
         return Err(bad());
@@ -23,8 +31,33 @@ pub async fn handle(p: &Provider, token: &str, evidence: &Evidence<'_>) -> Resul
     if !rec.active(p.now()) || !crate::binding::sso_session::access_alive(p, &rec).await? {
         return Err(bad());
     }
+    let bound_dpop = rec.binding.as_ref().filter(|b| b.kind == BindingType::Dpop);
+    let proof = match (bound_dpop, dpop) {
+        (Some(_), None) => {
+            return Err(OAuthError::invalid_token("the access token is DPoP-bound: use the DPoP scheme with a proof"));
+        }
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_token("the DPoP scheme was used with an access token that is not DPoP-bound"));
+        }
+        (Some(_), Some(None)) => {
+            return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP header is missing"));
+        }
+        (Some(_), Some(Some(h))) => {
+            Some(crate::binding::dpop::check_proof(p, h, method, "/oauth2/userinfo", Some(token)).await?)
+        }
+        (None, None) => None,
+    };
+    let evidence = Evidence { dpop: proof.as_ref(), ..*evidence };
+    let evidence = &evidence;
     if let Some(b) = &rec.binding {
-        if b.kind == BindingType::Certificate {
+        if b.kind == BindingType::Dpop {
+            if !proven(p, b, evidence).await? {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidDpopProof,
+                    "the DPoP proof is not signed with the key the access token is bound to",
+                ));
+            }
+        } else if b.kind == BindingType::Certificate {
             if !proven(p, b, evidence).await? {
                 return Err(OAuthError::invalid_token(
                     "the access token is bound to a client certificate that this request did not present",
