@@ -103,8 +103,8 @@ fn nonce_ok(key: &MacKey, nonce: &str, now: i64, lifetime: i64) -> bool {
 
 /// Verify one `DPoP` header value against everything RFC 9449 §4.3 requires.
 pub fn verify(proof: &str, e: &Expect<'_>) -> Result<ProofOk, DpopError> {
-    let (header, claims, input, sig) =
-        parse_jws(proof.trim()).ok_or_else(|| bad("the DPoP proof is not a compact JWS with JSON header and claims"))?;
+    let (header, claims, input, sig) = parse_jws(proof.trim())
+        .ok_or_else(|| bad("the DPoP proof is not a compact JWS with JSON header and claims"))?;
     if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
         return Err(bad("the DPoP proof's typ must be dpop+jwt"));
     }

@@ -69,7 +69,12 @@ pub fn nonce_key(cfg: &crate::Config) -> MacKey {
 }
 
 fn invalid(d: impl Into<String>) -> Rejection {
-    Rejection { status: http::StatusCode::UNAUTHORIZED, error: Some("invalid_dpop_proof"), description: d.into(), headers: Vec::new() }
+    Rejection {
+        status: http::StatusCode::UNAUTHORIZED,
+        error: Some("invalid_dpop_proof"),
+        description: d.into(),
+        headers: Vec::new(),
+    }
 }
 
 /// Check the request's DPoP proof for an access token bound to `jkt`.

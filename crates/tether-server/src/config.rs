@@ -100,6 +100,9 @@ pub struct Settings {
     /// `[device]`: RFC 8628 `expires_in` and `interval`.
     pub device_expires_in: i64,
     pub device_interval: i64,
+    /// `[dpop]`.
+    pub dpop_require_nonce: bool,
+    pub dpop_proof_lifetime: i64,
 }
 
 pub(crate) fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
@@ -144,6 +147,10 @@ impl Settings {
         if !(10..=86_400).contains(&device_expires_in) || !(1..=3600).contains(&device_interval) {
             return Err("[device] expires_in_seconds must be 10..86400 and interval_seconds 1..3600".into());
         }
+        let dpop_proof_lifetime = file.dpop.proof_lifetime_seconds.unwrap_or(300);
+        if !(10..=3600).contains(&dpop_proof_lifetime) {
+            return Err("[dpop] proof_lifetime_seconds must be between 10 and 3600".into());
+        }
         if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {
             return Err("[tls] cert_file and key_file must be given together".into());
         }
@@ -162,6 +169,8 @@ impl Settings {
             session_idle_timeout,
             device_expires_in,
             device_interval,
+            dpop_require_nonce: file.dpop.require_nonce.unwrap_or(false),
+            dpop_proof_lifetime,
         })
     }
 }

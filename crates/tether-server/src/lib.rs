@@ -143,6 +143,8 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     pcfg.purge_interval = settings.purge_interval_seconds;
     pcfg.device_expires_in = settings.device_expires_in;
     pcfg.device_interval = settings.device_interval;
+    pcfg.dpop_require_nonce = settings.dpop_require_nonce;
+    pcfg.dpop_proof_lifetime = settings.dpop_proof_lifetime;
     let provider = Provider::open(pcfg, store, clock, master).await?;
     let refresher = provider.spawn_refresher();
     let purger = provider.spawn_purger();

@@ -979,7 +979,11 @@ impl Store for SqliteStore {
     async fn dpop_jti_fresh(&self, replay_key: &str, expires_at: i64) -> StoreResult<bool> {
         let key = replay_key.to_string();
         self.write(move |c| {
-            let n = exec(c, "INSERT INTO dpop_jti (replay_key, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![key, expires_at])?;
+            let n = exec(
+                c,
+                "INSERT INTO dpop_jti (replay_key, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![key, expires_at],
+            )?;
             Ok(n == 1)
         })
         .await

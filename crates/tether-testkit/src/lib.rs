@@ -546,3 +546,65 @@ impl TestGateway {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// DPoP
+
+/// A DPoP key for tests, with a proof builder that can also craft hostile proofs.
+pub struct DpopKey {
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+    pub jwk: Value,
+    pub jkt: String,
+}
+
+impl Default for DpopKey {
+    fn default() -> Self {
+        Self::generate()
+    }
+}
+
+impl DpopKey {
+    pub fn generate() -> Self {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("key");
+        let p = pair.public_key().as_ref().to_vec();
+        let b = tether_core::secret::b64url;
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": b(&p[1..33]), "y": b(&p[33..65])});
+        let jkt = tether_core::keys::jwk_thumbprint(&jwk).expect("thumbprint");
+        DpopKey { pair, jwk, jkt }
+    }
+
+    /// Sign `header` and `claims` as given (for crafted proofs).
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        let b = tether_core::secret::b64url;
+        let input = format!("{}.{}", b(header.to_string().as_bytes()), b(claims.to_string().as_bytes()));
+        let sig = self.pair.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).expect("sign");
+        format!("{input}.{}", b(sig.as_ref()))
+    }
+
+    /// A valid proof for `htm` at `htu`, issued at `iat`, with `ath` for `token` and `nonce`.
+    pub fn proof(&self, htm: &str, htu: &str, iat: i64, token: Option<&str>, nonce: Option<&str>) -> String {
+        let (h, c) = self.parts(htm, htu, iat, token, nonce);
+        self.sign_raw(&h, &c)
+    }
+
+    /// The header and claims of a valid proof, to be altered before [`Self::sign_raw`].
+    pub fn parts(&self, htm: &str, htu: &str, iat: i64, token: Option<&str>, nonce: Option<&str>) -> (Value, Value) {
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        let mut claims = serde_json::json!({
+            "jti": tether_core::secret::b64url(&tether_core::secret::random_bytes::<12>()),
+            "htm": htm,
+            "htu": htu,
+            "iat": iat,
+        });
+        if let Some(t) = token {
+            claims["ath"] = Value::String(tether_core::dpop::ath(t));
+        }
+        if let Some(n) = nonce {
+            claims["nonce"] = Value::String(n.to_string());
+        }
+        (header, claims)
+    }
+}

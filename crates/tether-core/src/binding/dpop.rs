@@ -18,7 +18,10 @@ impl TokenBinder for Dpop {
 
     fn bind(&self, ctx: &BindContext<'_>) -> Result<Option<String>, OAuthError> {
         ctx.evidence.dpop.map(|p| Some(p.jkt.clone())).ok_or_else(|| {
-            OAuthError::new(ErrorCode::InvalidDpopProof, "this client's tokens are DPoP-bound: a DPoP proof is required")
+            OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "this client's tokens are DPoP-bound: a DPoP proof is required",
+            )
         })
     }
 }

@@ -139,9 +139,14 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
     };
     let dpop_jkt = match form.get("dpop_jkt") {
         None => None,
-        Some(j) if j.len() == 43 && crate::secret::b64url_decode(j).is_some_and(|b| b.len() == 32) => Some(j.to_string()),
+        Some(j) if j.len() == 43 && crate::secret::b64url_decode(j).is_some_and(|b| b.len() == 32) => {
+            Some(j.to_string())
+        }
         Some(_) => {
-            return Err(r(ErrorCode::InvalidRequest, "dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 9449 §10)"));
+            return Err(r(
+                ErrorCode::InvalidRequest,
+                "dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 9449 §10)",
+            ));
         }
     };
     Ok((

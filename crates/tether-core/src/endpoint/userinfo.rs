@@ -37,7 +37,9 @@ pub async fn handle(
             return Err(OAuthError::invalid_token("the access token is DPoP-bound: use the DPoP scheme with a proof"));
         }
         (None, Some(_)) => {
-            return Err(OAuthError::invalid_token("the DPoP scheme was used with an access token that is not DPoP-bound"));
+            return Err(OAuthError::invalid_token(
+                "the DPoP scheme was used with an access token that is not DPoP-bound",
+            ));
         }
         (Some(_), Some(None)) => {
             return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP header is missing"));

@@ -8,6 +8,7 @@ mod browser_binding;
 mod certificate;
 mod code_flow;
 mod device;
+mod dpop;
 mod errors;
 mod exchange;
 mod gateway;
