@@ -74,6 +74,7 @@ pub fn router(p: Arc<Provider>, opts: Options) -> Router {
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([AUTHORIZATION, CONTENT_TYPE, HeaderName::from_static("dpop")])
+        .expose_headers([HeaderName::from_static("dpop-nonce"), WWW_AUTHENTICATE])
         .max_age(std::time::Duration::from_secs(600));
     let browser = Router::new()
         // OPTIONS routes exist so that the CORS layer (which answers preflights itself) wraps them.

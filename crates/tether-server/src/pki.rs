@@ -39,7 +39,10 @@ pub fn ensure_local(data_dir: &Path) -> Result<TlsMaterial, String> {
     } else {
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
-        params.distinguished_name.push(DnType::CommonName, "Tether local CA");
+        // A unique name: two Tether CAs (a server's and a gateway's) trusted side by side must
+        // not share a subject, or chain building picks the wrong one.
+        let tag = tether_core::secret::hex(&tether_core::secret::random_bytes::<4>());
+        params.distinguished_name.push(DnType::CommonName, format!("Tether local CA {tag}"));
         params.distinguished_name.push(DnType::OrganizationName, "Tether");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages =

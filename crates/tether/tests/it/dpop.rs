@@ -366,3 +366,46 @@ async fn gateway_checks_dpop_proofs_per_g5() {
     let r = call(&gw, "DPoP", &at, Some(key.proof("GET", htu_gw, now(&srv), Some(&at), Some(&nonce)))).await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The real time (DPoP proofs made by an outside library carry the real `iat`).
+#[allow(clippy::disallowed_methods)]
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// An independent DPoP implementation (openid-client, from npm) obtains a DPoP-bound token from the
+/// server and uses it through the gateway. See interop/dpop.mjs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_dpop_interop() {
+    let srv = TestServer::start().await;
+    srv.clock.set(wall_clock());
+    let mut ch = app(&["client_credentials"]);
+    ch.binding = Some("dpop".into());
+    ch.token_type = Some("jwt".into());
+    ch.scopes = Some(vec!["orders".into()]);
+    let a = srv.create_app(ch).await;
+    let upstream = echo_upstream().await;
+    let gw = srv.gateway(upstream, |c| c.auth_methods = Some(vec!["bearer".into()])).await.unwrap();
+    let d = TempDir::new("dpop-interop");
+    let cas = d.path().join("cas.pem");
+    std::fs::write(&cas, format!("{}{}", srv.ca_pem, gw.ca_pem)).unwrap();
+    let resource = format!("https://127.0.0.1:{}/orders/1", gw.addr().port());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/dpop.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(script)
+        .args([srv.base.as_str(), &a.client_id, a.client_secret.as_deref().unwrap(), &resource])
+        .env("NODE_EXTRA_CA_CERTS", &cas)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run).await.expect("in time").expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or(Value::Null);
+    assert!(
+        out.status.success() && report["ok"] == true,
+        "DPoP interop failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["facts"]["token_type"], "dpop");
+    assert_eq!(report["facts"]["with_proof"], 200);
+    assert_eq!(report["facts"]["as_bearer"], 401);
+}
