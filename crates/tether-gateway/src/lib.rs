@@ -67,6 +67,10 @@ impl Guard {
     pub async fn handle(&self, req: Request<Body>) -> Result<Request<Body>, Response<Body>> {
         let (mut parts, body) = req.into_parts();
         guard::strip_authenticated_headers(&mut parts.headers);
+        let body = match self.body_token(&mut parts, body).await {
+            Ok(b) => b,
+            Err(r) => return Err(self.reject(r)),
+        };
         let session = self.cfg.auth_methods.contains(&config::AuthMethod::Session);
         if session && self.cfg.redirect_uri.as_ref().is_some_and(|u| u.path() == parts.uri.path()) {
             return Err(session::callback(self, &parts).await);
@@ -87,6 +91,41 @@ impl Guard {
         tracing::debug!(sub = ?who.sub, client = ?who.client_id, method = ?who.method, "request admitted");
         parts.extensions.insert(who);
         Ok(Request::from_parts(parts, body))
+    }
+}
+
+/// Form bodies the gateway reads to look for `access_token` (RFC 6750 §2.2); larger ones are refused.
+pub const MAX_FORM_BODY: usize = 1024 * 1024;
+
+impl Guard {
+    /// G-1 and RFC 6750 §2.2: a form-encoded body may carry the token (it then counts as a
+    /// `Bearer` credential); with an `Authorization` header as well it is ambiguous (400). Only
+    /// form bodies are read (and forwarded unchanged); everything else streams untouched.
+    async fn body_token(&self, parts: &mut http::request::Parts, body: Body) -> Result<Body, Rejection> {
+        let is_form = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        if !is_form || parts.method == http::Method::GET {
+            return Ok(body);
+        }
+        let bytes = axum::body::to_bytes(body, MAX_FORM_BODY).await.map_err(|_| Rejection {
+            status: http::StatusCode::PAYLOAD_TOO_LARGE,
+            error: Some("invalid_request"),
+            description: format!("form bodies larger than {MAX_FORM_BODY} bytes are not accepted"),
+            headers: Vec::new(),
+        })?;
+        let token = form_urlencoded::parse(&bytes).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned());
+        if let Some(t) = token {
+            if parts.headers.contains_key(http::header::AUTHORIZATION) {
+                return Err(Rejection::invalid_request("the access token was sent in more than one way"));
+            }
+            let v = http::HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| Rejection::invalid_token("malformed access token"))?;
+            parts.headers.insert(http::header::AUTHORIZATION, v);
+        }
+        Ok(Body::from(bytes))
     }
 }
 

@@ -38,19 +38,21 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
     if !app.app.allows_grant(grant) {
         return Err(OAuthError::unauthorized_client(format!("this client is not allowed the {gt} grant")));
     }
+    // The DPoP proof is verified (and its jti spent) before any grant runs: token exchange needs
+    // it to prove a DPoP-bound subject token, and every binding reads it.
+    let proof = match req.dpop {
+        Some(h) => Some(binding::dpop::check_proof(p, h, "POST", "/oauth2/token", None).await?),
+        None => None,
+    };
     let validated = match grant {
         GrantType::Password => grant::password::handle(p, &app.app, req.form).await?,
         GrantType::ClientCredentials => grant::client_credentials::handle(&app.app, req.form)?,
         GrantType::AuthorizationCode => grant::authorization_code::handle(p, &app.app, req.form).await?,
         GrantType::RefreshToken => grant::refresh_token::handle(p, &app.app, req.form).await?,
         GrantType::TokenExchange => {
-            grant::token_exchange::handle(p, &app.app, req.form, req.evidence.peer_cert).await?
+            grant::token_exchange::handle(p, &app.app, req.form, req.evidence.peer_cert, proof.as_ref()).await?
         }
         GrantType::DeviceCode => grant::device_code::handle(p, &app.app, req.form).await?,
-    };
-    let proof = match req.dpop {
-        Some(h) => Some(binding::dpop::check_proof(p, h, "POST", "/oauth2/token", None).await?),
-        None => None,
     };
     let evidence = binding::Evidence { dpop: proof.as_ref(), ..req.evidence };
     let ctx = BindContext { grant, form: req.form, evidence, now: p.now() };

@@ -6,7 +6,7 @@
 //! - only confidential clients exchange (checked at `app create` and again here);
 //! - the subject token must be meant for the exchanging client (its audience names the client) or
 //!   come from a client the exchanging app lists in `--exchange-from`;
-//! - a subject token bound to a certificate (or a DPoP key) must be proven on the exchange request,
+//! - a subject token bound to a certificate or a DPoP key must be proven on the exchange request,
 //!   exactly as if it were presented to a resource server — so a thief holding only the token gets
 //!   nothing;
 //! - the new token is bound per the exchanging app's own binding type by the issuance pipeline, and
@@ -58,7 +58,11 @@ async fn active_access(p: &Provider, form: &Form, param: &str) -> Result<AccessT
 }
 
 /// B-9: a bound subject token is proven on the exchange request as it would be at a resource.
-fn prove_binding(subject: &AccessTokenRecord, peer_cert: Option<&ClientCert>) -> Result<(), OAuthError> {
+fn prove_binding(
+    subject: &AccessTokenRecord,
+    peer_cert: Option<&ClientCert>,
+    proof: Option<&crate::dpop::ProofOk>,
+) -> Result<(), OAuthError> {
     let Some(b) = &subject.binding else { return Ok(()) };
     match b.kind {
         BindingType::Certificate => {
@@ -71,9 +75,14 @@ fn prove_binding(subject: &AccessTokenRecord, peer_cert: Option<&ClientCert>) ->
                 ))
             }
         }
-        // Fail closed until DPoP proofs are checked at the token endpoint.
         BindingType::Dpop => {
-            Err(OAuthError::invalid_request("the subject_token is DPoP-bound; its proof cannot be checked here"))
+            if proof.is_some_and(|d| binding::matches(b, &d.jkt)) {
+                Ok(())
+            } else {
+                Err(OAuthError::invalid_request(
+                    "the subject_token is DPoP-bound; the request needs a DPoP proof signed with its key",
+                ))
+            }
         }
         _ => Ok(()),
     }
@@ -84,6 +93,7 @@ pub async fn handle(
     app: &App,
     form: &Form,
     peer_cert: Option<&ClientCert>,
+    proof: Option<&crate::dpop::ProofOk>,
 ) -> Result<Validated, OAuthError> {
     if app.public {
         return Err(OAuthError::unauthorized_client("public clients cannot exchange tokens"));
@@ -104,7 +114,7 @@ pub async fn handle(
             "the subject_token was neither issued for this client (aud) nor by a client it lists in --exchange-from",
         ));
     }
-    prove_binding(&subject, peer_cert)?;
+    prove_binding(&subject, peer_cert, proof)?;
 
     let granted: Vec<&str> = subject.scope.split(' ').filter(|s| !s.is_empty()).collect();
     let scopes: Vec<String> = match form.get("scope") {

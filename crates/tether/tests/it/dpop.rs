@@ -409,3 +409,35 @@ async fn openid_client_dpop_interop() {
     assert_eq!(report["facts"]["with_proof"], 200);
     assert_eq!(report["facts"]["as_bearer"], 401);
 }
+
+/// B-9: a DPoP-bound subject token is exchanged only on a request carrying a proof with its key.
+#[tokio::test]
+async fn a_dpop_bound_subject_token_is_exchanged_only_with_its_proof() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "pw").await;
+    let front = dpop_app(&srv, |_| {}).await;
+    let key = DpopKey::generate();
+    let htu = srv.url("/oauth2/token");
+    let subject: Value =
+        token_with(&srv, &front, PW, &[&key.proof("POST", &htu, now(&srv), None, None)]).await.json().await.unwrap();
+    let subject = subject["access_token"].as_str().unwrap().to_string();
+    let mut ch = app(&["token_exchange"]);
+    ch.exchange_from = Some(vec![front.client_id.clone()]);
+    ch.token_type = Some("jwt".into());
+    let back = srv.create_app(ch).await;
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token", subject.as_str()),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+    ];
+    let e = assert_oauth_error(token_with(&srv, &back, &form, &[]).await, 400, "invalid_request").await;
+    assert!(e["error_description"].as_str().unwrap().contains("DPoP-bound"), "{e}");
+    let thief = DpopKey::generate();
+    let r = token_with(&srv, &back, &form, &[&thief.proof("POST", &htu, now(&srv), None, None)]).await;
+    assert_oauth_error(r, 400, "invalid_request").await;
+    let r = token_with(&srv, &back, &form, &[&key.proof("POST", &htu, now(&srv), None, None)]).await;
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["token_type"], "DPoP", "the exchanged token is bound to the same proof key");
+    assert_eq!(jwt_claims(t["access_token"].as_str().unwrap())["cnf"]["jkt"], key.jkt.as_str());
+}

@@ -287,6 +287,16 @@ async fn challenges_ambiguity_id_tokens_scopes_and_audience() {
     assert_eq!(r.status(), 400);
     let r = gw.client().get(gw.url(&format!("/x?access_token={unbound}"))).bearer_auth(&unbound).send().await.unwrap();
     assert_eq!(r.status(), 400);
+    // A token in a form body counts (RFC 6750 §2.2) and reaches the upstream unchanged; in the
+    // body and the header at once it is ambiguous.
+    let form = [("access_token", unbound.as_str()), ("item", "7")];
+    let r = gw.client().post(gw.url("/orders")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echoed: Value = r.json().await.unwrap();
+    assert_eq!(echoed["method"], "POST");
+    assert!(echoed["body_len"].as_u64().unwrap() > 0, "the body is forwarded");
+    let r = gw.client().post(gw.url("/orders")).bearer_auth(&unbound).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 400);
     // An ID token never passes as an access token.
     s.srv.add_user("bob", "pw").await;
     let r = s
