@@ -241,6 +241,8 @@ impl Guard {
         let Some(conn) = parts.extensions.get::<ConnInfo>() else { return Ok(None) };
         let der = match self.proxy_cert.forwarded(conn.remote.ip(), &parts.headers) {
             Ok(Some(der)) => Some(der),
+            // A trusted proxy's own TLS certificate never stands in for its clients'.
+            Ok(None) if self.proxy_cert.from_trusted_proxy(conn.remote.ip()) => None,
             Ok(None) => {
                 if self.proxy_cert.header.as_ref().is_some_and(|h| parts.headers.contains_key(h))
                     && !self.proxy_cert.trusted.iter().any(|n| n.contains(&conn.remote.ip()))
@@ -371,16 +373,6 @@ impl Guard {
         scheme: Scheme,
         claims: &Value,
     ) -> Result<(), Rejection> {
-        if let Some(aud) = &self.cfg.audience {
-            let ok = match claims.get("aud") {
-                Some(Value::String(s)) => s == aud,
-                Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(aud)),
-                _ => false,
-            };
-            if !ok {
-                return Err(Rejection::invalid_token(format!("the access token is not meant for {aud} (aud)")));
-            }
-        }
         let cnf = claims.get("cnf");
         let (x5t, jkt) = match cnf {
             None | Some(Value::Null) => (None, None),
@@ -435,6 +427,22 @@ impl Guard {
                 return Err(Rejection::invalid_token("x5t#S256 claim required but not found"));
             }
             (None, _) => {}
+        }
+        self.policy(claims)
+    }
+
+    /// The checks every admitted token passes, whatever carried it (also a session's): `aud`
+    /// when `audience` is configured, then `required_scopes` (403).
+    pub fn policy(&self, claims: &Value) -> Result<(), Rejection> {
+        if let Some(aud) = &self.cfg.audience {
+            let ok = match claims.get("aud") {
+                Some(Value::String(s)) => s == aud,
+                Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(aud)),
+                _ => false,
+            };
+            if !ok {
+                return Err(Rejection::invalid_token(format!("the access token is not meant for {aud} (aud)")));
+            }
         }
         let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
         if let Some(missing) = self.cfg.required_scopes.iter().find(|s| !scope.split(' ').any(|x| x == s.as_str())) {

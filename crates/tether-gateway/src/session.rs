@@ -74,6 +74,14 @@ pub async fn from_cookie(g: &Guard, parts: &Parts) -> Result<Option<Authenticate
         return Ok(None);
     }
     let (claims, _) = g.validate(&s.at).await?;
+    // A session's token is the gateway's own; it cannot carry a proof of possession of its own.
+    if claims.get("cnf").is_some_and(|c| c.as_object().is_some_and(|m| !m.is_empty())) {
+        return Err(Rejection::invalid_token("a session's token must not be sender-constrained"));
+    }
+    if g.cfg.pop_dpop == PopMode::Strict {
+        return Err(Rejection::invalid_token("a DPoP-bound access token is required (sessions cannot carry one)"));
+    }
+    g.policy(&claims)?;
     let presented = g.certificate(parts)?;
     match (&s.cert, presented) {
         (Some(bound), Some(p)) if ct_eq(bound.as_bytes(), p.as_bytes()) => {}
@@ -88,6 +96,13 @@ pub async fn from_cookie(g: &Guard, parts: &Parts) -> Result<Option<Authenticate
         (None, _) => {}
     }
     Ok(Some(authenticated(s.at, &claims, AuthMethod::Session)))
+}
+
+/// `openid` plus the scopes the gateway requires, so a session's token can pass `required_scopes`.
+fn session_scope(g: &Guard) -> String {
+    let mut s = vec!["openid".to_string()];
+    s.extend(g.cfg.required_scopes.iter().filter(|x| *x != "openid").cloned());
+    s.join(" ")
 }
 
 /// Is this a request a browser would follow a redirect for?
@@ -127,11 +142,14 @@ pub async fn login_redirect(g: &Guard, parts: &Parts) -> Response<Body> {
         .append_pair("response_type", "code")
         .append_pair("client_id", g.cfg.client_id.as_deref().unwrap_or(""))
         .append_pair("redirect_uri", redirect_uri.as_str())
-        .append_pair("scope", "openid")
+        .append_pair("scope", &session_scope(g))
         .append_pair("state", &pending.state)
         .append_pair("nonce", &pending.nonce)
         .append_pair("code_challenge", &b64url(&sha256(verifier.as_bytes())))
         .append_pair("code_challenge_method", "S256");
+    if let Some(aud) = &g.cfg.audience {
+        url.query_pairs_mut().append_pair("resource", aud);
+    }
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::FOUND;
     if let Ok(v) = HeaderValue::from_str(url.as_str()) {

@@ -352,16 +352,19 @@ async fn logout_request(s: &S, headers: &HeaderMap, raw: String) -> Response {
         Err(e) => return error_page(&e),
     };
     if req.hint.is_some() {
-        // A valid hint names the session to end: this browser's when it is the same one (or when
-        // the hint carries no sid), else the hint's own session (the RP asks to end it).
-        let target = match (current, req.hint_sid()) {
-            (Some(c), Some(sid)) if c.id != sid => p.store.find_session_by_id(sid).await.ok().flatten(),
-            (Some(c), _) => Some(c),
-            (None, Some(sid)) => p.store.find_session_by_id(sid).await.ok().flatten(),
-            (None, None) => None,
-        };
-        let target = target.filter(|t| t.ended_at.is_none());
-        return end(s, headers, target, &req).await;
+        // A valid ID token hint ends, without asking, only the session it names: this browser's
+        // (same user, same sid when it has one), or — with no session in this browser — the
+        // session of its sid. Anything else is confirmed by the user below.
+        match (&current, req.hint_sid()) {
+            (Some(c), _) if req.hint_names(c) => return end(s, headers, current, &req).await,
+            (None, Some(sid)) => {
+                let target = p.store.find_session_by_id(sid).await.ok().flatten();
+                let target = target.filter(|t| t.ended_at.is_none() && req.hint_names(t));
+                return end(s, headers, target, &req).await;
+            }
+            (None, None) => return signed_out(s, &req, false),
+            (Some(_), _) => {}
+        }
     }
     let Some(sess) = current else {
         // Nothing to end; nothing a cross-site request could harm.

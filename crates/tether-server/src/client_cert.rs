@@ -49,6 +49,16 @@ impl ProxyCertConfig {
         Ok(Self { header, trusted })
     }
 
+    /// Is `peer` a trusted proxy that forwards certificates in the header? Then the header is the
+    /// only source: the proxy's own TLS client certificate never stands in for its clients'.
+    pub fn from_trusted_proxy(&self, peer: IpAddr) -> bool {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        self.header.is_some() && self.trusted.iter().any(|n| n.contains(&peer))
+    }
+
     /// The certificate a trusted proxy forwarded: `Ok(None)` when there is no such header or the
     /// peer is not trusted; an error when a trusted proxy sent something that is not a certificate.
     pub fn forwarded(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Option<Vec<u8>>, String> {

@@ -52,6 +52,8 @@ impl axum::extract::FromRequestParts<S> for PeerCert {
         let Some(c) = parts.extensions.get::<ConnInfo>() else { return Ok(PeerCert(None)) };
         match s.opts.proxy_cert.forwarded(c.remote.ip(), &parts.headers) {
             Ok(Some(der)) => Ok(PeerCert(crate::client_cert::inspect(der))),
+            // A trusted proxy's own TLS certificate never stands in for its clients'.
+            Ok(None) if s.opts.proxy_cert.from_trusted_proxy(c.remote.ip()) => Ok(PeerCert(None)),
             Ok(None) => {
                 Ok(PeerCert(c.peer_cert.as_ref().and_then(|d| crate::client_cert::inspect(d.as_ref().clone()))))
             }
@@ -408,7 +410,17 @@ async fn revoke_endpoint(
     if !s.p.healthy() {
         return unavailable();
     }
-    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), &evidence(&peer, &headers)).await {
+    // B-5: revoking a DPoP-bound access token with --validate-binding takes a proof with its key.
+    let proof = match dpop_header(&headers) {
+        Ok(Some(h)) => match tether_core::binding::dpop::check_proof(&s.p, h, "POST", "/oauth2/revoke", None).await {
+            Ok(ok) => Some(ok),
+            Err(e) => return ApiError(e).into_response(),
+        },
+        Ok(None) => None,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let ev = Evidence { dpop: proof.as_ref(), ..evidence(&peer, &headers) };
+    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), &ev).await {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
             no_store(r.headers_mut());

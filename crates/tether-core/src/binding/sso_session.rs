@@ -48,8 +48,11 @@ async fn tied_session<'a>(
     session_id: Option<&'a str>,
 ) -> Result<Option<&'a str>, OAuthError> {
     let Some(sid) = session_id else { return Ok(None) };
-    if binding.is_some_and(|b| b.kind == BindingType::SsoSession) {
-        return Ok(Some(sid));
+    match binding.map(|b| b.kind) {
+        Some(BindingType::SsoSession) => return Ok(Some(sid)),
+        // B-6: never ended by a browser session.
+        Some(BindingType::ClientRequest | BindingType::DeviceFlow) => return Ok(None),
+        _ => {}
     }
     Ok(p.find_app(client_id).await?.filter(|a| a.app.revoke_on_logout).map(|_| sid))
 }

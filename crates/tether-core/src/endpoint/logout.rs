@@ -32,6 +32,14 @@ impl LogoutRequest {
     pub fn hint_sid(&self) -> Option<&str> {
         self.hint.as_ref()?.get("sid")?.as_str()
     }
+
+    /// Does the (valid) hint name this login session: same user, and the same `sid` when it
+    /// carries one?
+    pub fn hint_names(&self, s: &SessionRecord) -> bool {
+        let Some(h) = &self.hint else { return false };
+        let same_user = h.get("sub").and_then(Value::as_str) == Some(s.user_id.as_str());
+        same_user && self.hint_sid().is_none_or(|sid| sid == s.id)
+    }
 }
 
 /// Check the logout parameters. Errors are shown on a page (never redirected).
@@ -40,7 +48,13 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<LogoutRequest, OAuthE
         None => None,
         Some(t) => {
             let keys = p.keys();
+            // Only an ID token of this issuer: an access token (`at+jwt`), signed with the same
+            // keys and held by resource servers, must not log anyone out.
+            let id_token = crate::keys::parse_jws(t).is_some_and(|(h, c, _, _)| {
+                h.get("typ").and_then(Value::as_str) != Some("at+jwt") && c.get("sub").is_some()
+            });
             let claims = crate::keys::verify_own(&keys.jwks, t)
+                .filter(|_| id_token)
                 .filter(|c| c.get("iss").and_then(Value::as_str) == Some(p.issuer()));
             if claims.is_none() {
                 // RP-Initiated Logout §2: an invalid hint must not end the session silently; the
@@ -115,14 +129,15 @@ pub async fn end_session(p: &Provider, session: &SessionRecord, atbv: Option<&st
     let revoke_on_logout: Vec<String> =
         p.store.list_apps().await?.into_iter().filter(|a| a.app.revoke_on_logout).map(|a| a.app.client_id).collect();
     if !revoke_on_logout.is_empty() {
-        // Apps with --revoke-on-logout: the user's tokens issued through this session. Device
-        // and client-request tokens carry no session (B-6: a browser logout never touches them).
+        // Apps with --revoke-on-logout: the user's tokens issued through this session, except
+        // device-flow and client-request tokens (B-6: a browser logout never touches them).
         revoked += p
             .store
             .revoke_matching(
                 &RevokeFilter {
                     session_id: Some(session.id.clone()),
                     client_ids: Some(revoke_on_logout.clone()),
+                    spare_request_bound: true,
                     ..Default::default()
                 },
                 now,

@@ -115,7 +115,8 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
                     "the DPoP proof's key is not the dpop_jkt of the authorization request",
                 ));
             }
-            b
+            // A fresh record from the proven key: the code's copy carries no public `cnf`.
+            ctx.evidence.dpop.map(|d| binding::record(BindingType::Dpop, &d.jkt))
         }
         // B-2: bindings fixed before the token request (cookie, sso-session: with the code).
         None if v.preset_binding.is_some() => v.preset_binding.clone(),

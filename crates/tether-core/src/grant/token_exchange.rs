@@ -50,7 +50,8 @@ async fn active_access(p: &Provider, form: &Form, param: &str) -> Result<AccessT
         return Err(OAuthError::invalid_request(format!("{param} is not an active access token")));
     }
     match token::find(p, value, Some("access_token")).await? {
-        Some(Found::Access(a)) if a.active(p.now()) => Ok(a),
+        // A token whose login session ended is not active, even if nobody has noticed yet (B-4).
+        Some(Found::Access(a)) if a.active(p.now()) && crate::binding::sso_session::access_alive(p, &a).await? => Ok(a),
         _ => Err(OAuthError::invalid_request(format!(
             "{param} is not an active access token of this server (unknown, expired or revoked)"
         ))),

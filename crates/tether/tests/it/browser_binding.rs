@@ -212,6 +212,27 @@ async fn sso_session_tokens_live_and_die_with_the_login() {
     let id2 = jwt_claims(o2["id_token"].as_str().unwrap());
     assert_ne!(id2["sid"], id["sid"]);
 
+    // An access token (at+jwt, same keys) is not an ID token hint: the user is asked instead.
+    let r = one.c.get(srv.url(&format!("/oidc/logout?id_token_hint={}", at(&j2)))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("name=\"approve\""), "confirmation page");
+    // Another user's ID token does not name this browser's session either.
+    srv.add_user("mallory", "pw").await;
+    let m = srv
+        .token(&o, &[("grant_type", "password"), ("username", "mallory"), ("password", "pw"), ("scope", "openid")])
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let r = one
+        .c
+        .get(srv.url(&format!("/oidc/logout?id_token_hint={}", m["id_token"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "asks instead of logging alice out");
+    assert_eq!(srv.introspect(&o, at(&o2)).await["active"], true, "nothing was ended");
+
     // RP-initiated logout with a valid id_token_hint: no page, straight back with state.
     let hint = o2["id_token"].as_str().unwrap();
     let cb: String = url::form_urlencoded::byte_serialize(CB.as_bytes()).collect();
@@ -265,6 +286,17 @@ async fn logout_without_a_hint_is_confirmed_and_revokes_per_b6() {
         .json::<Value>()
         .await
         .unwrap();
+    // A client-request token issued through the same session (code flow + tokenBindingId).
+    let code = one.code(&srv, &cr.client_id, "").await;
+    let t_cr_code = srv
+        .token(
+            &cr,
+            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("tokenBindingId", "tv-1")],
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
     let two = Browser::new(&srv);
     let t_other = redeem(&srv, &revoking, &two.code(&srv, &revoking.client_id, "").await).await;
 
@@ -295,6 +327,7 @@ async fn logout_without_a_hint_is_confirmed_and_revokes_per_b6() {
     assert_eq!(srv.introspect(&unbound_revoking, at(&t_unb)).await, json!({"active": false}), "through this session");
     assert_eq!(srv.introspect(&plain_app, at(&t_plain)).await["active"], true, "no flag: untouched");
     assert_eq!(srv.introspect(&cr, at(&t_cr)).await["active"], true, "client-request: never revoked by logout");
+    assert_eq!(srv.introspect(&cr, at(&t_cr_code)).await["active"], true, "not even when issued through the session");
     assert_eq!(srv.introspect(&revoking, at(&t_other)).await["active"], true, "another browser: untouched");
     assert!(one.cookie(&srv, "atbv").is_some(), "logout does not clear atbv");
     // The next authorization asks for a login again.

@@ -254,6 +254,7 @@ async fn refresh_follows_b1_and_dpop_jkt_binds_the_code() {
     let mut ch = app(&["authorization_code", "refresh_token"]);
     ch.public = Some(true);
     ch.binding = Some("dpop".into());
+    ch.token_type = Some("jwt".into());
     let public = srv.create_app(ch).await;
     let b = srv.browser();
     let (verifier, challenge) = pkce();
@@ -277,10 +278,36 @@ async fn refresh_follows_b1_and_dpop_jkt_binds_the_code() {
     assert_eq!(r.status(), 200);
     let t: Value = r.json().await.unwrap();
     assert_eq!(t["token_type"], "DPoP");
+    assert_eq!(jwt_claims(t["access_token"].as_str().unwrap())["cnf"], json!({"jkt": k1.jkt}), "cnf from dpop_jkt");
     let rt = t["refresh_token"].as_str().unwrap();
     assert_oauth_error(refresh_with(&srv, &public, rt, Some(&k2)).await, 400, "invalid_grant").await;
     let r = refresh_with(&srv, &public, rt, Some(&k1)).await;
     assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(jwt_claims(t["access_token"].as_str().unwrap())["cnf"], json!({"jkt": k1.jkt}));
+
+    // --validate-binding: revoking a DPoP-bound access token takes a proof with its key.
+    let strict = dpop_app(&srv, |c| c.validate_binding = Some(true)).await;
+    let t: Value =
+        token_with(&srv, &strict, PW, &[&k1.proof("POST", &htu, now(&srv), None, None)]).await.json().await.unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let revoke = |proof: Option<String>| {
+        let mut r = srv
+            .client()
+            .post(srv.url("/oauth2/revoke"))
+            .basic_auth(&strict.client_id, strict.client_secret.as_deref())
+            .form(&[("token", at)]);
+        if let Some(p) = proof {
+            r = r.header("dpop", p);
+        }
+        r.send()
+    };
+    let rv = srv.url("/oauth2/revoke");
+    assert_oauth_error(revoke(None).await.unwrap(), 400, "access_denied").await;
+    assert_oauth_error(revoke(Some(k2.proof("POST", &rv, now(&srv), None, None))).await.unwrap(), 400, "access_denied")
+        .await;
+    assert_eq!(revoke(Some(k1.proof("POST", &rv, now(&srv), None, None))).await.unwrap().status(), 200);
+    assert_eq!(srv.introspect(&strict, at).await, json!({"active": false}));
 }
 
 #[tokio::test]

@@ -215,12 +215,7 @@ async fn mtls_listener_is_advertised_through_endpoint_aliases() {
 /// header that is not a certificate is a clear `invalid_request`.
 #[tokio::test]
 async fn expired_not_yet_valid_and_garbage_certificates() {
-    let srv = TestServer::start_with(|s| {
-        s.http_listen = Some("127.0.0.1:0".parse().unwrap());
-        s.tls.client_cert_header = Some("x-client-cert".into());
-        s.tls.trusted_proxies = Some(vec!["127.0.0.1".into()]);
-    })
-    .await;
+    let srv = TestServer::start().await;
     srv.add_user("alice", "pw").await;
     let mut ch = app(&["password"]);
     ch.binding = Some("certificate".into());
@@ -254,6 +249,27 @@ async fn expired_not_yet_valid_and_garbage_certificates() {
     assert!(e["error_description"].as_str().unwrap().contains("expired"), "{e}");
 
     // Garbage in the proxy header: valid base64 and RFC 9440 framing, but not a certificate.
+    let srv = TestServer::start_with(|s| {
+        s.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.tls.client_cert_header = Some("x-client-cert".into());
+        s.tls.trusted_proxies = Some(vec!["127.0.0.1".into()]);
+    })
+    .await;
+    srv.add_user("alice", "pw").await;
+    let mut ch = app(&["password"]);
+    ch.binding = Some("certificate".into());
+    let a = srv.create_app(ch).await;
+    // The trusted proxy's own TLS certificate never stands in for its clients'.
+    let r = srv
+        .client_with(&client_cert("the-proxy"))
+        .post(srv.url("/oauth2/token"))
+        .basic_auth(&a.client_id, a.client_secret.as_deref())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let e = assert_oauth_error(r, 400, "invalid_request").await;
+    assert_eq!(e["error_description"], "TLS certificate not found in the request.");
     let http = format!("http://{}", srv.running().http_addr.unwrap());
     for garbage in [
         ":Z2FyYmFnZSBieXRlcw==:",
