@@ -239,27 +239,30 @@ impl Guard {
     /// Returns its `x5t#S256` thumbprint.
     pub fn certificate(&self, parts: &Parts) -> Result<Option<String>, Rejection> {
         let Some(conn) = parts.extensions.get::<ConnInfo>() else { return Ok(None) };
-        let der = match self.proxy_cert.forwarded(conn.remote.ip(), &parts.headers) {
-            Ok(Some(der)) => Some(der),
-            // A trusted proxy's own TLS certificate never stands in for its clients'.
-            Ok(None) if self.proxy_cert.from_trusted_proxy(conn.remote.ip()) => None,
-            Ok(None) => {
-                if self.proxy_cert.header.as_ref().is_some_and(|h| parts.headers.contains_key(h))
-                    && !self.proxy_cert.trusted.iter().any(|n| n.contains(&conn.remote.ip()))
-                {
-                    tracing::warn!(peer = %conn.remote, "client certificate header from an untrusted peer ignored");
-                }
-                conn.peer_cert.as_ref().map(|d| d.as_ref().clone())
-            }
+        let forwarded = match self.proxy_cert.forwarded(conn.remote.ip(), &parts.headers) {
+            Ok(f) => f,
             Err(e) => return Err(Rejection::invalid_request(e)),
         };
-        let Some(der) = der else { return Ok(None) };
+        let der: &[u8] = match &forwarded {
+            Some(der) => der,
+            // A trusted proxy's own TLS certificate never stands in for its clients'.
+            None if self.proxy_cert.from_trusted_proxy(conn.remote.ip()) => return Ok(None),
+            None => {
+                if self.proxy_cert.header.as_ref().is_some_and(|h| parts.headers.contains_key(h)) {
+                    tracing::warn!(peer = %conn.remote, "client certificate header from an untrusted peer ignored");
+                }
+                match &conn.peer_cert {
+                    Some(d) => d.as_slice(),
+                    None => return Ok(None),
+                }
+            }
+        };
         let Some(trust) = &self.client_trust else {
             // The TLS handshake (or the header decoder) already parsed it; the thumbprint is all
-            // the proof needs, so the hot path skips a second X.509 parse.
-            return Ok(Some(tether_core::binding::certificate::thumbprint(&der)));
+            // the proof needs, so the hot path skips a second X.509 parse and any copy.
+            return Ok(Some(tether_core::binding::certificate::thumbprint(der)));
         };
-        let Some(cert) = inspect(der) else {
+        let Some(cert) = inspect(der.to_vec()) else {
             return Err(Rejection::invalid_request("the client certificate cannot be parsed"));
         };
         if let Err(e) = trust.verify(&cert, self.now()) {

@@ -63,11 +63,7 @@ impl ProxyCertConfig {
     /// peer is not trusted; an error when a trusted proxy sent something that is not a certificate.
     pub fn forwarded(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Option<Vec<u8>>, String> {
         let Some(name) = &self.header else { return Ok(None) };
-        let peer = match peer {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
-        if !self.trusted.iter().any(|n| n.contains(&peer)) {
+        if !self.from_trusted_proxy(peer) {
             return Ok(None);
         }
         let Some(value) = headers.get(name) else { return Ok(None) };
