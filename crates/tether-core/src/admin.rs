@@ -2,7 +2,7 @@
 //! every check that refuses a configuration that cannot work (token-binding.md B-10), so that no
 //! request ever meets a half-valid app.
 
-use crate::binding;
+use crate::binding::registry;
 use crate::model::{App, AppRecord, AuthMethod, BindingType, GrantType, IdTokenAlg, TokenType};
 use crate::scope;
 use crate::secret::{Secret, b64url, hash_secret, random_bytes, random_token};
@@ -108,7 +108,7 @@ pub fn pem_thumbprints(pem: &str) -> Result<Vec<String>, String> {
         let der = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|_| "--cert-file: bad base64 in a certificate")?;
-        out.push(crate::binding::certificate::thumbprint(&der));
+        out.push(crate::cert::thumbprint(&der));
         rest = &after[e..];
     }
     if out.is_empty() {
@@ -131,7 +131,7 @@ fn jwks_thumbprints(text: &str) -> Result<Vec<String>, String> {
             .as_str()
             .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
             .ok_or_else(|| format!("--cert-file: JWKS key {i}: x5c[0] is not base64 (RFC 7517 §4.7)"))?;
-        out.push(crate::binding::certificate::thumbprint(&der));
+        out.push(crate::cert::thumbprint(&der));
     }
     if out.is_empty() {
         return Err("--cert-file: the JWKS has no keys".into());
@@ -252,25 +252,8 @@ pub fn check(app: &App) -> Result<(), String> {
     if app.auth_method == AuthMethod::TlsClientAuth && app.tls_subject_dn.is_none() {
         return Err("tls_client_auth needs the subject DN the client's certificate carries: --tls-subject-dn DN".into());
     }
-    if !binding::supported(app.binding) {
-        return Err(format!("--binding {} is not supported by this version of Tether yet", app.binding));
-    }
-    // B-10: a binding type must fit the grants that bind with it.
-    match app.binding {
-        BindingType::Cookie | BindingType::SsoSession if !app.allows_grant(GrantType::AuthorizationCode) => {
-            return Err(format!(
-                "--binding {} binds tokens of the authorization_code grant, which this app does not have (--grant-types)",
-                app.binding
-            ));
-        }
-        BindingType::DeviceFlow if !app.allows_grant(GrantType::DeviceCode) => {
-            return Err(
-                "--binding device-flow binds tokens of the device_code grant, which this app does not have (--grant-types)"
-                    .into(),
-            );
-        }
-        _ => {}
-    }
+    // B-10: the binding type's own rule (the grants it binds with).
+    registry::binder(app.binding).check_app(app)?;
     if app.public && app.allows_grant(GrantType::ClientCredentials) {
         return Err("public clients cannot use the client_credentials grant".into());
     }

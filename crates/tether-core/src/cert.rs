@@ -26,7 +26,7 @@ pub struct ClientCert {
 impl ClientCert {
     /// RFC 8705 §3.1 `x5t#S256`: base64url (no padding) of the SHA-256 of the DER certificate.
     pub fn thumbprint(&self) -> String {
-        crate::binding::certificate::thumbprint(&self.der)
+        thumbprint(&self.der)
     }
 
     /// Refuse a certificate outside its validity window at `now`, saying which bound it misses.
@@ -39,6 +39,11 @@ impl ClientCert {
         }
         Ok(())
     }
+}
+
+/// RFC 8705 §3.1 `x5t#S256` of a DER certificate: base64url (no padding) of its SHA-256.
+pub fn thumbprint(der: &[u8]) -> String {
+    crate::secret::b64url(&crate::secret::sha256(der))
 }
 
 /// Chain verification for `tls_client_auth`, implemented by the server over its configured

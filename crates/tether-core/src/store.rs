@@ -182,9 +182,9 @@ pub struct RevokeFilter {
     pub binding_ref: Option<String>,
     /// Only tokens of these clients (an empty list matches nothing).
     pub client_ids: Option<Vec<String>>,
-    /// Leave `client-request` and `device-flow` tokens alone (B-6: a browser logout never
-    /// revokes them).
-    pub spare_request_bound: bool,
+    /// Leave tokens bound with one of these binding types alone (B-6: a browser logout never
+    /// revokes `client-request` and `device-flow` tokens).
+    pub spare_binding_kinds: Vec<BindingType>,
 }
 
 /// How issuance treats existing tokens of the same reuse key (B-3).

@@ -260,7 +260,7 @@ impl Guard {
         let Some(trust) = &self.client_trust else {
             // The TLS handshake (or the header decoder) already parsed it; the thumbprint is all
             // the proof needs, so the hot path skips a second X.509 parse and any copy.
-            return Ok(Some(tether_core::binding::certificate::thumbprint(der)));
+            return Ok(Some(tether_core::cert::thumbprint(der)));
         };
         let Some(cert) = inspect(der.to_vec()) else {
             return Err(Rejection::invalid_request("the client certificate cannot be parsed"));

@@ -12,12 +12,12 @@ use axum::http::header::{AUTHORIZATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tether_core::binding::cookie::COOKIE as ATBV;
-use tether_core::endpoint::authorize::{self, SESSION_COOKIE};
 use tether_core::endpoint::{device, logout};
 use tether_core::error::{ErrorCode, OAuthError};
 use tether_core::form::Form;
-use tether_core::grant::password::{check_credentials, login_blocked, record_login};
+use tether_core::login::{check_credentials, login_blocked, record_login};
 use tether_core::provider::Provider;
+use tether_core::session::{self, COOKIE as SESSION_COOKIE};
 use tether_core::store::{DeviceRecord, SessionRecord};
 use tether_core::throttle::wait_text;
 
@@ -183,7 +183,7 @@ async fn find_code(
 
 /// With a valid code: approve if signed in, else sign in first.
 async fn after_code(p: &Provider, headers: &HeaderMap, rec: &DeviceRecord, app_name: &str, code: &str) -> Response {
-    match authorize::current_session(p, cookie(headers, SESSION_COOKIE)).await {
+    match session::lookup_and_touch(p, cookie(headers, SESSION_COOKIE)).await {
         Ok(Some(sess)) => approve_page(p, rec, app_name, code, &sess).await,
         Ok(None) => device_login_page(p, app_name, code, "", None, StatusCode::OK),
         Err(e) => error_page(&e),
@@ -261,7 +261,7 @@ pub(crate) async fn device_post(
                 }
                 Err(e) => return error_page(&e),
             };
-            let (sess, cookie_value) = match authorize::start_session(p, &user.user.id).await {
+            let (sess, cookie_value) = match session::start(p, &user.user.id).await {
                 Ok(x) => x,
                 Err(e) => return error_page(&e),
             };
@@ -270,7 +270,7 @@ pub(crate) async fn device_post(
             r
         }
         "approve" => {
-            let sess = match authorize::current_session(p, cookie(&headers, SESSION_COOKIE)).await {
+            let sess = match session::lookup_and_touch(p, cookie(&headers, SESSION_COOKIE)).await {
                 Ok(Some(x)) => x,
                 Ok(None) => {
                     let e = Some("Your session has ended. Sign in again.");
@@ -318,7 +318,13 @@ fn signed_out(s: &S, req: &logout::LogoutRequest, ended: bool) -> Response {
 
 async fn end(s: &S, headers: &HeaderMap, sess: Option<SessionRecord>, req: &logout::LogoutRequest) -> Response {
     let Some(sess) = sess else { return signed_out(s, req, false) };
-    match logout::end_session(&s.p, &sess, cookie(headers, ATBV)).await {
+    match logout::end_session(
+        &s.p,
+        &sess,
+        &tether_core::binding::Evidence { atbv: cookie(headers, ATBV), ..Default::default() },
+    )
+    .await
+    {
         Ok(_) => signed_out(s, req, true),
         Err(e) => error_page(&e),
     }
@@ -347,7 +353,7 @@ async fn logout_request(s: &S, headers: &HeaderMap, raw: String) -> Response {
         Ok(r) => r,
         Err(e) => return error_page(&e),
     };
-    let current = match authorize::current_session(p, cookie(headers, SESSION_COOKIE)).await {
+    let current = match session::lookup_and_touch(p, cookie(headers, SESSION_COOKIE)).await {
         Ok(x) => x,
         Err(e) => return error_page(&e),
     };
@@ -407,7 +413,7 @@ async fn logout_confirmed(s: &S, headers: &HeaderMap, form: &Form) -> Response {
     if form.get("approve") != Some("yes") {
         return message(StatusCode::OK, "Still signed in", "You were not signed out.", false);
     }
-    match authorize::current_session(p, cookie(headers, SESSION_COOKIE)).await {
+    match session::lookup_and_touch(p, cookie(headers, SESSION_COOKIE)).await {
         Ok(sess) => end(s, headers, sess, &req).await,
         Err(e) => error_page(&e),
     }

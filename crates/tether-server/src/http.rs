@@ -15,13 +15,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
-use tether_core::endpoint::authorize::{self, AuthzError, AuthzRequest, SESSION_COOKIE};
+use tether_core::endpoint::authorize::{self, AuthzError, AuthzRequest};
 use tether_core::endpoint::{discovery, introspect, revoke, token, userinfo};
 use tether_core::error::{ErrorCode, OAuthError};
 use tether_core::form::Form;
-use tether_core::grant::password::{check_credentials, login_blocked, record_login};
+use tether_core::login::{check_credentials, login_blocked, record_login};
 use tether_core::model::AppRecord;
 use tether_core::provider::Provider;
+use tether_core::resource::{self, PopMode, Refusal};
+use tether_core::session::{self, COOKIE as SESSION_COOKIE};
 use tether_core::store::SessionRecord;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -149,10 +151,6 @@ fn no_store(headers: &mut HeaderMap) {
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-fn quoted(s: &str) -> String {
-    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
@@ -184,37 +182,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Errors at a protected resource (RFC 6750 §3): the challenge goes in `WWW-Authenticate`.
-struct ResourceError(OAuthError);
+/// A refusal at a protected resource (RFC 6750 §3, RFC 9449 §7.1): the status its code calls for
+/// and the challenges core builds, decided by the refusal's type, never by its text.
+pub(crate) struct ResourceError(pub Refusal);
 
 impl IntoResponse for ResourceError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        let challenge = match e.code {
-            // §3.1: a request without credentials gets a challenge without an error code.
-            ErrorCode::InvalidRequest if e.description.starts_with("no access token") => {
-                "Bearer realm=\"tether\"".to_string()
+        let challenges = resource::challenges("tether", &self.0, PopMode::Optional);
+        let mut resp = match self.0 {
+            Refusal::NoCredentials => {
+                let e = OAuthError::invalid_request("no access token in the request (use Authorization: Bearer)");
+                ApiError(e).into_response().with_status(StatusCode::UNAUTHORIZED)
             }
-            // RFC 9449 §7.1: DPoP failures are challenged with the DPoP scheme.
-            ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce => format!(
-                "DPoP algs=\"{}\", error=\"{}\", error_description=\"{}\"",
-                tether_core::dpop::ALGS.join(" "),
-                e.code.as_str(),
-                quoted(&e.description)
-            ),
-            code => format!(
-                "Bearer realm=\"tether\", error=\"{}\", error_description=\"{}\"",
-                code.as_str(),
-                quoted(&e.description)
-            ),
+            Refusal::Error(e) => {
+                let status = match e.code {
+                    ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce => StatusCode::UNAUTHORIZED,
+                    code => status_for(code),
+                };
+                ApiError(e).into_response().with_status(status)
+            }
         };
-        let dpop_error = matches!(e.code, ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce);
-        let mut resp = ApiError(e).into_response();
-        if resp.status() == StatusCode::BAD_REQUEST && (challenge == "Bearer realm=\"tether\"" || dpop_error) {
-            *resp.status_mut() = StatusCode::UNAUTHORIZED;
-        }
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+        if matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST) {
+            for c in challenges.iter().filter_map(|c| HeaderValue::from_str(c).ok()) {
+                resp.headers_mut().append(WWW_AUTHENTICATE, c);
+            }
         }
         resp
     }
@@ -437,48 +428,42 @@ async fn userinfo_endpoint(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    let mut dpop_scheme = false;
-    let from_header = header(&headers, AUTHORIZATION).and_then(|h| {
-        let (scheme, rest) = h.trim().split_once(' ')?;
-        dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
-        (scheme.eq_ignore_ascii_case("bearer") || dpop_scheme).then(|| rest.trim().to_string())
-    });
+    let query_token =
+        req.uri().query().is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
     let is_form = header(&headers, CONTENT_TYPE).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    let from_body = if method == Method::POST && is_form {
+    let form = if method == Method::POST && is_form {
         match FormBody::from_request(req, &()).await {
-            Ok(FormBody(f)) => f.get("access_token").map(str::to_string),
+            Ok(FormBody(f)) => Some(f),
             Err(r) => return r,
         }
     } else {
         None
     };
-    let token = match (from_header, from_body) {
-        (Some(_), Some(_)) => {
-            return ResourceError(OAuthError::invalid_request("the access token was sent in more than one way"))
-                .into_response();
-        }
-        (Some(t), None) | (None, Some(t)) => t,
-        (None, None) => {
-            return ResourceError(OAuthError::invalid_request(
-                "no access token in the request (use Authorization: Bearer)",
-            ))
-            .into_response();
-        }
+    let sources = resource::Sources {
+        authorization: headers.get_all(AUTHORIZATION).iter().map(HeaderValue::as_bytes).collect(),
+        query_token,
+        form_token: form.as_ref().and_then(|f| f.get("access_token")),
+    };
+    let credentials = match resource::extract(&sources) {
+        Ok(Some(c)) => c,
+        Ok(None) => return ResourceError(Refusal::NoCredentials).into_response(),
+        Err(e) => return ResourceError(Refusal::Error(e)).into_response(),
     };
     if !s.p.healthy() {
         return unavailable();
     }
-    let proof = match dpop_header(&headers) {
-        Ok(p) => p,
-        Err(e) => return ResourceError(e).into_response(),
+    let req = userinfo::UserinfoRequest {
+        method: method.as_str(),
+        credentials: &credentials,
+        dpop: headers.get_all("dpop").iter().map(HeaderValue::as_bytes).collect(),
+        evidence: evidence(&peer, &headers),
     };
-    let dpop = dpop_scheme.then_some(proof);
-    match userinfo::handle(&s.p, &token, dpop, method.as_str(), &evidence(&peer, &headers)).await {
+    match userinfo::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
             ApiError(e).into_response()
         }
-        Err(e) => ResourceError(e).into_response(),
+        Err(e) => ResourceError(Refusal::Error(e)).into_response(),
     }
 }
 
@@ -671,7 +656,7 @@ async fn authorize_request(s: &S, headers: &HeaderMap, raw: String) -> Response 
         Ok(x) => x,
         Err(e) => return authz_error(p, e),
     };
-    let session = match authorize::current_session(p, cookie(headers, SESSION_COOKIE)).await {
+    let session = match session::lookup_and_touch(p, cookie(headers, SESSION_COOKIE)).await {
         Ok(s) => s.filter(|s| !authorize::needs_fresh_login(p, &req, s)),
         Err(e) => return error_page(&e),
     };
@@ -751,7 +736,7 @@ async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form, addr: 
         Err(e) => return authz_error(p, e),
     };
     if form.get("step") == Some("consent") {
-        let sess = match authorize::current_session(p, cookie(headers, SESSION_COOKIE)).await {
+        let sess = match session::lookup_and_touch(p, cookie(headers, SESSION_COOKIE)).await {
             Ok(Some(s)) => s,
             Ok(None) => {
                 return login_page(
@@ -812,7 +797,7 @@ async fn login_or_consent_submit(s: &S, headers: &HeaderMap, form: &Form, addr: 
         }
         Err(e) => return error_page(&e),
     };
-    let (sess, cookie_value) = match authorize::start_session(p, &user.user.id).await {
+    let (sess, cookie_value) = match session::start(p, &user.user.id).await {
         Ok(x) => x,
         Err(e) => return error_page(&e),
     };

@@ -420,7 +420,7 @@ fn revoke_conditions(f: &RevokeFilter) -> StoreResult<Option<RevokeConditions>> 
     if conds.is_empty() {
         return Err(StoreError::Other("refusing to revoke without a condition".into()));
     }
-    if f.spare_request_bound {
+    if !f.spare_binding_kinds.is_empty() {
         // Constant text, no client input.
         conds.push("(binding_type IS NULL OR binding_type NOT IN ('client-request', 'device-flow'))".into());
     }

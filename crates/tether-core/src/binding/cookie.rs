@@ -1,53 +1,77 @@
 //! `cookie` binding (B-1, B-2, B-7): the token is bound to a random UUID kept in the browser's
 //! `atbv` cookie. The value is fixed at the authorization endpoint when the code is issued (the
-//! token request, often from a back end, need not carry the cookie) and stored with the code, so
-//! this binder binds nothing by itself: the `authorization_code` grant brings the code's binding,
-//! and every other grant is issued unbound.
+//! token request, often from a back end, need not carry the cookie) and travels with the code;
+//! every other grant is issued unbound. A browser logout in an app with `--revoke-on-logout` also
+//! revokes the tokens bound to the browser's `atbv` (B-6). B-10: the app needs the
+//! authorization_code grant.
 
-use super::{BindContext, TokenBinder};
+use async_trait::async_trait;
+
+use super::{
+    AuthzBinding, AuthzContext, BindContext, Evidence, TokenBinder, binding_ref, matches, record, requires_grant,
+};
 use crate::error::OAuthError;
-use crate::model::BindingType;
+use crate::model::{App, BindingType, GrantType};
 use crate::provider::Provider;
-use crate::secret::random_bytes;
+use crate::store::{BindingRecord, RevokeFilter, SessionRecord};
 
 pub const COOKIE: &str = "atbv";
 
 pub struct Cookie;
 
-impl TokenBinder for Cookie {
-    fn kind(&self) -> BindingType {
-        BindingType::Cookie
-    }
-
-    fn bind(&self, _: &BindContext<'_>) -> Result<Option<String>, OAuthError> {
-        Ok(None)
-    }
-}
-
 /// A random UUID v4 (RFC 9562 §5.4), lowercase hyphenated.
 pub fn new_uuid() -> String {
-    let mut b = random_bytes::<16>();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::secret::hex(&b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn is_uuid(v: &str) -> bool {
-    v.len() == 36
-        && v.char_indices().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() })
+    v.len() == 36 && uuid::Uuid::try_parse(v).is_ok()
 }
 
 /// B-7: the browser's existing `atbv` is kept only if a stored token is bound to it (so a value a
 /// third party planted in the cookie is not adopted); otherwise a new one is minted. Returns the
 /// value and whether the cookie must be (re)set.
-pub async fn value_for(p: &Provider, existing: Option<&str>) -> Result<(String, bool), OAuthError> {
+async fn value_for(p: &Provider, existing: Option<&str>) -> Result<(String, bool), OAuthError> {
     if let Some(v) = existing.filter(|v| is_uuid(v))
-        && p.store.binding_in_use(BindingType::Cookie, &super::binding_ref(v)).await?
+        && p.store.binding_in_use(BindingType::Cookie, &binding_ref(v)).await?
     {
         return Ok((v.to_string(), false));
     }
     Ok((new_uuid(), true))
+}
+
+#[async_trait]
+impl TokenBinder for Cookie {
+    fn kind(&self) -> BindingType {
+        BindingType::Cookie
+    }
+
+    fn check_app(&self, app: &App) -> Result<(), String> {
+        requires_grant(app, GrantType::AuthorizationCode, "authorization_code")
+    }
+
+    async fn at_authorization(&self, p: &Provider, ctx: &AuthzContext<'_>) -> Result<AuthzBinding, OAuthError> {
+        let (value, _) = value_for(p, ctx.atbv).await?;
+        Ok(AuthzBinding { binding: Some(record(BindingType::Cookie, &value, false)), set_atbv: Some(value) })
+    }
+
+    fn bind(&self, _: &BindContext<'_>) -> Result<Option<BindingRecord>, OAuthError> {
+        Ok(None)
+    }
+
+    async fn proven(&self, _: &Provider, b: &BindingRecord, ev: &Evidence<'_>) -> Result<bool, OAuthError> {
+        Ok(ev.atbv.is_some_and(|v| matches(b, v)))
+    }
+
+    fn on_logout(&self, session: &SessionRecord, ev: &Evidence<'_>) -> Option<RevokeFilter> {
+        let v = ev.atbv?;
+        Some(RevokeFilter {
+            user_id: Some(session.user_id.clone()),
+            binding_kind: Some(BindingType::Cookie),
+            binding_ref: Some(binding_ref(v)),
+            ..Default::default()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -61,5 +85,6 @@ mod tests {
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(u, new_uuid());
         assert!(!is_uuid("not-a-uuid"));
+        assert!(!is_uuid("{00000000-0000-4000-8000-000000000000}"));
     }
 }

@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::binding::{self, cookie, sso_session};
+use crate::binding::registry;
+use crate::binding::{AuthzBinding, AuthzContext};
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
 use crate::grant::{self, new_grant_id};
-use crate::model::{AppRecord, BindingType, GrantType};
+use crate::model::{AppRecord, GrantType};
 use crate::pkce;
 use crate::provider::Provider;
-use crate::secret::{b64url, hash_secret, random_bytes, random_token};
+use crate::secret::{hash_secret, random_token};
 use crate::store::{CodeRecord, SessionRecord};
 
 #[derive(Debug, Clone)]
@@ -168,42 +169,10 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
     ))
 }
 
-/// The name of the SSO session cookie.
-pub const SESSION_COOKIE: &str = "tether_session";
-
 /// Does this request need the user to log in again although a session exists (`prompt=login`,
 /// or a session older than `max_age`, OIDC Core §3.1.2.1)?
 pub fn needs_fresh_login(p: &Provider, req: &AuthzRequest, session: &SessionRecord) -> bool {
     req.prompt_login || req.max_age.is_some_and(|m| p.now() - session.auth_time > m || m == 0)
-}
-
-/// A live session for this cookie value, or `None`.
-pub async fn current_session(p: &Provider, cookie: Option<&str>) -> Result<Option<SessionRecord>, OAuthError> {
-    let Some(c) = cookie.filter(|c| c.len() <= 128) else { return Ok(None) };
-    let Some(s) = p.store.find_session(&hash_secret(c)).await? else { return Ok(None) };
-    let now = p.now();
-    if s.ended_at.is_some() || s.expires_at <= now || s.last_seen + p.config.session_idle_timeout <= now {
-        return Ok(None);
-    }
-    p.store.touch_session(&s.id, now).await?;
-    Ok(Some(s))
-}
-
-/// Start a login session. Returns the cookie value (shown once, stored as a hash).
-pub async fn start_session(p: &Provider, user_id: &str) -> Result<(SessionRecord, String), OAuthError> {
-    let now = p.now();
-    let cookie = random_token();
-    let s = SessionRecord {
-        id: b64url(&random_bytes::<16>()),
-        cookie_hash: hash_secret(&cookie),
-        user_id: user_id.to_string(),
-        auth_time: now,
-        expires_at: now + p.config.session_lifetime,
-        last_seen: now,
-        ended_at: None,
-    };
-    p.store.create_session(&s).await?;
-    Ok((s, cookie))
 }
 
 /// Issue a code for a validated request and a live session. Returns the redirect URL and, for a
@@ -215,20 +184,9 @@ pub async fn issue_code(
     session: &SessionRecord,
     atbv: Option<&str>,
 ) -> Result<(String, Option<String>), OAuthError> {
-    // B-2: browser bindings are fixed here and travel with the code.
-    let (binding, set_atbv) = match app.app.binding {
-        BindingType::Cookie => {
-            let (value, _) = cookie::value_for(p, atbv).await?;
-            (Some(binding::record(BindingType::Cookie, &value)), Some(value))
-        }
-        BindingType::SsoSession => {
-            (Some(binding::record(BindingType::SsoSession, &sso_session::session_key(&session.id))), None)
-        }
-        BindingType::Dpop | BindingType::None => {
-            (req.dpop_jkt.as_deref().map(|j| binding::record(BindingType::Dpop, j)), None)
-        }
-        _ => (None, None),
-    };
+    // B-2: what the app's binder fixes here travels with the code.
+    let ctx = AuthzContext { session, atbv, dpop_jkt: req.dpop_jkt.as_deref() };
+    let AuthzBinding { binding, set_atbv } = registry::binder(app.app.binding).at_authorization(p, &ctx).await?;
     let code = random_token();
     let now = p.now();
     let rec = CodeRecord {

@@ -2,22 +2,13 @@
 
 use serde_json::{Value, json};
 
-use crate::model::{AuthMethod, GrantType};
+use super::paths;
+use crate::model::AuthMethod;
 use crate::provider::Provider;
 
 pub fn metadata(p: &Provider) -> Value {
     let iss = p.issuer();
-    let grants: Vec<&str> = [
-        GrantType::AuthorizationCode,
-        GrantType::RefreshToken,
-        GrantType::Password,
-        GrantType::ClientCredentials,
-        GrantType::TokenExchange,
-        GrantType::DeviceCode,
-    ]
-    .iter()
-    .map(|g| g.as_str())
-    .collect();
+    let grants: Vec<&str> = crate::grant::registry::all().iter().map(|g| g.grant_type().as_str()).collect();
     let auth = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
@@ -35,14 +26,14 @@ pub fn metadata(p: &Provider) -> Value {
     .map(AuthMethod::as_str);
     let mut m = json!({
         "issuer": iss,
-        "authorization_endpoint": format!("{iss}/oauth2/authorize"),
-        "token_endpoint": format!("{iss}/oauth2/token"),
-        "jwks_uri": format!("{iss}/oauth2/jwks"),
-        "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
-        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
-        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
-        "device_authorization_endpoint": format!("{iss}/oauth2/device_authorize"),
-        "end_session_endpoint": format!("{iss}/oidc/logout"),
+        "authorization_endpoint": format!("{iss}{}", paths::AUTHORIZE),
+        "token_endpoint": format!("{iss}{}", paths::TOKEN),
+        "jwks_uri": format!("{iss}{}", paths::JWKS),
+        "userinfo_endpoint": format!("{iss}{}", paths::USERINFO),
+        "introspection_endpoint": format!("{iss}{}", paths::INTROSPECT),
+        "revocation_endpoint": format!("{iss}{}", paths::REVOKE),
+        "device_authorization_endpoint": format!("{iss}{}", paths::DEVICE_AUTHORIZE),
+        "end_session_endpoint": format!("{iss}{}", paths::LOGOUT),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": grants,
@@ -66,10 +57,10 @@ pub fn metadata(p: &Provider) -> Value {
     // requests certificates itself; the `[tls] mtls_listen` listener's when there is one.
     if let Some(base) = &p.config.mtls_base {
         m["mtls_endpoint_aliases"] = json!({
-            "token_endpoint": format!("{base}/oauth2/token"),
-            "revocation_endpoint": format!("{base}/oauth2/revoke"),
-            "introspection_endpoint": format!("{base}/oauth2/introspect"),
-            "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
+            "token_endpoint": format!("{base}{}", paths::TOKEN),
+            "revocation_endpoint": format!("{base}{}", paths::REVOKE),
+            "introspection_endpoint": format!("{base}{}", paths::INTROSPECT),
+            "userinfo_endpoint": format!("{base}{}", paths::USERINFO),
         });
     }
     m

@@ -4,12 +4,13 @@
 
 use serde_json::{Value, json};
 
+use crate::binding::registry;
 use crate::client_auth;
 use crate::error::OAuthError;
 use crate::form::Form;
 use crate::provider::Provider;
 use crate::store::BindingRecord;
-use crate::token::{self, Found, MAX_TOKEN_LEN};
+use crate::token::{self, Found, MAX_TOKEN_LEN, liveness};
 
 pub fn inactive() -> Value {
     json!({"active": false})
@@ -51,7 +52,7 @@ fn members(
     if let Some(b) = binding {
         v["binding_type"] = json!(b.kind.as_str());
         v["binding_ref"] = json!(b.reference);
-        if let Some(cnf) = crate::binding::cnf(b) {
+        if let Some(cnf) = registry::cnf(b) {
             v["cnf"] = cnf;
         }
     }
@@ -77,9 +78,7 @@ pub async fn handle(
     // Deleting an app revokes its tokens in the same transaction, so no app check is needed here.
     let visible = |client_id: &str| caller.app.introspect_any || caller.app.client_id == client_id;
     let out = match found {
-        Some(Found::Access(a))
-            if a.active(now) && visible(&a.client_id) && crate::binding::sso_session::access_alive(p, &a).await? =>
-        {
+        Some(Found::Access(a)) if a.active(now) && visible(&a.client_id) && liveness::access_alive(p, &a).await? => {
             let mut v = members(
                 p,
                 &a.client_id,
@@ -91,16 +90,14 @@ pub async fn handle(
                 a.expires_at,
                 a.binding.as_ref(),
             );
-            v["token_type"] = json!("Bearer");
+            v["token_type"] = json!(registry::token_type(a.binding.as_ref()));
             v["jti"] = json!(a.jti);
             if let Some(act) = a.act.as_deref().and_then(|x| serde_json::from_str::<Value>(x).ok()) {
                 v["act"] = act;
             }
             v
         }
-        Some(Found::Refresh(r))
-            if r.active(now) && visible(&r.client_id) && crate::binding::sso_session::refresh_alive(p, &r).await? =>
-        {
+        Some(Found::Refresh(r)) if r.active(now) && visible(&r.client_id) && liveness::refresh_alive(p, &r).await? => {
             let mut v = members(
                 p,
                 &r.client_id,

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::binding;
+use crate::binding::{Evidence, registry};
 use crate::error::OAuthError;
 use crate::form::Form;
-use crate::model::{AppRecord, BindingType};
+use crate::model::AppRecord;
 use crate::provider::Provider;
 use crate::store::{RevokeFilter, SessionRecord};
 
@@ -109,55 +109,33 @@ pub fn redirect_after(req: &LogoutRequest) -> Option<String> {
     Some(u.to_string())
 }
 
-/// End a login session and revoke what B-6 says. `atbv`: the browser's `atbv` cookie. Returns
-/// how many tokens were revoked.
-pub async fn end_session(p: &Provider, session: &SessionRecord, atbv: Option<&str>) -> Result<u64, OAuthError> {
+/// End a login session and revoke what B-6 says, as each binding type's binder describes it.
+/// `ev`: what the browser presents (its `atbv` cookie). Returns how many tokens were revoked.
+pub async fn end_session(p: &Provider, session: &SessionRecord, ev: &Evidence<'_>) -> Result<u64, OAuthError> {
     let now = p.now();
     p.store.end_session(&session.id, now).await?;
-    // Tokens bound to this session, in every app, whatever the flags.
-    let mut revoked = p
-        .store
-        .revoke_matching(
-            &RevokeFilter {
-                session_id: Some(session.id.clone()),
-                binding_kind: Some(BindingType::SsoSession),
-                ..Default::default()
-            },
-            now,
-        )
-        .await?;
+    let mut revoked = 0;
+    // Tokens tied to this session by their binding type, in every app, whatever the flags.
+    for kind in registry::tied_to_session() {
+        let f = RevokeFilter { session_id: Some(session.id.clone()), binding_kind: Some(kind), ..Default::default() };
+        revoked += p.store.revoke_matching(&f, now).await?;
+    }
     let revoke_on_logout: Vec<String> =
         p.store.list_apps().await?.into_iter().filter(|a| a.app.revoke_on_logout).map(|a| a.app.client_id).collect();
     if !revoke_on_logout.is_empty() {
         // Apps with --revoke-on-logout: the user's tokens issued through this session, except
-        // device-flow and client-request tokens (B-6: a browser logout never touches them).
-        revoked += p
-            .store
-            .revoke_matching(
-                &RevokeFilter {
-                    session_id: Some(session.id.clone()),
-                    client_ids: Some(revoke_on_logout.clone()),
-                    spare_request_bound: true,
-                    ..Default::default()
-                },
-                now,
-            )
-            .await?;
-        // The browser's `atbv` binding: its tokens of the same user in those apps.
-        if let Some(v) = atbv {
-            revoked += p
-                .store
-                .revoke_matching(
-                    &RevokeFilter {
-                        user_id: Some(session.user_id.clone()),
-                        binding_kind: Some(BindingType::Cookie),
-                        binding_ref: Some(binding::binding_ref(v)),
-                        client_ids: Some(revoke_on_logout),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
+        // those whose binding type a browser logout never touches (B-6).
+        let f = RevokeFilter {
+            session_id: Some(session.id.clone()),
+            client_ids: Some(revoke_on_logout.clone()),
+            spare_binding_kinds: registry::spared_by_logout(),
+            ..Default::default()
+        };
+        revoked += p.store.revoke_matching(&f, now).await?;
+        // What else each binding type revokes on a browser logout (the `atbv` cookie's tokens).
+        for mut f in registry::all().filter_map(|b| b.on_logout(session, ev)) {
+            f.client_ids = Some(revoke_on_logout.clone());
+            revoked += p.store.revoke_matching(&f, now).await?;
         }
     }
     tracing::info!(sid = %session.id, revoked, "login session ended");

@@ -5,6 +5,7 @@ pub mod device;
 pub mod discovery;
 pub mod introspect;
 pub mod logout;
+pub mod paths;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;

@@ -1,6 +1,7 @@
 //! Token revocation (RFC 7009). Revoking either token of a pair revokes both; revoking a refresh
 //! token revokes its whole rotation family. Unknown tokens answer 200 (§2.2).
 
+use crate::binding::registry;
 use crate::client_auth;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
@@ -29,7 +30,7 @@ pub async fn handle(
             // proof (the same certificate, the atbv cookie, the live session).
             if let Some(b) = &a.binding
                 && caller.app.validate_binding
-                && !crate::binding::proven(p, b, evidence).await?
+                && !registry::binder(b.kind).proven(p, b, evidence).await?
             {
                 return Err(OAuthError::new(
                     ErrorCode::AccessDenied,

@@ -1,75 +1,66 @@
-//! OpenID Connect userinfo (Core §5.3) with Bearer tokens (RFC 6750).
+//! OpenID Connect userinfo (Core §5.3): a protected resource of Tether's own. The presented token
+//! goes through the same resource-side check as at the gateway ([`crate::resource`]): bound
+//! certificates and DPoP keys are always proven (token-binding.md B-5, RFC 8705 §3, RFC 9449 §7);
+//! with `--validate-binding` the other binding types are proven too, by their binders.
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::binding::{Evidence, proven};
+use super::paths;
+use crate::binding::registry::binder;
+use crate::binding::{Evidence, dpop};
+use crate::dpop::ProofOk;
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::BindingType;
 use crate::provider::Provider;
+use crate::resource::{self, Confirmation, Credentials, Policy, ProofChecker, ResourceRequest};
 use crate::scope;
 use crate::secret::hash_secret;
-use crate::token::MAX_TOKEN_LEN;
 use crate::token::id_token::profile_claims;
+use crate::token::liveness;
 
-/// `evidence`: what the request presents. A certificate-bound token is only accepted with its
-/// certificate (token-binding.md B-5, RFC 8705 §3); with `--validate-binding`, the other binding
-/// types are checked too.
-/// `dpop`: `Some(proof header)` when the request used the `DPoP` scheme (RFC 9449 §7), with the
-/// request `method` the proof must name.
-pub async fn handle(
-    p: &Provider,
-    token: &str,
-    dpop: Option<Option<&str>>,
-    method: &str,
-    evidence: &Evidence<'_>,
-) -> Result<Value, OAuthError> {
+/// DPoP proofs at the authorization server: its issuer (or mTLS alias) URLs, its replay table.
+struct Proofs<'a>(&'a Provider);
+
+#[async_trait]
+impl ProofChecker for Proofs<'_> {
+    fn verify(&self, proof: &str, method: &str, path: &str, token: &str) -> Result<ProofOk, OAuthError> {
+        dpop::verify_proof(self.0, proof, method, path, Some(token))
+    }
+    async fn spend(&self, ok: &ProofOk) -> Result<(), OAuthError> {
+        dpop::spend(self.0, ok).await
+    }
+}
+
+pub struct UserinfoRequest<'a> {
+    pub method: &'a str,
+    pub credentials: &'a Credentials,
+    /// Every `DPoP` header value.
+    pub dpop: Vec<&'a [u8]>,
+    /// The client certificate and cookies.
+    pub evidence: Evidence<'a>,
+}
+
+pub async fn handle(p: &Provider, req: UserinfoRequest<'_>) -> Result<Value, OAuthError> {
     let bad = || OAuthError::invalid_token("the access token is unknown, expired or revoked");
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(bad());
-    }
+    let token = req.credentials.token.as_str();
     let rec = p.store.find_access(&hash_secret(token)).await?.ok_or_else(bad)?;
-    if !rec.active(p.now()) || !crate::binding::sso_session::access_alive(p, &rec).await? {
+    if !rec.active(p.now()) || !liveness::access_alive(p, &rec).await? {
         return Err(bad());
     }
-    let bound_dpop = rec.binding.as_ref().filter(|b| b.kind == BindingType::Dpop);
-    let proof = match (bound_dpop, dpop) {
-        (Some(_), None) => {
-            return Err(OAuthError::invalid_token("the access token is DPoP-bound: use the DPoP scheme with a proof"));
-        }
-        (None, Some(_)) => {
-            return Err(OAuthError::invalid_token(
-                "the DPoP scheme was used with an access token that is not DPoP-bound",
-            ));
-        }
-        (Some(_), Some(None)) => {
-            return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP header is missing"));
-        }
-        (Some(_), Some(Some(h))) => {
-            Some(crate::binding::dpop::check_proof(p, h, method, "/oauth2/userinfo", Some(token)).await?)
-        }
-        (None, None) => None,
+    let thumbprint = req.evidence.peer_cert.map(|c| c.thumbprint());
+    let rr = ResourceRequest {
+        method: req.method,
+        path: paths::USERINFO,
+        credentials: req.credentials,
+        dpop: req.dpop,
+        cert_thumbprint: thumbprint.as_deref(),
     };
-    let evidence = Evidence { dpop: proof.as_ref(), ..*evidence };
-    let evidence = &evidence;
+    resource::check(&rr, &Confirmation::of(rec.binding.as_ref()), Policy::OPTIONAL, &Proofs(p)).await?;
     if let Some(b) = &rec.binding {
-        if b.kind == BindingType::Dpop {
-            if !proven(p, b, evidence).await? {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidDpopProof,
-                    "the DPoP proof is not signed with the key the access token is bound to",
-                ));
-            }
-        } else if b.kind == BindingType::Certificate {
-            if !proven(p, b, evidence).await? {
-                return Err(OAuthError::invalid_token(
-                    "the access token is bound to a client certificate that this request did not present",
-                ));
-            }
-        } else {
-            let validate = p.find_app(&rec.client_id).await?.is_some_and(|a| a.app.validate_binding);
-            if validate && !proven(p, b, evidence).await? {
-                return Err(OAuthError::invalid_request("Valid token binding value not present in the request."));
-            }
+        let binder = binder(b.kind);
+        let validate = p.find_app(&rec.client_id).await?.is_some_and(|a| a.app.validate_binding);
+        if !binder.sender_constrained() && validate && !binder.proven(p, b, &req.evidence).await? {
+            return Err(OAuthError::invalid_request("Valid token binding value not present in the request."));
         }
     }
     if !scope::contains(&rec.scope, "openid") {

@@ -2,7 +2,9 @@
 //! consumed atomically with issuance ([`Precondition::ConsumeCode`]); a replayed code revokes the
 //! tokens issued from it.
 
-use super::{Subject, Validated};
+use async_trait::async_trait;
+
+use super::{Grant, GrantContext, Subject, Validated};
 use crate::error::OAuthError;
 use crate::form::Form;
 use crate::model::{App, GrantType};
@@ -13,7 +15,20 @@ use crate::store::Precondition;
 
 pub const GRANT_TYPE: GrantType = GrantType::AuthorizationCode;
 
-pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
+pub struct AuthorizationCode;
+
+#[async_trait]
+impl Grant for AuthorizationCode {
+    fn grant_type(&self) -> GrantType {
+        GRANT_TYPE
+    }
+
+    async fn validate(&self, ctx: &GrantContext<'_>) -> Result<Validated, OAuthError> {
+        handle(ctx.p, ctx.app, ctx.form).await
+    }
+}
+
+async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
     let code = form.require("code")?;
     let code_hash = hash_secret(code);
     let Some(rec) = p.store.find_code(&code_hash).await? else {

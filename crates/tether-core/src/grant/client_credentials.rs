@@ -1,6 +1,8 @@
 //! `client_credentials` (RFC 6749 §4.4): the client acts for itself. No refresh token (§4.4.3).
 
-use super::{Validated, requested_audience, requested_scopes};
+use async_trait::async_trait;
+
+use super::{Grant, GrantContext, Validated, requested_audience, requested_scopes};
 use crate::error::OAuthError;
 use crate::form::Form;
 use crate::model::{App, GrantType};
@@ -8,7 +10,20 @@ use crate::store::Precondition;
 
 pub const GRANT_TYPE: GrantType = GrantType::ClientCredentials;
 
-pub fn handle(app: &App, form: &Form) -> Result<Validated, OAuthError> {
+pub struct ClientCredentials;
+
+#[async_trait]
+impl Grant for ClientCredentials {
+    fn grant_type(&self) -> GrantType {
+        GRANT_TYPE
+    }
+
+    async fn validate(&self, ctx: &GrantContext<'_>) -> Result<Validated, OAuthError> {
+        handle(ctx.app, ctx.form)
+    }
+}
+
+fn handle(app: &App, form: &Form) -> Result<Validated, OAuthError> {
     if app.public {
         return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
     }

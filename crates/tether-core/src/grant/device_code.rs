@@ -5,7 +5,9 @@
 //!
 //! Device tokens carry no login session: a browser logout never revokes them (B-6).
 
-use super::{Subject, Validated};
+use async_trait::async_trait;
+
+use super::{Grant, GrantContext, Subject, Validated};
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
 use crate::model::{App, GrantType};
@@ -15,7 +17,20 @@ use crate::store::{DeviceStatus, Precondition};
 
 pub const GRANT_TYPE: GrantType = GrantType::DeviceCode;
 
-pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
+pub struct DeviceCode;
+
+#[async_trait]
+impl Grant for DeviceCode {
+    fn grant_type(&self) -> GrantType {
+        GRANT_TYPE
+    }
+
+    async fn validate(&self, ctx: &GrantContext<'_>) -> Result<Validated, OAuthError> {
+        handle(ctx.p, ctx.app, ctx.form).await
+    }
+}
+
+async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
     let device_code = form.require("device_code")?;
     let hash = hash_secret(device_code);
     let now = p.now();

@@ -1,19 +1,46 @@
 //! Grants: one module per `grant_type` wire value, all the same shape (ARCHITECTURE.md pattern 1):
-//! parse the form, check it, and return a [`Validated`] grant. No grant mints or stores a token;
-//! that happens once, for all of them, in [`crate::endpoint::token`].
+//! a unit struct implementing [`Grant`] — its wire value, and `validate`, which parses its
+//! parameters from the form (missing → `invalid_request`), checks them against the
+//! [`GrantContext`] and returns a [`Validated`] grant. No grant mints or stores a token; that
+//! happens once, for all of them, in [`crate::endpoint::token`]. [`registry`] lists them: the
+//! token endpoint's dispatch and discovery's `grant_types_supported` both come from it.
 
 pub mod authorization_code;
 pub mod client_credentials;
 pub mod device_code;
 pub mod password;
 pub mod refresh_token;
+pub mod registry;
 pub mod token_exchange;
 
+use async_trait::async_trait;
+
+use crate::binding::Evidence;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
 use crate::model::{App, GrantType};
+use crate::provider::Provider;
 use crate::scope;
 use crate::store::{BindingRecord, Precondition};
+
+/// What a grant may look at: the authenticated client, the request's form and evidence.
+pub struct GrantContext<'a> {
+    pub p: &'a Provider,
+    pub app: &'a App,
+    pub form: &'a Form,
+    /// The client certificate and the verified DPoP proof (token exchange proves a bound subject
+    /// token with them).
+    pub evidence: Evidence<'a>,
+}
+
+#[async_trait]
+pub trait Grant: Send + Sync {
+    /// The `grant_type` wire value this module handles.
+    fn grant_type(&self) -> GrantType;
+    /// Parse and check the request; nothing is written except what the grant's own protocol
+    /// requires (a device poll, revoking the family of a replayed refresh token).
+    async fn validate(&self, ctx: &GrantContext<'_>) -> Result<Validated, OAuthError>;
+}
 
 #[derive(Debug, Clone)]
 pub struct Subject {

@@ -1,16 +1,32 @@
 //! `password` (RFC 6749 §4.3): resource owner password credentials. The password is checked with
 //! argon2id on a blocking thread; an unknown user costs the same time as a wrong password.
 
-use super::{Subject, Validated, requested_audience, requested_scopes};
+use async_trait::async_trait;
+
+use super::{Grant, GrantContext, Subject, Validated, requested_audience, requested_scopes};
 use crate::error::OAuthError;
 use crate::form::Form;
+use crate::login::{check_credentials, login_blocked, record_login};
 use crate::model::{App, GrantType};
 use crate::provider::Provider;
 use crate::store::Precondition;
 
 pub const GRANT_TYPE: GrantType = GrantType::Password;
 
-pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
+pub struct Password;
+
+#[async_trait]
+impl Grant for Password {
+    fn grant_type(&self) -> GrantType {
+        GRANT_TYPE
+    }
+
+    async fn validate(&self, ctx: &GrantContext<'_>) -> Result<Validated, OAuthError> {
+        handle(ctx.p, ctx.app, ctx.form).await
+    }
+}
+
+async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
     let username = form.require("username")?;
     let password = form.require("password")?.to_string();
     let scopes = requested_scopes(app, form)?;
@@ -39,51 +55,4 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
         act: None,
         preset_binding: None,
     })
-}
-
-/// Seconds until this username (or source address) may try a password again, if throttled.
-pub fn login_blocked(p: &Provider, username: &str, addr: Option<&str>) -> Option<i64> {
-    let now = p.now();
-    p.throttles
-        .login_user
-        .blocked(username, now)
-        .into_iter()
-        .chain(addr.and_then(|a| p.throttles.login_addr.blocked(a, now)))
-        .max()
-}
-
-/// Count a failed attempt (or forget the username's failures after a success).
-pub fn record_login(p: &Provider, username: &str, addr: Option<&str>, ok: bool) {
-    let now = p.now();
-    if ok {
-        p.throttles.login_user.clear(username);
-        return;
-    }
-    p.throttles.login_user.fail(username, now);
-    if let Some(a) = addr {
-        p.throttles.login_addr.fail(a, now);
-    }
-}
-
-/// Shared with the login page.
-pub async fn check_credentials(
-    p: &Provider,
-    username: &str,
-    password: String,
-) -> Result<crate::model::UserRecord, OAuthError> {
-    let user = p.store.get_user_by_name(username).await?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => crate::password::verify(&password, &h),
-        None => {
-            crate::password::verify(&password, crate::password::dummy_hash());
-            false
-        }
-    })
-    .await
-    .map_err(|e| OAuthError::server(e.to_string()))?;
-    match user {
-        Some(u) if ok => Ok(u),
-        _ => Err(OAuthError::invalid_grant("invalid username or password")),
-    }
 }

@@ -2,7 +2,9 @@
 //! family; presenting a rotated one revokes the family (OAuth 2.0 Security BCP §4.14.2). The new
 //! access token inherits the refresh token's binding (token-binding.md B-1).
 
-use super::{Inherited, Subject, Validated};
+use async_trait::async_trait;
+
+use super::{Grant, GrantContext, Inherited, Subject, Validated};
 use crate::error::OAuthError;
 use crate::form::Form;
 use crate::model::{App, GrantType};
@@ -13,7 +15,20 @@ use crate::store::Precondition;
 
 pub const GRANT_TYPE: GrantType = GrantType::RefreshToken;
 
-pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
+pub struct RefreshToken;
+
+#[async_trait]
+impl Grant for RefreshToken {
+    fn grant_type(&self) -> GrantType {
+        GRANT_TYPE
+    }
+
+    async fn validate(&self, ctx: &GrantContext<'_>) -> Result<Validated, OAuthError> {
+        handle(ctx.p, ctx.app, ctx.form).await
+    }
+}
+
+async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
     let presented = form.require("refresh_token")?;
     let now = p.now();
     let Some(rec) = p.store.find_refresh(&hash_secret(presented)).await? else {
@@ -34,7 +49,7 @@ pub async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, O
     if rec.expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
-    if !crate::binding::sso_session::refresh_alive(p, &rec).await? {
+    if !crate::token::liveness::refresh_alive(p, &rec).await? {
         return Err(OAuthError::invalid_grant("the login session this refresh token belongs to has ended"));
     }
     let granted: Vec<String> = rec.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();

@@ -18,12 +18,14 @@
 
 use serde_json::{Value, json};
 
-use super::{Subject, Validated, resolve_audience};
-use crate::binding;
-use crate::cert::ClientCert;
+use async_trait::async_trait;
+
+use super::{Grant, GrantContext, Subject, Validated, resolve_audience};
+use crate::binding::Evidence;
+use crate::binding::registry;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
-use crate::model::{App, BindingType, GrantType};
+use crate::model::{App, GrantType};
 use crate::provider::Provider;
 use crate::scope;
 use crate::store::{AccessTokenRecord, Precondition};
@@ -51,51 +53,42 @@ async fn active_access(p: &Provider, form: &Form, param: &str) -> Result<AccessT
     }
     match token::find(p, value, Some("access_token")).await? {
         // A token whose login session ended is not active, even if nobody has noticed yet (B-4).
-        Some(Found::Access(a)) if a.active(p.now()) && crate::binding::sso_session::access_alive(p, &a).await? => Ok(a),
+        Some(Found::Access(a)) if a.active(p.now()) && crate::token::liveness::access_alive(p, &a).await? => Ok(a),
         _ => Err(OAuthError::invalid_request(format!(
             "{param} is not an active access token of this server (unknown, expired or revoked)"
         ))),
     }
 }
 
-/// B-9: a bound subject token is proven on the exchange request as it would be at a resource.
-fn prove_binding(
-    subject: &AccessTokenRecord,
-    peer_cert: Option<&ClientCert>,
-    proof: Option<&crate::dpop::ProofOk>,
-) -> Result<(), OAuthError> {
+/// B-9: a bound subject token is proven on the exchange request as it would be at a resource:
+/// its binder's own check, for the sender-constrained types.
+async fn prove_binding(p: &Provider, subject: &AccessTokenRecord, ev: &Evidence<'_>) -> Result<(), OAuthError> {
     let Some(b) = &subject.binding else { return Ok(()) };
-    match b.kind {
-        BindingType::Certificate => {
-            let proven = peer_cert.is_some_and(|c| binding::matches(b, &c.thumbprint()));
-            if proven {
-                Ok(())
-            } else {
-                Err(OAuthError::invalid_request(
-                    "the subject_token is bound to a client certificate that this request did not present",
-                ))
-            }
-        }
-        BindingType::Dpop => {
-            if proof.is_some_and(|d| binding::matches(b, &d.jkt)) {
-                Ok(())
-            } else {
-                Err(OAuthError::invalid_request(
-                    "the subject_token is DPoP-bound; the request needs a DPoP proof signed with its key",
-                ))
-            }
-        }
-        _ => Ok(()),
+    let binder = registry::binder(b.kind);
+    if binder.sender_constrained() && !binder.proven(p, b, ev).await? {
+        return Err(OAuthError::invalid_request(format!(
+            "the subject_token is bound ({}) and this request does not prove it: present the bound client \
+             certificate or a DPoP proof signed with the bound key",
+            b.kind
+        )));
+    }
+    Ok(())
+}
+
+pub struct TokenExchange;
+
+#[async_trait]
+impl Grant for TokenExchange {
+    fn grant_type(&self) -> GrantType {
+        GRANT_TYPE
+    }
+
+    async fn validate(&self, ctx: &GrantContext<'_>) -> Result<Validated, OAuthError> {
+        handle(ctx.p, ctx.app, ctx.form, &ctx.evidence).await
     }
 }
 
-pub async fn handle(
-    p: &Provider,
-    app: &App,
-    form: &Form,
-    peer_cert: Option<&ClientCert>,
-    proof: Option<&crate::dpop::ProofOk>,
-) -> Result<Validated, OAuthError> {
+async fn handle(p: &Provider, app: &App, form: &Form, ev: &Evidence<'_>) -> Result<Validated, OAuthError> {
     if app.public {
         return Err(OAuthError::unauthorized_client("public clients cannot exchange tokens"));
     }
@@ -115,7 +108,7 @@ pub async fn handle(
             "the subject_token was neither issued for this client (aud) nor by a client it lists in --exchange-from",
         ));
     }
-    prove_binding(&subject, peer_cert, proof)?;
+    prove_binding(p, &subject, ev).await?;
 
     let granted: Vec<&str> = subject.scope.split(' ').filter(|s| !s.is_empty()).collect();
     let scopes: Vec<String> = match form.get("scope") {

@@ -35,7 +35,7 @@ pub fn claims(issuer: &str, rec: &AccessTokenRecord) -> Value {
     if let Some(b) = &rec.binding {
         c["binding_type"] = json!(b.kind.as_str());
         c["binding_ref"] = json!(b.reference);
-        if let Some(cnf) = crate::binding::cnf(b) {
+        if let Some(cnf) = crate::binding::registry::cnf(b) {
             c["cnf"] = cnf;
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod id_token;
 pub mod jwt;
+pub mod liveness;
 pub mod opaque;
 
 use crate::error::OAuthError;
