@@ -9,6 +9,7 @@ mod certificate;
 mod code_flow;
 mod device;
 mod dpop;
+mod dpop_algs;
 mod errors;
 mod exchange;
 mod gateway;
