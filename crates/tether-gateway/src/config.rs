@@ -42,22 +42,11 @@ pub struct FileConfig {
 }
 
 /// `off | optional | strict` (gateway.md G-4, G-5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PopMode {
-    Off,
-    Optional,
-    Strict,
-}
+pub use tether_core::resource::PopMode;
 
-impl PopMode {
-    fn parse(key: &str, v: Option<&str>) -> Result<Self, String> {
-        match v.unwrap_or("optional") {
-            "off" => Ok(Self::Off),
-            "optional" => Ok(Self::Optional),
-            "strict" => Ok(Self::Strict),
-            other => Err(format!("{key} = {other:?}: use off, optional or strict")),
-        }
-    }
+fn pop_mode(key: &str, v: Option<&str>) -> Result<PopMode, String> {
+    let v = v.unwrap_or("optional");
+    PopMode::parse(v).ok_or_else(|| format!("{key} = {v:?}: use off, optional or strict"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +137,8 @@ impl Config {
         if auth_methods.is_empty() {
             return Err("auth_methods must name at least one method".into());
         }
-        let pop_mtls = PopMode::parse("proof_of_possession_mtls", f.proof_of_possession_mtls.as_deref())?;
-        let pop_dpop = PopMode::parse("proof_of_possession_dpop", f.proof_of_possession_dpop.as_deref())?;
+        let pop_mtls = pop_mode("proof_of_possession_mtls", f.proof_of_possession_mtls.as_deref())?;
+        let pop_dpop = pop_mode("proof_of_possession_dpop", f.proof_of_possession_dpop.as_deref())?;
         if pop_mtls == PopMode::Strict && pop_dpop == PopMode::Strict {
             return Err(
                 "proof_of_possession_mtls and proof_of_possession_dpop cannot both be strict: a token carries one confirmation (G-3)"

@@ -1,28 +1,32 @@
-//! DPoP proofs at the gateway (gateway.md G-5, RFC 9449 §7): every check of §4.3 through
-//! `tether_core::dpop` — one `DPoP` header, `typ`, asymmetric `alg`, public `jwk`, signature,
-//! `htm`, `htu` = `public_url` + path (never the `Host` header), `iat` window, `ath`, `jkt` — plus
-//! the `jti` replay cache: in memory, or in a database (`replay_store = "postgres://…"` or
-//! `"sqlite://…"`) shared by every gateway node.
+//! DPoP proofs at the gateway (gateway.md G-5, RFC 9449 §7): the [`ProofChecker`] that core's
+//! resource-side check calls — every check of §4.3 through `tether_core::dpop` with `htu` =
+//! `public_url` + path (never the `Host` header) — plus the `jti` replay cache: in memory, or in a
+//! database (`replay_store = "postgres://…"` or `"sqlite://…"`, feature `db-replay`) shared by
+//! every gateway node.
 //!
 //! Nonces (`dpop_use_nonce`) are stateless: a MAC over their issue time, with a key derived from
 //! the gateway's `client_secret` or `session_secret`, so gateway nodes with the same configuration
 //! accept each other's nonces.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+#[cfg(feature = "db-replay")]
+use std::sync::Arc;
+use std::sync::Mutex;
 
-use http::HeaderValue;
-use http::request::Parts;
+use async_trait::async_trait;
 use tether_core::crypto::MacKey;
-use tether_core::dpop::{self, DpopError, Expect};
-use tether_core::secret::{ct_eq, random_bytes, sha256};
-use tether_core::store::Store;
+use tether_core::dpop::{self, DpopError, Expect, ProofOk};
+use tether_core::error::{ErrorCode, OAuthError};
+use tether_core::resource::ProofChecker;
+use tether_core::secret::{random_bytes, sha256};
 
-use crate::guard::{Guard, Rejection};
+use crate::config::Config;
 
 pub enum ReplayStore {
     Memory(Mutex<HashMap<String, i64>>),
-    Shared(Arc<dyn Store>),
+    /// A database shared by every gateway node (feature `db-replay`).
+    #[cfg(feature = "db-replay")]
+    Shared(Arc<dyn tether_core::store::Store>),
 }
 
 const MAX_MEMORY: usize = 200_000;
@@ -35,8 +39,18 @@ impl ReplayStore {
         if !(spec.starts_with("postgres") || spec.starts_with("sqlite:")) {
             return Err(format!("replay_store = {spec:?}: use \"memory\" or a postgres:// / sqlite:// database URL"));
         }
+        Self::open_shared(spec).await
+    }
+
+    #[cfg(feature = "db-replay")]
+    async fn open_shared(spec: &str) -> Result<Self, String> {
         let store = tether_store::open(spec, 4).await.map_err(|e| format!("replay_store: {e}"))?;
         Ok(ReplayStore::Shared(store))
+    }
+
+    #[cfg(not(feature = "db-replay"))]
+    async fn open_shared(spec: &str) -> Result<Self, String> {
+        Err(format!("replay_store = {spec:?}: this build has no database replay store (feature db-replay)"))
     }
 
     /// True when `key` is new (and is now remembered until `until`).
@@ -55,12 +69,13 @@ impl ReplayStore {
                     }
                 }
             }
+            #[cfg(feature = "db-replay")]
             ReplayStore::Shared(s) => s.dpop_jti_fresh(key, until).await.map_err(|e| e.to_string()),
         }
     }
 }
 
-pub fn nonce_key(cfg: &crate::Config) -> MacKey {
+pub fn nonce_key(cfg: &Config) -> MacKey {
     let seed = cfg.client_secret.clone().or_else(|| cfg.session_secret.clone());
     match seed {
         Some(s) => MacKey::new(&sha256(format!("tether-gateway-dpop-nonce:{s}").as_bytes())),
@@ -68,60 +83,50 @@ pub fn nonce_key(cfg: &crate::Config) -> MacKey {
     }
 }
 
-fn invalid(d: impl Into<String>) -> Rejection {
-    Rejection {
-        status: http::StatusCode::UNAUTHORIZED,
-        error: Some("invalid_dpop_proof"),
-        description: d.into(),
-        headers: Vec::new(),
-    }
+/// DPoP proofs as core's resource-side check needs them: `htu` = `public_url` + path, the
+/// gateway's nonce key, its replay store.
+pub struct GatewayProofs<'a> {
+    pub cfg: &'a Config,
+    pub now: i64,
+    pub nonce_key: &'a MacKey,
+    pub replay: &'a ReplayStore,
 }
 
-/// Check the request's DPoP proof for an access token bound to `jkt`.
-pub async fn check(g: &Guard, parts: &Parts, token: &str, jkt: &str) -> Result<(), Rejection> {
-    let mut all = parts.headers.get_all("dpop").iter();
-    let Some(header) = all.next() else { return Err(invalid("the DPoP header is missing")) };
-    if all.next().is_some() {
-        return Err(invalid("more than one DPoP header"));
-    }
-    let proof = header.to_str().map_err(|_| invalid("the DPoP header is not text"))?;
-    let url = format!("{}{}", g.cfg.public_url, parts.uri.path());
-    let now = g.clock.now();
-    let lifetime = i64::try_from(g.cfg.dpop_proof_lifetime).unwrap_or(300);
-    let e = Expect {
-        method: parts.method.as_str(),
-        url: &url,
-        access_token: Some(token),
-        now,
-        lifetime,
-        nonce: g.cfg.dpop_use_nonce.then_some(&g.dpop_nonce_key),
-    };
-    let ok = match dpop::verify(proof, &e) {
-        Ok(ok) => ok,
-        Err(DpopError::Invalid(d)) => return Err(invalid(d)),
-        Err(DpopError::UseNonce(d)) => {
-            let nonce = dpop::new_nonce(&g.dpop_nonce_key, now);
-            let mut r = Rejection {
-                status: http::StatusCode::UNAUTHORIZED,
-                error: Some("use_dpop_nonce"),
-                description: d,
-                headers: Vec::new(),
-            };
-            if let Ok(v) = HeaderValue::from_str(&nonce) {
-                r.headers.push((http::HeaderName::from_static("dpop-nonce"), v));
+#[async_trait]
+impl ProofChecker for GatewayProofs<'_> {
+    fn verify(&self, proof: &str, method: &str, path: &str, token: &str) -> Result<ProofOk, OAuthError> {
+        let url = format!("{}{path}", self.cfg.public_url);
+        let e = Expect {
+            method,
+            url: &url,
+            access_token: Some(token),
+            now: self.now,
+            lifetime: i64::try_from(self.cfg.dpop_proof_lifetime).unwrap_or(300),
+            nonce: self.cfg.dpop_use_nonce.then_some(self.nonce_key),
+        };
+        dpop::verify(proof, &e).map_err(|e| match e {
+            DpopError::Invalid(d) => OAuthError::new(ErrorCode::InvalidDpopProof, d),
+            DpopError::UseNonce(d) => {
+                let mut err = OAuthError::new(ErrorCode::UseDpopNonce, d);
+                err.dpop_nonce = Some(dpop::new_nonce(self.nonce_key, self.now));
+                err
             }
-            return Err(r);
-        }
-    };
-    if !ct_eq(ok.jkt.as_bytes(), jkt.as_bytes()) {
-        return Err(invalid("the DPoP proof is not signed with the key the access token is bound to (jkt)"));
+        })
     }
-    match g.replay.fresh(&dpop::replay_key(&ok), ok.replay_until, now).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(invalid("the DPoP proof was already used (jti replay)")),
-        Err(e) => {
-            tracing::warn!(error = %e, "DPoP replay store unavailable");
-            Err(Rejection::unavailable("the DPoP replay cache cannot be reached; try again"))
+
+    async fn spend(&self, ok: &ProofOk) -> Result<(), OAuthError> {
+        match self.replay.fresh(&dpop::replay_key(ok), ok.replay_until, self.now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err(OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP proof was already used (jti replay)"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "DPoP replay store unavailable");
+                Err(OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the DPoP replay cache cannot be reached; try again",
+                ))
+            }
         }
     }
 }

@@ -16,11 +16,15 @@ use serde_json::{Value, json};
 use tether_core::cert::ClientCertTrust;
 use tether_core::clock::SharedClock;
 use tether_core::keys::{parse_jws, verify_with_jwk};
-use tether_core::secret::ct_eq;
-use tether_server::client_cert::{CaTrust, ProxyCertConfig, inspect};
-use tether_server::tls::ConnInfo;
+use tether_tls::accept::ConnInfo;
+use tether_tls::client_cert::{CaTrust, ProxyCertConfig, inspect};
 
-use crate::config::{AuthMethod, Config, PopMode};
+use tether_core::error::{ErrorCode, OAuthError};
+use tether_core::resource::{self, Confirmation, Credentials, Policy, Refusal, ResourceRequest};
+
+use crate::cache::{TokenCache, token_hash};
+use crate::config::{AuthMethod, Config};
+use crate::dpop::{self, GatewayProofs};
 use crate::issuer::{Issuer, IssuerError};
 
 /// Signature algorithms accepted on access tokens (asymmetric only).
@@ -41,7 +45,8 @@ pub struct Authenticated {
     pub method: AuthMethod,
 }
 
-/// A refusal, rendered per G-6.
+/// A refusal, rendered per G-6. Refusals of the resource-side check are core's
+/// [`Refusal`]s, mapped here to a status; the gateway adds its own (413, 502, 503).
 #[derive(Debug)]
 pub struct Rejection {
     pub status: StatusCode,
@@ -52,15 +57,45 @@ pub struct Rejection {
     pub headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
+/// The status of each error code at a resource (RFC 6750 §3.1, RFC 9449 §7.1).
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNAUTHORIZED,
+    }
+}
+
+impl From<OAuthError> for Rejection {
+    fn from(e: OAuthError) -> Self {
+        let mut headers = Vec::new();
+        if let Some(v) = e.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+            headers.push((http::HeaderName::from_static("dpop-nonce"), v));
+        }
+        Rejection { status: status_of(e.code), error: Some(e.code.as_str()), description: e.description, headers }
+    }
+}
+
+impl From<Refusal> for Rejection {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NoCredentials => Rejection::no_credentials(),
+            Refusal::Error(e) => e.into(),
+        }
+    }
+}
+
 impl Rejection {
     fn new(status: StatusCode, error: &'static str, d: impl Into<String>) -> Self {
         Rejection { status, error: Some(error), description: d.into(), headers: Vec::new() }
     }
     pub fn invalid_token(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", d)
+        OAuthError::invalid_token(d).into()
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+        OAuthError::invalid_request(d).into()
     }
     pub fn unavailable(d: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d)
@@ -73,13 +108,19 @@ impl Rejection {
             headers: Vec::new(),
         }
     }
-}
-
-/// How the client sent the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Bearer,
-    Dpop,
+    /// Back to core's terms, for the challenges.
+    fn refusal(&self) -> Refusal {
+        let code = match self.error {
+            None => return Refusal::NoCredentials,
+            Some("invalid_dpop_proof") => ErrorCode::InvalidDpopProof,
+            Some("use_dpop_nonce") => ErrorCode::UseDpopNonce,
+            Some("invalid_request") => ErrorCode::InvalidRequest,
+            Some("insufficient_scope") => ErrorCode::InsufficientScope,
+            Some("temporarily_unavailable") => ErrorCode::TemporarilyUnavailable,
+            Some(_) => ErrorCode::InvalidToken,
+        };
+        Refusal::Error(OAuthError::new(code, self.description.clone()))
+    }
 }
 
 pub struct Guard {
@@ -89,30 +130,26 @@ pub struct Guard {
     proxy_cert: ProxyCertConfig,
     client_trust: Option<CaTrust>,
     /// token hash → (claims, exp)
-    jwt_cache: RwLock<crate::TokenCache>,
+    jwt_cache: RwLock<TokenCache>,
     realm: String,
     pub(crate) dpop_nonce_key: tether_core::crypto::MacKey,
-    pub(crate) replay: crate::dpop::ReplayStore,
-}
-
-fn quoted(s: &str) -> String {
-    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+    pub(crate) replay: dpop::ReplayStore,
 }
 
 impl Guard {
     /// The guard, with its DPoP replay store opened (a database when `replay_store` names one).
     pub async fn open(cfg: Config, clock: SharedClock) -> Result<Self, String> {
-        let replay = crate::dpop::ReplayStore::open(&cfg.replay_store).await?;
+        let replay = dpop::ReplayStore::open(&cfg.replay_store).await?;
         Self::with_replay(cfg, clock, replay)
     }
 
     /// With an in-memory replay cache (`replay_store = "memory"`).
     pub fn new(cfg: Config, clock: SharedClock) -> Result<Self, String> {
-        let replay = crate::dpop::ReplayStore::Memory(Default::default());
+        let replay = dpop::ReplayStore::Memory(Default::default());
         Self::with_replay(cfg, clock, replay)
     }
 
-    fn with_replay(cfg: Config, clock: SharedClock, replay: crate::dpop::ReplayStore) -> Result<Self, String> {
+    fn with_replay(cfg: Config, clock: SharedClock, replay: dpop::ReplayStore) -> Result<Self, String> {
         let proxy_cert = ProxyCertConfig::parse(cfg.client_cert_header.as_deref(), &cfg.trusted_proxies)
             .map_err(|e| e.replace("[tls] ", ""))?;
         let client_trust =
@@ -121,7 +158,7 @@ impl Guard {
             url::Url::parse(&cfg.issuer).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
         Ok(Guard {
             issuer: Issuer::new(&cfg)?,
-            dpop_nonce_key: crate::dpop::nonce_key(&cfg),
+            dpop_nonce_key: dpop::nonce_key(&cfg),
             replay,
             cfg,
             clock,
@@ -136,27 +173,12 @@ impl Guard {
         self.clock.now()
     }
 
-    /// The challenges of G-6 for this configuration.
+    /// The challenges of G-6 for this configuration (core's challenge builder).
     pub fn challenges(&self, r: &Rejection) -> Vec<HeaderValue> {
-        let attrs = match r.error {
-            Some(e) => format!(", error=\"{e}\", error_description=\"{}\"", quoted(&r.description)),
-            None => String::new(),
-        };
-        let dpop_error = matches!(r.error, Some("invalid_dpop_proof" | "use_dpop_nonce"));
-        let bearer = format!("Bearer realm=\"{}\"{}", self.realm, if dpop_error { "" } else { &attrs });
-        let dpop = format!(
-            "DPoP algs=\"{}\", realm=\"{}\"{}",
-            crate::DPOP_ALGS.join(" "),
-            self.realm,
-            if dpop_error || self.cfg.pop_dpop == PopMode::Strict { &attrs } else { "" }
-        );
-        let list = match self.cfg.pop_dpop {
-            PopMode::Strict => vec![dpop],
-            _ if dpop_error => vec![dpop, bearer],
-            PopMode::Optional => vec![bearer, dpop],
-            PopMode::Off => vec![bearer],
-        };
-        list.into_iter().filter_map(|v| HeaderValue::from_str(&v).ok()).collect()
+        resource::challenges(&self.realm, &r.refusal(), self.cfg.pop_dpop)
+            .into_iter()
+            .filter_map(|v| HeaderValue::from_str(&v).ok())
+            .collect()
     }
 
     /// Render a refusal: status, challenges, JSON body (with `message` for Kong clients).
@@ -192,46 +214,16 @@ impl Guard {
         resp
     }
 
-    /// G-1: the token and how it was sent. `Ok(None)`: no credentials at all.
-    pub fn credentials(&self, parts: &Parts) -> Result<Option<(String, Scheme)>, Rejection> {
-        let mut auth = parts.headers.get_all(AUTHORIZATION).iter();
-        let first = auth.next();
-        if auth.next().is_some() {
-            return Err(Rejection::invalid_request("more than one Authorization header"));
-        }
-        let in_query = parts
-            .uri
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"))
-            .unwrap_or(false);
-        let Some(v) = first else {
-            if in_query {
-                return Err(Rejection::invalid_request(
-                    "send the access token in the Authorization header, not the query string",
-                ));
-            }
-            return Ok(None);
+    /// G-1: the token and how it was sent (core's extraction). `Ok(None)`: no credentials.
+    pub fn credentials(&self, parts: &Parts) -> Result<Option<Credentials>, Rejection> {
+        let query_token =
+            parts.uri.query().is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
+        let sources = resource::Sources {
+            authorization: parts.headers.get_all(AUTHORIZATION).iter().map(HeaderValue::as_bytes).collect(),
+            query_token,
+            form_token: None,
         };
-        if in_query {
-            return Err(Rejection::invalid_request("the access token was sent in more than one way"));
-        }
-        let v = v.to_str().map_err(|_| Rejection::invalid_request("the Authorization header is not text"))?;
-        let (scheme, token) =
-            v.trim().split_once(' ').ok_or_else(|| Rejection::invalid_token("malformed Authorization header"))?;
-        let token = token.trim();
-        if token.is_empty() || token.len() > 8192 {
-            return Err(Rejection::invalid_token("malformed access token"));
-        }
-        let scheme = if scheme.eq_ignore_ascii_case("bearer") {
-            Scheme::Bearer
-        } else if scheme.eq_ignore_ascii_case("dpop") {
-            Scheme::Dpop
-        } else {
-            return Err(Rejection::invalid_token(format!(
-                "unsupported authorization scheme {scheme:?} (use Bearer or DPoP)"
-            )));
-        };
-        Ok(Some((token.to_string(), scheme)))
+        Ok(resource::extract(&sources)?)
     }
 
     /// The client certificate of the request (G-4): the TLS connection's, or — only from a
@@ -275,7 +267,7 @@ impl Guard {
     /// G-2 `bearer`: a JWT access token signed by the issuer.
     async fn verify_jwt(&self, token: &str) -> Result<Arc<Value>, Rejection> {
         let now = self.now();
-        let key = crate::token_hash(token);
+        let key = token_hash(token);
         if let Ok(c) = self.jwt_cache.read()
             && let Some((claims, exp)) = c.get(&key)
             && now < exp + LEEWAY
@@ -368,69 +360,21 @@ impl Guard {
         Err(Rejection::invalid_token("this gateway accepts only JWT access tokens (auth_methods = bearer)"))
     }
 
-    /// G-3 to G-5: the proof of possession, and the audience and scope requirements.
-    pub async fn check_token(
-        &self,
-        parts: &Parts,
-        token: &str,
-        scheme: Scheme,
-        claims: &Value,
-    ) -> Result<(), Rejection> {
-        let cnf = claims.get("cnf");
-        let (x5t, jkt) = match cnf {
-            None | Some(Value::Null) => (None, None),
-            Some(Value::Object(m)) if m.len() == 1 => {
-                (m.get("x5t#S256").and_then(Value::as_str), m.get("jkt").and_then(Value::as_str))
-            }
-            Some(Value::Object(m)) if m.is_empty() => (None, None),
-            Some(_) => {
-                return Err(Rejection::invalid_token("the token's cnf claim must hold exactly one confirmation"));
-            }
+    /// G-3 to G-5: the proof of possession (core's resource-side check, in its fixed order),
+    /// then the audience and scope requirements.
+    pub async fn check_token(&self, parts: &Parts, credentials: &Credentials, claims: &Value) -> Result<(), Rejection> {
+        let cnf = Confirmation::from_claims(claims)?;
+        let thumbprint = self.certificate(parts)?;
+        let req = ResourceRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            credentials,
+            dpop: parts.headers.get_all("dpop").iter().map(HeaderValue::as_bytes).collect(),
+            cert_thumbprint: thumbprint.as_deref(),
         };
-        if cnf.is_some_and(|c| c.as_object().is_some_and(|m| m.len() == 1)) && x5t.is_none() && jkt.is_none() {
-            return Err(Rejection::invalid_token(
-                "the token is bound by a confirmation method this gateway does not know",
-            ));
-        }
-        // G-5: DPoP.
-        match (jkt, scheme) {
-            (Some(_), Scheme::Bearer) => {
-                return Err(Rejection::invalid_token(
-                    "the token is DPoP-bound and must be sent with the DPoP scheme and a proof",
-                ));
-            }
-            (Some(jkt), Scheme::Dpop) => crate::dpop::check(self, parts, token, jkt).await?,
-            (None, Scheme::Dpop) => {
-                return Err(Rejection::invalid_token("the DPoP scheme was used with a token that is not DPoP-bound"));
-            }
-            (None, Scheme::Bearer) if self.cfg.pop_dpop == PopMode::Strict => {
-                return Err(Rejection::invalid_token("a DPoP-bound access token is required"));
-            }
-            (None, Scheme::Bearer) => {}
-        }
-        // G-4: mutual TLS.
-        let cert = self.certificate(parts)?;
-        match (x5t, cert) {
-            (Some(bound), Some(presented)) => {
-                if !ct_eq(bound.as_bytes(), presented.as_bytes()) {
-                    return Err(Rejection::invalid_token(
-                        "the client certificate thumbprint does not match the x5t#S256 claim",
-                    ));
-                }
-            }
-            (Some(_), None) => {
-                return Err(Rejection::invalid_token(
-                    "the access token is bound to a client certificate (x5t#S256) and none was presented",
-                ));
-            }
-            (None, None) if self.cfg.pop_mtls == PopMode::Strict => {
-                return Err(Rejection::invalid_token("a client certificate is required"));
-            }
-            (None, Some(_)) if self.cfg.pop_mtls == PopMode::Strict => {
-                return Err(Rejection::invalid_token("x5t#S256 claim required but not found"));
-            }
-            (None, _) => {}
-        }
+        let proofs =
+            GatewayProofs { cfg: &self.cfg, now: self.now(), nonce_key: &self.dpop_nonce_key, replay: &self.replay };
+        resource::check(&req, &cnf, Policy { mtls: self.cfg.pop_mtls, dpop: self.cfg.pop_dpop }, &proofs).await?;
         self.policy(claims)
     }
 
@@ -461,10 +405,10 @@ impl Guard {
     /// Every check for one request. `Ok(None)`: no credentials (the caller decides: a session,
     /// or a 401 without `error`).
     pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Authenticated>, Rejection> {
-        let Some((token, scheme)) = self.credentials(parts)? else { return Ok(None) };
-        let (claims, method) = self.validate(&token).await?;
-        self.check_token(parts, &token, scheme, &claims).await?;
-        Ok(Some(authenticated(token, &claims, method)))
+        let Some(credentials) = self.credentials(parts)? else { return Ok(None) };
+        let (claims, method) = self.validate(&credentials.token).await?;
+        self.check_token(parts, &credentials, &claims).await?;
+        Ok(Some(authenticated(credentials.token, &claims, method)))
     }
 
     /// For callers without a session method: credentials are required.

@@ -41,7 +41,7 @@ pub struct Issuer {
     jwks: RwLock<JwksState>,
     jwks_refresh: tokio::sync::Mutex<()>,
     /// token hash → (result, valid until, Unix seconds on the gateway's clock)
-    introspection: Mutex<crate::TokenCache>,
+    introspection: Mutex<crate::cache::TokenCache>,
     cache_ttl: i64,
     cache_ttl_neg: i64,
 }
@@ -149,7 +149,7 @@ impl Issuer {
     /// RFC 7662 introspection, cached: active results for `min(cache_ttl, exp - now)`, inactive
     /// ones for `cache_ttl_neg`.
     pub async fn introspect(&self, token: &str, now_unix: i64) -> Result<Arc<Value>, IssuerError> {
-        let key = crate::token_hash(token);
+        let key = crate::cache::token_hash(token);
         if let Ok(c) = self.introspection.lock()
             && let Some((v, until)) = c.get(&key)
             && now_unix < *until

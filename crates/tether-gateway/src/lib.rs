@@ -23,160 +23,21 @@
 //!         format!("hello {}", who.sub.unwrap_or_default())
 //!     }))
 //!     .layer(GuardLayer::new(guard));
-//! // Serve `app` with tether_server::tls::serve so each request carries its TLS client
+//! // Serve `app` with tether_tls::accept::serve so each request carries its TLS client
 //! // certificate (the `ConnInfo` extension) for the mTLS proof.
 //! # let _ = app; Ok(()) }
 //! ```
 
+pub mod cache;
 pub mod config;
 pub mod dpop;
 pub mod guard;
 pub mod issuer;
+pub mod layer;
 pub mod proxy;
 pub mod server;
 pub mod session;
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use axum::body::Body;
-use http::{Request, Response};
-
 pub use config::{Config, FileConfig};
 pub use guard::{Authenticated, Guard, Rejection};
-
-/// DPoP signature algorithms the gateway accepts (advertised in the `DPoP` challenge).
-pub const DPOP_ALGS: &[&str] = &["ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"];
-
-/// Token hash → (cached result, valid until in Unix seconds).
-pub type TokenCache = HashMap<[u8; 32], (Arc<serde_json::Value>, i64)>;
-
-/// SHA-256 of a token, the key of the caches.
-pub fn token_hash(token: &str) -> [u8; 32] {
-    tether_core::secret::sha256(token.as_bytes())
-}
-
-impl Guard {
-    /// Run every check for a request. `Ok`: the request (with [`Authenticated`] in its
-    /// extensions and client-set `X-Authenticated-*` headers removed) may go on; `Err`: the
-    /// response to send instead (a refusal, or the session method's redirects).
-    pub async fn handle(&self, req: Request<Body>) -> Result<Request<Body>, Response<Body>> {
-        let (mut parts, body) = req.into_parts();
-        guard::strip_authenticated_headers(&mut parts.headers);
-        let body = match self.body_token(&mut parts, body).await {
-            Ok(b) => b,
-            Err(r) => return Err(self.reject(r)),
-        };
-        let session = self.cfg.auth_methods.contains(&config::AuthMethod::Session);
-        if session && self.cfg.redirect_uri.as_ref().is_some_and(|u| u.path() == parts.uri.path()) {
-            return Err(session::callback(self, &parts).await);
-        }
-        let who = match self.authenticate(&parts).await {
-            Ok(Some(a)) => a,
-            Ok(None) if session => match session::from_cookie(self, &parts).await {
-                Ok(Some(a)) => a,
-                Ok(None) if session::browser_navigation(&parts) => {
-                    return Err(session::login_redirect(self, &parts).await);
-                }
-                Ok(None) => return Err(self.reject(guard::no_credentials())),
-                Err(r) => return Err(self.reject(r)),
-            },
-            Ok(None) => return Err(self.reject(guard::no_credentials())),
-            Err(r) => return Err(self.reject(r)),
-        };
-        tracing::debug!(sub = ?who.sub, client = ?who.client_id, method = ?who.method, "request admitted");
-        parts.extensions.insert(who);
-        Ok(Request::from_parts(parts, body))
-    }
-}
-
-/// Form bodies the gateway reads to look for `access_token` (RFC 6750 §2.2); larger ones are refused.
-pub const MAX_FORM_BODY: usize = 1024 * 1024;
-
-impl Guard {
-    /// G-1 and RFC 6750 §2.2: a form-encoded body may carry the token (it then counts as a
-    /// `Bearer` credential); with an `Authorization` header as well it is ambiguous (400). Only
-    /// form bodies are read (and forwarded unchanged); everything else streams untouched.
-    async fn body_token(&self, parts: &mut http::request::Parts, body: Body) -> Result<Body, Rejection> {
-        let is_form = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-        if !is_form || parts.method == http::Method::GET {
-            return Ok(body);
-        }
-        let bytes = axum::body::to_bytes(body, MAX_FORM_BODY).await.map_err(|_| Rejection {
-            status: http::StatusCode::PAYLOAD_TOO_LARGE,
-            error: Some("invalid_request"),
-            description: format!("form bodies larger than {MAX_FORM_BODY} bytes are not accepted"),
-            headers: Vec::new(),
-        })?;
-        let token = form_urlencoded::parse(&bytes).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned());
-        if let Some(t) = token {
-            if parts.headers.contains_key(http::header::AUTHORIZATION) {
-                return Err(Rejection::invalid_request("the access token was sent in more than one way"));
-            }
-            let v = http::HeaderValue::from_str(&format!("Bearer {t}"))
-                .map_err(|_| Rejection::invalid_token("malformed access token"))?;
-            parts.headers.insert(http::header::AUTHORIZATION, v);
-        }
-        Ok(Body::from(bytes))
-    }
-}
-
-/// The gateway's checks as a `tower` layer (G-7).
-#[derive(Clone)]
-pub struct GuardLayer {
-    guard: Arc<Guard>,
-}
-
-impl GuardLayer {
-    pub fn new(guard: Arc<Guard>) -> Self {
-        GuardLayer { guard }
-    }
-}
-
-impl<S> tower::Layer<S> for GuardLayer {
-    type Service = GuardService<S>;
-    fn layer(&self, inner: S) -> GuardService<S> {
-        GuardService { guard: self.guard.clone(), inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct GuardService<S> {
-    guard: Arc<Guard>,
-    inner: S,
-}
-
-impl<S> tower::Service<Request<Body>> for GuardService<S>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let guard = self.guard.clone();
-        // The ready inner service goes with this call; a fresh clone stays for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            match guard.handle(req).await {
-                Ok(req) => inner.call(req).await,
-                Err(resp) => Ok(resp),
-            }
-        })
-    }
-}
+pub use layer::{GuardLayer, GuardService};

@@ -10,12 +10,15 @@ use axum::Router;
 use axum::body::Body;
 use http::{Request, Response};
 use tether_core::clock::SharedClock;
-use tether_server::{pki, tls};
+use tether_tls::{accept as tls, pki};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::Config;
 use crate::guard::Authenticated;
-use crate::{Config, Guard, GuardLayer, proxy};
+use crate::guard::Guard;
+use crate::layer::GuardLayer;
+use crate::proxy;
 
 pub struct Running {
     pub addr: SocketAddr,

@@ -25,7 +25,7 @@ use crate::http::{
     ApiError, FormBody, LoginPage, PeerCert, S, cookie, csrf_ok, csrf_token, error_page, header, json_no_store, page,
     page_to, redirect, same_origin, session_cookie, unavailable,
 };
-use crate::tls::ConnInfo;
+use tether_tls::accept::ConnInfo;
 
 #[derive(Template)]
 #[template(path = "device_code.html")]

@@ -31,7 +31,7 @@ use tether_core::binding::Evidence;
 use tether_core::binding::cookie::COOKIE as ATBV;
 use tether_core::cert::ClientCert;
 
-use crate::tls::ConnInfo;
+use tether_tls::accept::ConnInfo;
 
 /// Request bodies larger than this are refused with 413 before they are read.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -40,7 +40,7 @@ const FORM_LIFETIME: i64 = 1800;
 
 pub struct Options {
     pub secure_cookies: bool,
-    pub proxy_cert: crate::client_cert::ProxyCertConfig,
+    pub proxy_cert: tether_tls::client_cert::ProxyCertConfig,
 }
 
 /// The request's client certificate (DER): from a trusted proxy's header, else from the TLS
@@ -53,11 +53,11 @@ impl axum::extract::FromRequestParts<S> for PeerCert {
     async fn from_request_parts(parts: &mut http::request::Parts, s: &S) -> Result<Self, ApiError> {
         let Some(c) = parts.extensions.get::<ConnInfo>() else { return Ok(PeerCert(None)) };
         match s.opts.proxy_cert.forwarded(c.remote.ip(), &parts.headers) {
-            Ok(Some(der)) => Ok(PeerCert(crate::client_cert::inspect(der))),
+            Ok(Some(der)) => Ok(PeerCert(tether_tls::client_cert::inspect(der))),
             // A trusted proxy's own TLS certificate never stands in for its clients'.
             Ok(None) if s.opts.proxy_cert.from_trusted_proxy(c.remote.ip()) => Ok(PeerCert(None)),
             Ok(None) => {
-                Ok(PeerCert(c.peer_cert.as_ref().and_then(|d| crate::client_cert::inspect(d.as_ref().clone()))))
+                Ok(PeerCert(c.peer_cert.as_ref().and_then(|d| tether_tls::client_cert::inspect(d.as_ref().clone()))))
             }
             Err(e) => Err(ApiError(OAuthError::invalid_request(e))),
         }

@@ -4,11 +4,8 @@
 //! results (or [`tether_core::error::OAuthError`]s) into responses.
 
 mod browser;
-pub mod client_cert;
 pub mod config;
 mod http;
-pub mod pki;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,6 +17,7 @@ use tether_core::clock::SharedClock;
 use tether_core::crypto::MasterKey;
 use tether_core::provider::{Provider, ProviderConfig};
 use tether_core::store::Store;
+use tether_tls::{accept as tls, client_cert, pki};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

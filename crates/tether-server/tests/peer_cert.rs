@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Router};
-use tether_server::tls::{self, ConnInfo};
 use tether_testkit::{TempDir, self_signed_client_pem};
+use tether_tls::accept::{self as tls, ConnInfo};
 
 fn thumbprint(der: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
@@ -17,7 +17,7 @@ fn thumbprint(der: &[u8]) -> String {
 #[tokio::test]
 async fn peer_certificate_reaches_handlers() {
     let dir = TempDir::new("tls");
-    let material = tether_server::pki::ensure_local(dir.path()).unwrap();
+    let material = tether_tls::pki::ensure_local(dir.path()).unwrap();
     let cfg = tls::server_config(&material, true).unwrap();
     let app = Router::new().route(
         "/whoami",

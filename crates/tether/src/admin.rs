@@ -13,7 +13,7 @@ use tether_core::model::{AppRecord, User, UserRecord};
 use tether_core::secret::Secret;
 use tether_server::Overrides;
 
-use crate::{Global, runtime_error, settings, usage_error};
+use crate::cli::{Global, runtime_error, settings, usage_error};
 
 #[derive(Subcommand)]
 pub enum AppCmd {

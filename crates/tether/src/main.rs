@@ -5,13 +5,15 @@
 //! or a configuration that cannot work), each with a one-line reason on stderr.
 
 mod admin;
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tether_server::{FileConfig, Overrides, Settings};
+use cli::{Global, runtime_error, settings, usage_error};
+use tether_server::Overrides;
 
 #[derive(Parser)]
 #[command(name = "tether", version, about = "OAuth 2.0 / OpenID Connect server whose tokens are bound to their holder")]
@@ -20,19 +22,6 @@ struct Cli {
     global: Global,
     #[command(subcommand)]
     cmd: Cmd,
-}
-
-#[derive(Args, Clone)]
-struct Global {
-    /// TOML config file
-    #[arg(long, env = "TETHER_CONFIG", global = true)]
-    config: Option<PathBuf>,
-    /// Data directory (SQLite database, master key, TLS material)
-    #[arg(long, env = "TETHER_DATA_DIR", global = true)]
-    data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH (default DATA_DIR/tether.db)
-    #[arg(long, env = "TETHER_DATABASE_URL", global = true)]
-    database_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -79,16 +68,6 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
-pub(crate) fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(2)
-}
-
-pub(crate) fn runtime_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(1)
-}
-
 fn init_logging(format: LogFormat, default: &str) {
     // rustls warns once per connection about clients that send an IP address as SNI; not news.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -104,15 +83,6 @@ fn init_logging(format: LogFormat, default: &str) {
     } else {
         b.init();
     }
-}
-
-pub(crate) fn settings(g: &Global, extra: Overrides) -> Result<Settings, String> {
-    let file = match &g.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
-    let o = Overrides { data_dir: g.data_dir.clone(), database_url: g.database_url.clone(), ..extra };
-    Settings::resolve(&o, file)
 }
 
 fn main() -> ExitCode {

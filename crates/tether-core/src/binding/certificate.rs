@@ -51,6 +51,10 @@ impl TokenBinder for Certificate {
         Ok(ev.peer_cert.is_some_and(|c| matches(b, &c.thumbprint())))
     }
 
+    fn unproven(&self) -> &'static str {
+        "is bound to a client certificate that this request did not present"
+    }
+
     fn sender_constrained(&self) -> bool {
         true
     }

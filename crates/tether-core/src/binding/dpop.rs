@@ -67,6 +67,10 @@ impl TokenBinder for Dpop {
         Ok(ev.dpop.is_some_and(|d| matches(b, &d.jkt)))
     }
 
+    fn unproven(&self) -> &'static str {
+        "is DPoP-bound; the request needs a DPoP proof signed with its key"
+    }
+
     fn sender_constrained(&self) -> bool {
         true
     }

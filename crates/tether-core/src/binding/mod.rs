@@ -148,6 +148,11 @@ pub trait TokenBinder: Send + Sync {
     /// exchange, refresh.
     async fn proven(&self, p: &Provider, bound: &BindingRecord, ev: &Evidence<'_>) -> Result<bool, OAuthError>;
 
+    /// What a request that does not prove this binding lacks, after "the token …" (for errors).
+    fn unproven(&self) -> &'static str {
+        "is bound to a value this request does not present"
+    }
+
     /// Sender-constrained types (`certificate`, `dpop`) are proven on every use of the token,
     /// whatever the app's flags; the others only with `--validate-binding`.
     fn sender_constrained(&self) -> bool {

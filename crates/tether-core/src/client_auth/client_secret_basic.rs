@@ -31,5 +31,5 @@ pub fn parse(authorization: Option<&str>) -> Result<Option<(String, Secret)>, OA
 }
 
 pub fn verify(app: &AppRecord, secret: &str) -> Result<(), OAuthError> {
-    super::verify_secret(app, secret)
+    super::client_secret_post::verify(app, secret)
 }

@@ -100,11 +100,3 @@ pub async fn authenticate(
     }
     Ok(app)
 }
-
-/// Shared by the two secret methods.
-pub(crate) fn verify_secret(app: &AppRecord, secret: &str) -> Result<(), OAuthError> {
-    match &app.secret_hash {
-        Some(h) if crate::secret::verify_secret(secret, h) => Ok(()),
-        _ => Err(OAuthError::invalid_client("client authentication failed: wrong client secret")),
-    }
-}

@@ -66,11 +66,7 @@ async fn prove_binding(p: &Provider, subject: &AccessTokenRecord, ev: &Evidence<
     let Some(b) = &subject.binding else { return Ok(()) };
     let binder = registry::binder(b.kind);
     if binder.sender_constrained() && !binder.proven(p, b, ev).await? {
-        return Err(OAuthError::invalid_request(format!(
-            "the subject_token is bound ({}) and this request does not prove it: present the bound client \
-             certificate or a DPoP proof signed with the bound key",
-            b.kind
-        )));
+        return Err(OAuthError::invalid_request(format!("the subject_token {}", binder.unproven())));
     }
     Ok(())
 }

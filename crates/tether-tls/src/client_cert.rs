@@ -20,6 +20,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{CertificateError, RootCertStore};
+use rustls_pki_types::pem::PemObject;
 use tether_core::cert::{ClientCert, ClientCertTrust};
 use tether_core::dn::{Dn, DnValue};
 
@@ -147,7 +148,7 @@ impl CaTrust {
         let what = format!("[tls] client_ca_file {}", path.display());
         let pem = std::fs::read(path).map_err(|e| format!("cannot read {what}: {e}"))?;
         let mut roots = RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        for c in CertificateDer::pem_slice_iter(&pem) {
             let c = c.map_err(|e| format!("{what}: bad PEM: {e}"))?;
             roots.add(c).map_err(|e| format!("{what}: unusable certificate: {e}"))?;
         }

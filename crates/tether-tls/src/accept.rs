@@ -19,6 +19,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -94,15 +95,17 @@ impl ClientCertVerifier for RequestAnyClientCert {
 
 pub fn server_config(material: &TlsMaterial, request_client_cert: bool) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut material.chain_pem.as_bytes())
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(material.chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad certificate PEM: {e}"))?;
     if certs.is_empty() {
         return Err("the certificate file holds no certificate".into());
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut material.key_pem.as_bytes())
-        .map_err(|e| format!("bad private key PEM: {e}"))?
-        .ok_or("the key file holds no private key")?;
+    let key: PrivateKeyDer<'static> =
+        PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes()).map_err(|e| match e {
+            rustls_pki_types::pem::Error::NoItemsFound => "the key file holds no private key".to_string(),
+            e => format!("bad private key PEM: {e}"),
+        })?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;

@@ -1,0 +1,12 @@
+//! TLS for Tether's listeners, shared by the authorization server (`tether-server`) and the
+//! gateway (`tether-gateway`), so that a resource server using only the gateway's `GuardLayer`
+//! needs neither the server's pages nor a database driver.
+//!
+//! Owns: the accept loop that hands each request its connection's client certificate
+//! ([`accept`]), certificates forwarded by trusted proxies and trust in client CAs
+//! ([`client_cert`]), and the local PKI a first start generates ([`pki`]). Depends on
+//! `tether-core` for the protocol's view of a certificate, and on nothing of the server's.
+
+pub mod accept;
+pub mod client_cert;
+pub mod pki;
