@@ -7,7 +7,6 @@
 mod admin;
 mod cli;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
