@@ -5,13 +5,13 @@ use tether_testkit::*;
 
 const DC: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-async fn device_app(srv: &TestServer) -> AppCreds {
+pub(crate) async fn device_app(srv: &TestServer) -> AppCreds {
     let mut ch = app(&["device_code", "refresh_token"]);
     ch.binding = Some("device-flow".into());
     srv.create_app(ch).await
 }
 
-async fn start(srv: &TestServer, a: &AppCreds) -> Value {
+pub(crate) async fn start(srv: &TestServer, a: &AppCreds) -> Value {
     let r = srv
         .client()
         .post(srv.url("/oauth2/device_authorize"))
@@ -25,12 +25,12 @@ async fn start(srv: &TestServer, a: &AppCreds) -> Value {
     r.json().await.unwrap()
 }
 
-async fn poll(srv: &TestServer, a: &AppCreds, device_code: &str) -> reqwest::Response {
+pub(crate) async fn poll(srv: &TestServer, a: &AppCreds, device_code: &str) -> reqwest::Response {
     srv.token(a, &[("grant_type", DC), ("device_code", device_code)]).await
 }
 
 /// The user's side, on the verification page: code from the link, sign in, decide.
-async fn approve(srv: &TestServer, user_code: &str, decision: &str) -> String {
+pub(crate) async fn approve(srv: &TestServer, user_code: &str, decision: &str) -> String {
     let b = srv.browser();
     let typed = user_code.replace('-', "").to_lowercase(); // compared case- and dash-insensitively
     let r = b.get(srv.url(&format!("/oauth2/device?user_code={typed}"))).send().await.unwrap();

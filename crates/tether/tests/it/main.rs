@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod binary;
+mod binding_agreement;
 mod browser;
 mod browser_binding;
 mod certificate;
@@ -15,6 +16,7 @@ mod exchange;
 mod gateway;
 mod grants;
 mod mtls;
+mod resource_parity;
 mod reuse;
 mod storage;
 mod tokens;
