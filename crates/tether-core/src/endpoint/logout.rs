@@ -137,7 +137,7 @@ pub async fn end_session(p: &Provider, session: &SessionRecord, atbv: Option<&st
                 &RevokeFilter {
                     session_id: Some(session.id.clone()),
                     client_ids: Some(revoke_on_logout.clone()),
-                    spare_request_bound: true,
+                    spare_binding_kinds: vec![BindingType::ClientRequest, BindingType::DeviceFlow],
                     ..Default::default()
                 },
                 now,
