@@ -434,7 +434,7 @@ impl Store for PostgresStore {
                         "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
                         "UPDATE codes SET used_at = $1 WHERE client_id = $2 AND used_at IS NULL",
                     ] {
-                        sqlx::query(sql).bind(now).bind(&id).execute(&mut *c).await.map_err(map)?;
+                        update(&mut *c, sql, now, &id).await?;
                     }
                     bump(c).await?;
                     true
@@ -511,7 +511,7 @@ impl Store for PostgresStore {
                             "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL",
                             "UPDATE codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
                         ] {
-                            sqlx::query(sql).bind(now).bind(&id).execute(&mut *c).await.map_err(map)?;
+                            update(&mut *c, sql, now, &id).await?;
                         }
                         bump(c).await?;
                         true
@@ -606,12 +606,7 @@ impl Store for PostgresStore {
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |pool| async move {
-            sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id = $2 AND last_seen < $1")
-                .bind(now)
-                .bind(id)
-                .execute(&pool)
-                .await
-                .map_err(map)?;
+            update(&pool, "UPDATE sessions SET last_seen = $1 WHERE id = $2 AND last_seen < $1", now, &id).await?;
             Ok(())
         })
         .await
@@ -620,12 +615,7 @@ impl Store for PostgresStore {
     async fn end_session(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |pool| async move {
-            sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&pool)
-                .await
-                .map_err(map)?;
+            update(&pool, "UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL", now, &id).await?;
             Ok(())
         })
         .await
