@@ -125,6 +125,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found")]
     NotFound,
+    /// A stored row holds a value this version cannot read (an unknown enum text, bad JSON): the
+    /// row is reported, never read as some default.
+    #[error("corrupt row in {table}.{column}: {detail}")]
+    Corrupt { table: &'static str, column: &'static str, detail: String },
     /// Anything else: a bug or corrupt data.
     #[error("storage error: {0}")]
     Other(String),

@@ -3,8 +3,26 @@
 //! SQLite ([`SqliteStore`], on rusqlite: see its module docs for why) is the embedded default.
 //! PostgreSQL follows with the same trait and the same conformance tests.
 
+/// The embedded migrations of one dialect (`migrations/<dialect>/`), applied in order. Both
+/// dialects have the same migrations, numbered alike; each is additive only (a rolling upgrade runs
+/// versions N and N+1 side by side).
+macro_rules! migrations {
+    ($dialect:literal) => {
+        &[
+            (1, include_str!(concat!("../migrations/", $dialect, "/0001_init.sql"))),
+            (2, include_str!(concat!("../migrations/", $dialect, "/0002_purge_indexes.sql"))),
+            (3, include_str!(concat!("../migrations/", $dialect, "/0003_binding_cnf.sql"))),
+            (4, include_str!(concat!("../migrations/", $dialect, "/0004_act.sql"))),
+            (5, include_str!(concat!("../migrations/", $dialect, "/0005_device.sql"))),
+            (6, include_str!(concat!("../migrations/", $dialect, "/0006_dpop_jti.sql"))),
+        ]
+    };
+}
+
 mod errors;
+mod filter;
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use postgres::PostgresStore;

@@ -14,22 +14,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, PgExecutor, Row};
 use tether_core::error::StoreError;
-use tether_core::keys::{Alg, KeyRecord};
-use tether_core::model::{App, AppRecord, BindingType, TokenType, User, UserRecord};
+use tether_core::keys::KeyRecord;
+use tether_core::model::{AppRecord, BindingType, UserRecord};
+use tether_core::store::flow::{Answer, Cascade, Flow, Op, Step};
+use tether_core::store::issue_flow::IssueFlow;
+use tether_core::store::rows::audience_to_json;
 use tether_core::store::*;
 
 use crate::errors::map_pg as map;
+use crate::filter::{Dialect, Param, revoke_where};
+use crate::rows::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/postgres/0001_init.sql")),
-    (2, include_str!("../migrations/postgres/0002_purge_indexes.sql")),
-    (3, include_str!("../migrations/postgres/0003_binding_cnf.sql")),
-    (4, include_str!("../migrations/postgres/0004_act.sql")),
-    (5, include_str!("../migrations/postgres/0005_device.sql")),
-    (6, include_str!("../migrations/postgres/0006_dpop_jti.sql")),
-];
+const MIGRATIONS: &[(i64, &str)] = migrations!("postgres");
 /// Arbitrary constant naming the migration advisory lock.
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572;
 
@@ -105,171 +103,25 @@ impl PostgresStore {
     }
 }
 
-fn aud_json(a: &[String]) -> String {
-    serde_json::to_string(a).unwrap_or_else(|_| "[]".into())
+impl_columns!(PgRow, try_get, map);
+
+/// A row mapper of [`crate::rows`].
+type Mapper<T> = fn(&dyn Columns) -> StoreResult<T>;
+
+/// The row `key` (bound as `$1`) selects, if any, read by `f`.
+async fn one<'c, T>(c: impl PgExecutor<'c>, sql: &str, key: &str, f: Mapper<T>) -> StoreResult<Option<T>> {
+    let row = sqlx::query(sql).bind(key).fetch_optional(c).await.map_err(map)?;
+    row.as_ref().map(|r| f(r)).transpose()
 }
 
-fn aud_parse(s: String) -> Vec<String> {
-    serde_json::from_str(&s).unwrap_or_default()
+async fn all<T>(pool: &PgPool, sql: &str, f: Mapper<T>) -> StoreResult<Vec<T>> {
+    let rows = sqlx::query(sql).fetch_all(pool).await.map_err(map)?;
+    rows.iter().map(|r| f(r)).collect()
 }
 
-fn binding_from(r: &PgRow) -> Result<Option<BindingRecord>, sqlx::Error> {
-    let kind: Option<String> = r.try_get("binding_type")?;
-    Ok(match kind.as_deref().and_then(BindingType::parse) {
-        Some(kind) => {
-            // `codes` has no binding_cnf column: absent reads as None.
-            Some(BindingRecord {
-                kind,
-                reference: r.try_get("binding_ref")?,
-                value_hash: r.try_get("binding_hash")?,
-                cnf: r.try_get::<Option<String>, _>("binding_cnf").unwrap_or(None),
-            })
-        }
-        None => None,
-    })
-}
-
-fn app_from(r: &PgRow) -> Result<AppRecord, sqlx::Error> {
-    let settings: String = r.try_get("settings")?;
-    let app: App = serde_json::from_str(&settings).map_err(|e| sqlx::Error::Decode(e.into()))?;
-    Ok(AppRecord { app, secret_hash: r.try_get("secret_hash")? })
-}
-
-fn user_from(r: &PgRow) -> Result<UserRecord, sqlx::Error> {
-    Ok(UserRecord {
-        user: User {
-            id: r.try_get("id")?,
-            username: r.try_get("username")?,
-            email: r.try_get("email")?,
-            name: r.try_get("name")?,
-            created_at: r.try_get("created_at")?,
-        },
-        password_hash: r.try_get("password_hash")?,
-    })
-}
-
-fn access_from(r: &PgRow) -> Result<AccessTokenRecord, sqlx::Error> {
-    let tt: String = r.try_get("token_type")?;
-    Ok(AccessTokenRecord {
-        token_hash: r.try_get("token_hash")?,
-        id: r.try_get("id")?,
-        jti: r.try_get("jti")?,
-        client_id: r.try_get("client_id")?,
-        user_id: r.try_get("user_id")?,
-        username: r.try_get("username")?,
-        scope: r.try_get("scope")?,
-        audience: aud_parse(r.try_get("audience")?),
-        token_type: TokenType::parse(&tt).unwrap_or(TokenType::Opaque),
-        binding: binding_from(r)?,
-        reuse_key: r.try_get("reuse_key")?,
-        grant_id: r.try_get("grant_id")?,
-        session_id: r.try_get("session_id")?,
-        auth_time: r.try_get("auth_time")?,
-        issued_at: r.try_get("issued_at")?,
-        expires_at: r.try_get("expires_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        act: r.try_get("act")?,
-    })
-}
-
-fn refresh_from(r: &PgRow) -> Result<RefreshTokenRecord, sqlx::Error> {
-    Ok(RefreshTokenRecord {
-        id: r.try_get("id")?,
-        token_hash: r.try_get("token_hash")?,
-        family_id: r.try_get("family_id")?,
-        access_id: r.try_get("access_id")?,
-        client_id: r.try_get("client_id")?,
-        user_id: r.try_get("user_id")?,
-        username: r.try_get("username")?,
-        scope: r.try_get("scope")?,
-        audience: aud_parse(r.try_get("audience")?),
-        binding: binding_from(r)?,
-        grant_id: r.try_get("grant_id")?,
-        session_id: r.try_get("session_id")?,
-        auth_time: r.try_get("auth_time")?,
-        issued_at: r.try_get("issued_at")?,
-        expires_at: r.try_get("expires_at")?,
-        used_at: r.try_get("used_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-    })
-}
-
-fn code_from(r: &PgRow) -> Result<CodeRecord, sqlx::Error> {
-    Ok(CodeRecord {
-        code_hash: r.try_get("code_hash")?,
-        client_id: r.try_get("client_id")?,
-        user_id: r.try_get("user_id")?,
-        redirect_uri: r.try_get("redirect_uri")?,
-        scope: r.try_get("scope")?,
-        audience: aud_parse(r.try_get("audience")?),
-        nonce: r.try_get("nonce")?,
-        code_challenge: r.try_get("code_challenge")?,
-        code_challenge_method: r.try_get("code_challenge_method")?,
-        session_id: r.try_get("session_id")?,
-        auth_time: r.try_get("auth_time")?,
-        grant_id: r.try_get("grant_id")?,
-        binding: binding_from(r)?,
-        expires_at: r.try_get("expires_at")?,
-        used_at: r.try_get("used_at")?,
-    })
-}
-
-fn session_from(r: &PgRow) -> Result<SessionRecord, sqlx::Error> {
-    Ok(SessionRecord {
-        id: r.try_get("id")?,
-        cookie_hash: r.try_get("cookie_hash")?,
-        user_id: r.try_get("user_id")?,
-        auth_time: r.try_get("auth_time")?,
-        expires_at: r.try_get("expires_at")?,
-        last_seen: r.try_get("last_seen")?,
-        ended_at: r.try_get("ended_at")?,
-    })
-}
-
-fn device_from(r: &PgRow) -> Result<DeviceRecord, sqlx::Error> {
-    let status: String = r.try_get("status")?;
-    let status = DeviceStatus::parse(&status)
-        .ok_or_else(|| sqlx::Error::Decode(format!("corrupt device status: {status}").into()))?;
-    Ok(DeviceRecord {
-        device_hash: r.try_get("device_hash")?,
-        user_code_hash: r.try_get("user_code_hash")?,
-        client_id: r.try_get("client_id")?,
-        scope: r.try_get("scope")?,
-        audience: aud_parse(r.try_get("audience")?),
-        expires_at: r.try_get("expires_at")?,
-        interval: r.try_get("interval")?,
-        last_polled: r.try_get("last_polled")?,
-        status,
-        user_id: r.try_get("user_id")?,
-        session_id: r.try_get("session_id")?,
-        auth_time: r.try_get("auth_time")?,
-    })
-}
-
-fn key_from(r: &PgRow) -> Result<KeyRecord, sqlx::Error> {
-    let alg: String = r.try_get("alg")?;
-    Ok(KeyRecord {
-        kid: r.try_get("kid")?,
-        alg: Alg::parse(&alg).unwrap_or(Alg::ES256),
-        private_sealed: r.try_get("private_sealed")?,
-        public_jwk: r.try_get("public_jwk")?,
-        created_at: r.try_get("created_at")?,
-        rotated_at: r.try_get("rotated_at")?,
-        publish_until: r.try_get("publish_until")?,
-    })
-}
-
-fn b_type(b: &Option<BindingRecord>) -> Option<&'static str> {
-    b.as_ref().map(|b| b.kind.as_str())
-}
-fn b_ref(b: &Option<BindingRecord>) -> Option<String> {
-    b.as_ref().map(|b| b.reference.clone())
-}
-fn b_hash(b: &Option<BindingRecord>) -> Option<String> {
-    b.as_ref().map(|b| b.value_hash.clone())
-}
-fn b_cnf(b: &Option<BindingRecord>) -> Option<String> {
-    b.as_ref().and_then(|b| b.cnf.clone())
+/// `UPDATE … SET … = $1 (now) WHERE … = $2 (key)`: how many rows it changed.
+async fn update<'c>(c: impl PgExecutor<'c>, sql: &str, now: i64, key: &str) -> StoreResult<u64> {
+    Ok(sqlx::query(sql).bind(now).bind(key).execute(c).await.map_err(map)?.rows_affected())
 }
 
 async fn bump(c: &mut PgConnection) -> StoreResult<()> {
@@ -278,6 +130,7 @@ async fn bump(c: &mut PgConnection) -> StoreResult<()> {
 }
 
 async fn insert_access(c: &mut PgConnection, a: &AccessTokenRecord) -> StoreResult<()> {
+    let b = binding_cols(&a.binding);
     sqlx::query(
         "INSERT INTO access_tokens (token_hash, id, jti, client_id, user_id, username, scope, audience, token_type, \
          binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at, \
@@ -290,18 +143,18 @@ async fn insert_access(c: &mut PgConnection, a: &AccessTokenRecord) -> StoreResu
     .bind(&a.user_id)
     .bind(&a.username)
     .bind(&a.scope)
-    .bind(aud_json(&a.audience))
+    .bind(audience_to_json(&a.audience)?)
     .bind(a.token_type.as_str())
-    .bind(b_type(&a.binding))
-    .bind(b_ref(&a.binding))
-    .bind(b_hash(&a.binding))
+    .bind(b.kind)
+    .bind(b.reference)
+    .bind(b.hash)
     .bind(&a.reuse_key)
     .bind(&a.grant_id)
     .bind(&a.session_id)
     .bind(a.auth_time)
     .bind(a.issued_at)
     .bind(a.expires_at)
-    .bind(b_cnf(&a.binding))
+    .bind(b.cnf)
     .bind(&a.act)
     .execute(c)
     .await
@@ -310,6 +163,7 @@ async fn insert_access(c: &mut PgConnection, a: &AccessTokenRecord) -> StoreResu
 }
 
 async fn insert_refresh(c: &mut PgConnection, r: &RefreshTokenRecord, access_id: &str) -> StoreResult<()> {
+    let b = binding_cols(&r.binding);
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, id, family_id, access_id, client_id, user_id, username, scope, audience, \
          binding_type, binding_ref, binding_hash, grant_id, session_id, auth_time, issued_at, expires_at, used_at, revoked_at, \
@@ -323,228 +177,172 @@ async fn insert_refresh(c: &mut PgConnection, r: &RefreshTokenRecord, access_id:
     .bind(&r.user_id)
     .bind(&r.username)
     .bind(&r.scope)
-    .bind(aud_json(&r.audience))
-    .bind(b_type(&r.binding))
-    .bind(b_ref(&r.binding))
-    .bind(b_hash(&r.binding))
+    .bind(audience_to_json(&r.audience)?)
+    .bind(b.kind)
+    .bind(b.reference)
+    .bind(b.hash)
     .bind(&r.grant_id)
     .bind(&r.session_id)
     .bind(r.auth_time)
     .bind(r.issued_at)
     .bind(r.expires_at)
-    .bind(b_cnf(&r.binding))
+    .bind(b.cnf)
     .execute(c)
     .await
     .map_err(map)?;
     Ok(())
 }
 
-async fn revoke_family_tx(c: &mut PgConnection, family_id: &str, now: i64) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE access_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND token_hash IN \
-         (SELECT access_id FROM refresh_tokens WHERE family_id = $2)",
-    )
-    .bind(now)
-    .bind(family_id)
-    .execute(&mut *c)
-    .await
-    .map_err(map)?;
-    sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id = $2")
-        .bind(now)
-        .bind(family_id)
-        .execute(&mut *c)
-        .await
-        .map_err(map)?;
-    Ok(())
-}
-
-async fn revoke_access_tx(c: &mut PgConnection, hash: &str, now: i64, with_families: bool) -> StoreResult<()> {
-    sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(hash)
-        .execute(&mut *c)
-        .await
-        .map_err(map)?;
-    if with_families {
-        let fams: Vec<String> =
-            sqlx::query_scalar("SELECT DISTINCT family_id FROM refresh_tokens WHERE access_id = $1")
+/// Run one op of a decision flow of `tether_core::store::flow` (the decisions are there; only
+/// the SQL is here), inside the flow's transaction. Concurrent transactions on other nodes are
+/// told apart by the database: conditional `UPDATE`s (the loser of a race sees zero rows under
+/// READ COMMITTED's re-check) and the reuse key's advisory lock.
+async fn run_op(c: &mut PgConnection, op: Op<'_>, now: i64) -> StoreResult<Answer> {
+    let lookup = |sql| sqlx::query_scalar::<_, String>(sql);
+    Ok(match op {
+        Op::ConsumeCode(hash) => Answer::Changed(
+            update(&mut *c, "UPDATE codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL", now, hash).await?
+                > 0,
+        ),
+        Op::GrantOfCode(hash) => Answer::Id(
+            lookup("SELECT grant_id FROM codes WHERE code_hash = $1")
                 .bind(hash)
-                .fetch_all(&mut *c)
+                .fetch_optional(c)
+                .await
+                .map_err(map)?,
+        ),
+        Op::RotateRefresh(hash) => Answer::Changed(
+            update(
+                &mut *c,
+                "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL",
+                now,
+                hash,
+            )
+            .await?
+                > 0,
+        ),
+        Op::FamilyOfRefresh(hash) => Answer::Id(
+            lookup("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(hash)
+                .fetch_optional(c)
+                .await
+                .map_err(map)?,
+        ),
+        Op::ConsumeDevice(hash) => {
+            let r = sqlx::query("UPDATE device_codes SET status = 'used' WHERE device_hash = $1 AND status = 'approved'")
+                .bind(hash)
+                .execute(c)
                 .await
                 .map_err(map)?;
-        for f in fams {
-            revoke_family_tx(c, &f, now).await?;
+            Answer::Changed(r.rows_affected() > 0)
         }
-    }
-    Ok(())
+        Op::LockReuseKey(key) => {
+            // Serialise issuance for this key across every node until this transaction ends.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .execute(c)
+                .await
+                .map_err(map)?;
+            Answer::Ran
+        }
+        Op::ExpireStale(key) => {
+            sqlx::query(
+                "UPDATE access_tokens SET revoked_at = expires_at WHERE reuse_key = $1 AND revoked_at IS NULL AND expires_at <= $2",
+            )
+            .bind(key)
+            .bind(now)
+            .execute(c)
+            .await
+            .map_err(map)?;
+            Answer::Ran
+        }
+        Op::FindActive(key) => Answer::Token(
+            one(
+                c,
+                select!(access_tokens, "WHERE reuse_key = $1 AND revoked_at IS NULL"),
+                key,
+                access_from,
+            )
+            .await?
+            .map(Box::new),
+        ),
+        Op::RevokeAccess(hash) => {
+            update(c, "UPDATE access_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL", now, &hash)
+                .await?;
+            Answer::Ran
+        }
+        Op::FamiliesOfAccess(hash) => Answer::Ids(
+            sqlx::query_scalar("SELECT DISTINCT family_id FROM refresh_tokens WHERE access_id = $1")
+                .bind(&hash)
+                .fetch_all(c)
+                .await
+                .map_err(map)?,
+        ),
+        Op::RevokeFamilyAccess(family) => {
+            let sql = "UPDATE access_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND token_hash IN \
+                       (SELECT access_id FROM refresh_tokens WHERE family_id = $2)";
+            update(c, sql, now, &family).await?;
+            Answer::Ran
+        }
+        Op::RevokeFamilyRefresh(family) => {
+            let sql = "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id = $2";
+            update(c, sql, now, &family).await?;
+            Answer::Ran
+        }
+        Op::RevokeGrantAccess(grant) => {
+            let sql = "UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL";
+            update(c, sql, now, &grant).await?;
+            Answer::Ran
+        }
+        Op::RevokeGrantRefresh(grant) => {
+            let sql = "UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL";
+            update(c, sql, now, &grant).await?;
+            Answer::Ran
+        }
+        Op::InsertAccess(a) => {
+            insert_access(c, a).await?;
+            Answer::Ran
+        }
+        Op::InsertRefresh { refresh, access_id } => {
+            insert_refresh(c, refresh, &access_id).await?;
+            Answer::Ran
+        }
+    })
 }
 
-async fn revoke_grant_tx(c: &mut PgConnection, grant_id: &str, now: i64) -> StoreResult<()> {
-    for sql in [
-        "UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
-        "UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
-    ] {
-        sqlx::query(sql).bind(now).bind(grant_id).execute(&mut *c).await.map_err(map)?;
-    }
-    Ok(())
+/// Run a decision flow (`tether_core::store::flow`) to its end, each op with [`run_op`] on the
+/// connection `c`. A macro rather than a generic `async fn`: a future generic over a flow that
+/// borrows its request trips rustc's `Send` check inside `tokio::spawn` ("implementation of `Flow`
+/// is not general enough", rust-lang/rust#64552); expanded in place, every type is concrete.
+macro_rules! drive {
+    ($c:expr, $flow:expr, $now:expr) => {{
+        let mut flow = $flow;
+        let mut step = Flow::start(&mut flow);
+        loop {
+            match step {
+                Step::Done(out) => break out,
+                Step::Run(op) => step = flow.resume(run_op(&mut *$c, op, $now).await?)?,
+            }
+        }
+    }};
 }
 
-/// The WHERE conditions of a bulk revocation: the SQL (placeholders only, never a value) numbered
-/// from `$2` (`$1` is the revocation time), the text values in order, then the client list bound
-/// as one array (`client_id = ANY(..)`, the `IN` list of the SQLite backend). `None` when the
-/// filter matches nothing (an empty client list).
-type RevokeConditions = (String, Vec<String>, Option<Vec<String>>);
-
-fn revoke_conditions(f: &RevokeFilter) -> StoreResult<Option<RevokeConditions>> {
-    let mut conds: Vec<String> = Vec::new();
-    let mut vals: Vec<String> = Vec::new();
-    for (col, v) in [
-        ("session_id", f.session_id.as_deref()),
-        ("user_id", f.user_id.as_deref()),
-        ("binding_type", f.binding_kind.map(|k| k.as_str())),
-        ("binding_ref", f.binding_ref.as_deref()),
-    ] {
-        if let Some(v) = v {
-            vals.push(v.to_string());
-            conds.push(format!("{col} = ${}", vals.len() + 1));
-        }
-    }
-    let ids = match &f.client_ids {
-        Some(ids) if ids.is_empty() => return Ok(None),
-        Some(ids) => {
-            conds.push(format!("client_id = ANY(${})", vals.len() + 2));
-            Some(ids.clone())
-        }
-        None => None,
-    };
-    if conds.is_empty() {
-        return Err(StoreError::Other("refusing to revoke without a condition".into()));
-    }
-    if !f.spare_binding_kinds.is_empty() {
-        // Constant text, no client input.
-        conds.push("(binding_type IS NULL OR binding_type NOT IN ('client-request', 'device-flow'))".into());
-    }
-    Ok(Some((conds.join(" AND "), vals, ids)))
-}
-
-/// Revoke the active access and refresh tokens matching the conditions of [`revoke_conditions`].
-/// Revoked access tokens leave the "one active token per reuse key" index, as in [`revoke_access_tx`].
-async fn revoke_matching_tx(c: &mut PgConnection, w: &RevokeConditions, now: i64) -> StoreResult<u64> {
-    let (cond, vals, ids) = w;
+/// Revoke the active access and refresh tokens matching `cond` (from [`revoke_where`], numbered
+/// from `$2`). Revoked access tokens leave the "one active token per reuse key" index.
+async fn revoke_matching_tx(c: &mut PgConnection, cond: &str, vals: &[Param], now: i64) -> StoreResult<u64> {
     let mut n = 0u64;
     for table in ["access_tokens", "refresh_tokens"] {
         let sql = format!("UPDATE {table} SET revoked_at = $1 WHERE revoked_at IS NULL AND {cond}");
         let mut q = sqlx::query(&sql).bind(now);
         for v in vals {
-            q = q.bind(v);
-        }
-        if let Some(ids) = ids {
-            q = q.bind(ids);
+            q = match v {
+                Param::Text(t) => q.bind(t),
+                Param::List(l) => q.bind(l),
+            };
         }
         n += q.execute(&mut *c).await.map_err(map)?.rows_affected();
     }
     Ok(n)
-}
-
-async fn issue_tx(c: &mut PgConnection, req: &IssueRequest) -> StoreResult<IssueOutcome> {
-    let now = req.now;
-    match &req.precondition {
-        Precondition::None => {}
-        Precondition::ConsumeCode(hash) => {
-            let r = sqlx::query("UPDATE codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
-                .bind(now)
-                .bind(hash)
-                .execute(&mut *c)
-                .await
-                .map_err(map)?;
-            if r.rows_affected() == 0 {
-                let grant: Option<String> = sqlx::query_scalar("SELECT grant_id FROM codes WHERE code_hash = $1")
-                    .bind(hash)
-                    .fetch_optional(&mut *c)
-                    .await
-                    .map_err(map)?;
-                if let Some(g) = grant {
-                    revoke_grant_tx(c, &g, now).await?;
-                }
-                return Ok(IssueOutcome::Replayed);
-            }
-        }
-        Precondition::RotateRefresh(hash) => {
-            let r = sqlx::query(
-                "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(hash)
-            .execute(&mut *c)
-            .await
-            .map_err(map)?;
-            if r.rows_affected() == 0 {
-                let fam: Option<String> =
-                    sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
-                        .bind(hash)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(map)?;
-                if let Some(f) = fam {
-                    revoke_family_tx(c, &f, now).await?;
-                }
-                return Ok(IssueOutcome::Replayed);
-            }
-        }
-        Precondition::ConsumeDevice(hash) => {
-            let r =
-                sqlx::query("UPDATE device_codes SET status = 'used' WHERE device_hash = $1 AND status = 'approved'")
-                    .bind(hash)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(map)?;
-            if r.rows_affected() == 0 {
-                // Not approved any more: a concurrent poll got the tokens. Nothing to revoke.
-                return Ok(IssueOutcome::Replayed);
-            }
-        }
-    }
-    if let Some(key) = &req.access.reuse_key {
-        // Serialise issuance for this key across every node until this transaction ends.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(key)
-            .execute(&mut *c)
-            .await
-            .map_err(map)?;
-        sqlx::query(
-            "UPDATE access_tokens SET revoked_at = expires_at WHERE reuse_key = $1 AND revoked_at IS NULL AND expires_at <= $2",
-        )
-        .bind(key)
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map_err(map)?;
-        let existing = sqlx::query("SELECT * FROM access_tokens WHERE reuse_key = $1 AND revoked_at IS NULL")
-            .bind(key)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(map)?;
-        if let Some(row) = existing {
-            let existing = access_from(&row).map_err(map)?;
-            match req.policy {
-                ReusePolicy::ReuseActive => {
-                    if let Some(r) = &req.refresh {
-                        insert_refresh(c, r, &existing.token_hash).await?;
-                    }
-                    return Ok(IssueOutcome::Reused(Box::new(existing)));
-                }
-                ReusePolicy::RevokePrevious { with_refresh } => {
-                    revoke_access_tx(c, &existing.token_hash, now, with_refresh).await?
-                }
-                ReusePolicy::Independent => {}
-            }
-        }
-    }
-    insert_access(c, &req.access).await?;
-    if let Some(r) = &req.refresh {
-        insert_refresh(c, r, &req.access.token_hash).await?;
-    }
-    Ok(IssueOutcome::Issued)
 }
 
 macro_rules! tx {
@@ -612,20 +410,11 @@ impl Store for PostgresStore {
     }
 
     async fn get_app(&self, client_id: &str) -> StoreResult<Option<AppRecord>> {
-        let row = sqlx::query("SELECT * FROM apps WHERE client_id = $1")
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(app_from).transpose().map_err(map)
+        one(&self.pool, select!(apps, "WHERE client_id = $1"), client_id, app_from).await
     }
 
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
-        let rows = sqlx::query("SELECT * FROM apps ORDER BY created_at, client_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)?;
-        rows.iter().map(app_from).collect::<Result<_, _>>().map_err(map)
+        all(&self.pool, select!(apps, "ORDER BY created_at, client_id"), app_from).await
     }
 
     async fn delete_app(&self, client_id: &str, now: i64) -> StoreResult<bool> {
@@ -645,7 +434,7 @@ impl Store for PostgresStore {
                         "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
                         "UPDATE codes SET used_at = $1 WHERE client_id = $2 AND used_at IS NULL",
                     ] {
-                        sqlx::query(sql).bind(now).bind(&id).execute(&mut *c).await.map_err(map)?;
+                        update(&mut *c, sql, now, &id).await?;
                     }
                     bump(c).await?;
                     true
@@ -693,23 +482,15 @@ impl Store for PostgresStore {
     }
 
     async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(user_from).transpose().map_err(map)
+        one(&self.pool, select!(users, "WHERE username = $1"), username, user_from).await
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        let row =
-            sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await.map_err(map)?;
-        row.as_ref().map(user_from).transpose().map_err(map)
+        one(&self.pool, select!(users, "WHERE id = $1"), id, user_from).await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.pool).await.map_err(map)?;
-        rows.iter().map(user_from).collect::<Result<_, _>>().map_err(map)
+        all(&self.pool, select!(users, "ORDER BY username"), user_from).await
     }
 
     async fn delete_user(&self, username: &str, now: i64) -> StoreResult<bool> {
@@ -730,7 +511,7 @@ impl Store for PostgresStore {
                             "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL",
                             "UPDATE codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
                         ] {
-                            sqlx::query(sql).bind(now).bind(&id).execute(&mut *c).await.map_err(map)?;
+                            update(&mut *c, sql, now, &id).await?;
                         }
                         bump(c).await?;
                         true
@@ -742,11 +523,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)?;
-        rows.iter().map(key_from).collect::<Result<_, _>>().map_err(map)
+        all(&self.pool, select!(signing_keys, "ORDER BY created_at, kid"), key_from).await
     }
 
     async fn add_keys(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()> {
@@ -823,23 +600,13 @@ impl Store for PostgresStore {
     }
 
     async fn find_session(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE cookie_hash = $1")
-            .bind(cookie_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(session_from).transpose().map_err(map)
+        one(&self.pool, select!(sessions, "WHERE cookie_hash = $1"), cookie_hash, session_from).await
     }
 
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |pool| async move {
-            sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id = $2 AND last_seen < $1")
-                .bind(now)
-                .bind(id)
-                .execute(&pool)
-                .await
-                .map_err(map)?;
+            update(&pool, "UPDATE sessions SET last_seen = $1 WHERE id = $2 AND last_seen < $1", now, &id).await?;
             Ok(())
         })
         .await
@@ -848,29 +615,20 @@ impl Store for PostgresStore {
     async fn end_session(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |pool| async move {
-            sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&pool)
-                .await
-                .map_err(map)?;
+            update(&pool, "UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL", now, &id).await?;
             Ok(())
         })
         .await
     }
 
     async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(session_from).transpose().map_err(map)
+        one(&self.pool, select!(sessions, "WHERE id = $1"), id, session_from).await
     }
 
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {
         let k = code.clone();
         self.write(move |pool| async move {
+            let b = binding_cols(&k.binding);
             sqlx::query(
                 "INSERT INTO codes (code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, code_challenge, \
                  code_challenge_method, session_id, auth_time, grant_id, binding_type, binding_ref, binding_hash, expires_at, used_at) \
@@ -881,16 +639,16 @@ impl Store for PostgresStore {
             .bind(&k.user_id)
             .bind(&k.redirect_uri)
             .bind(&k.scope)
-            .bind(aud_json(&k.audience))
+            .bind(audience_to_json(&k.audience)?)
             .bind(&k.nonce)
             .bind(&k.code_challenge)
             .bind(&k.code_challenge_method)
             .bind(&k.session_id)
             .bind(k.auth_time)
             .bind(&k.grant_id)
-            .bind(b_type(&k.binding))
-            .bind(b_ref(&k.binding))
-            .bind(b_hash(&k.binding))
+            .bind(b.kind)
+            .bind(b.reference)
+            .bind(b.hash)
             .bind(k.expires_at)
             .execute(&pool)
             .await
@@ -901,55 +659,45 @@ impl Store for PostgresStore {
     }
 
     async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
-        let row = sqlx::query("SELECT * FROM codes WHERE code_hash = $1")
-            .bind(code_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(code_from).transpose().map_err(map)
+        one(&self.pool, select!(codes, "WHERE code_hash = $1"), code_hash, code_from).await
     }
 
     async fn issue(&self, req: &IssueRequest) -> StoreResult<IssueOutcome> {
         let req = req.clone();
-        self.write(move |pool| async move { tx!(pool, |c| issue_tx(c, &req).await?) }).await
+        self.write(move |pool| async move {
+            let now = req.now;
+            tx!(pool, |c| drive!(c, IssueFlow::new(&req), now))
+        })
+        .await
     }
 
     async fn find_access(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
-        let row = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(access_from).transpose().map_err(map)
+        one(&self.pool, select!(access_tokens, "WHERE token_hash = $1"), token_hash, access_from).await
     }
 
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
-        let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(refresh_from).transpose().map_err(map)
+        one(&self.pool, select!(refresh_tokens, "WHERE token_hash = $1"), token_hash, refresh_from).await
     }
 
     async fn revoke_access(&self, token_hash: &str, now: i64) -> StoreResult<()> {
         let h = token_hash.to_string();
-        self.write(move |pool| async move { tx!(pool, |c| revoke_access_tx(c, &h, now, true).await?) }).await
+        self.write(move |pool| async move { tx!(pool, |c| drive!(c, Cascade::access(h, true), now)) }).await
     }
 
     async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
         let f = family_id.to_string();
-        self.write(move |pool| async move { tx!(pool, |c| revoke_family_tx(c, &f, now).await?) }).await
+        self.write(move |pool| async move { tx!(pool, |c| drive!(c, Cascade::family(f), now)) }).await
     }
 
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
         let g = grant_id.to_string();
-        self.write(move |pool| async move { tx!(pool, |c| revoke_grant_tx(c, &g, now).await?) }).await
+        self.write(move |pool| async move { tx!(pool, |c| drive!(c, Cascade::grant(g), now)) }).await
     }
 
     async fn revoke_matching(&self, filter: &RevokeFilter, now: i64) -> StoreResult<u64> {
-        let Some(w) = revoke_conditions(filter)? else { return Ok(0) };
-        self.write(move |pool| async move { tx!(pool, |c| revoke_matching_tx(c, &w, now).await?) }).await
+        let Some(conds) = filter.conditions()? else { return Ok(0) };
+        let (cond, vals) = revoke_where(&conds, Dialect::Postgres);
+        self.write(move |pool| async move { tx!(pool, |c| revoke_matching_tx(c, &cond, &vals, now).await?) }).await
     }
 
     async fn binding_in_use(&self, kind: BindingType, reference: &str) -> StoreResult<bool> {
@@ -989,7 +737,7 @@ impl Store for PostgresStore {
             .bind(&d.user_code_hash)
             .bind(&d.client_id)
             .bind(&d.scope)
-            .bind(aud_json(&d.audience))
+            .bind(audience_to_json(&d.audience)?)
             .bind(d.expires_at)
             .bind(d.interval)
             .bind(d.last_polled)
@@ -1006,24 +754,20 @@ impl Store for PostgresStore {
     }
 
     async fn find_device(&self, device_hash: &str) -> StoreResult<Option<DeviceRecord>> {
-        let row = sqlx::query("SELECT * FROM device_codes WHERE device_hash = $1")
-            .bind(device_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(device_from).transpose().map_err(map)
+        one(&self.pool, select!(device_codes, "WHERE device_hash = $1"), device_hash, device_from).await
     }
 
     async fn find_device_by_user_code(&self, user_code_hash: &str, now: i64) -> StoreResult<Option<DeviceRecord>> {
-        let row = sqlx::query(
-            "SELECT * FROM device_codes WHERE user_code_hash = $1 AND expires_at > $2 ORDER BY expires_at DESC LIMIT 1",
-        )
+        let row = sqlx::query(select!(
+            device_codes,
+            "WHERE user_code_hash = $1 AND expires_at > $2 ORDER BY expires_at DESC LIMIT 1"
+        ))
         .bind(user_code_hash)
         .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(map)?;
-        row.as_ref().map(device_from).transpose().map_err(map)
+        row.as_ref().map(|r| device_from(r)).transpose()
     }
 
     async fn decide_device(

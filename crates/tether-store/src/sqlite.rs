@@ -29,22 +29,20 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
 use tether_core::error::StoreError;
-use tether_core::keys::{Alg, KeyRecord};
-use tether_core::model::{App, AppRecord, BindingType, TokenType, User, UserRecord};
+use tether_core::keys::KeyRecord;
+use tether_core::model::{AppRecord, BindingType, UserRecord};
+use tether_core::store::flow::{Answer, Cascade, Op, run_sync};
+use tether_core::store::issue_flow::IssueFlow;
+use tether_core::store::rows::audience_to_json;
 use tether_core::store::*;
 use tokio::sync::oneshot;
 
 use crate::errors::map;
+use crate::filter::{Dialect, Param, revoke_where};
+use crate::rows::*;
 
 /// Embedded migrations, applied in order; additive only (rolling upgrades run N and N+1 side by side).
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_init.sql")),
-    (2, include_str!("../migrations/sqlite/0002_purge_indexes.sql")),
-    (3, include_str!("../migrations/sqlite/0003_binding_cnf.sql")),
-    (4, include_str!("../migrations/sqlite/0004_act.sql")),
-    (5, include_str!("../migrations/sqlite/0005_device.sql")),
-    (6, include_str!("../migrations/sqlite/0006_dpop_jti.sql")),
-];
+const MIGRATIONS: &[(i64, &str)] = migrations!("sqlite");
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +76,7 @@ fn clone_err(e: &StoreError) -> StoreError {
         StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
         StoreError::NotFound => StoreError::NotFound,
         StoreError::Other(s) => StoreError::Other(s.clone()),
+        StoreError::Corrupt { table, column, detail } => StoreError::Corrupt { table, column, detail: detail.clone() },
     }
 }
 
@@ -229,7 +228,7 @@ impl SqliteStore {
     }
 
     /// Run a point read on a pooled read-only connection, inline (see the module docs).
-    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> StoreResult<R> {
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
         let pooled = self.inner.readers.lock().ok().and_then(|mut v| v.pop());
         let conn = match pooled {
             Some(c) => c,
@@ -246,7 +245,7 @@ impl SqliteStore {
                 c
             }
         };
-        let res = f(&conn).map_err(map);
+        let res = f(&conn);
         if let Ok(mut v) = self.inner.readers.lock()
             && v.len() < READERS_KEPT
         {
@@ -267,187 +266,24 @@ fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<usiz
     c.prepare_cached(sql).and_then(|mut s| s.execute(p)).map_err(map)
 }
 
-fn aud_json(a: &[String]) -> String {
-    serde_json::to_string(a).unwrap_or_else(|_| "[]".into())
+impl_columns!(Row<'_>, get, map);
+
+/// A row mapper of [`crate::rows`].
+type Mapper<T> = fn(&dyn Columns) -> StoreResult<T>;
+
+/// The row `params` select, if any, read by `f`.
+fn one<T>(c: &Connection, sql: &str, params: impl rusqlite::Params, f: Mapper<T>) -> StoreResult<Option<T>> {
+    c.prepare_cached(sql).and_then(|mut s| s.query_row(params, |r| Ok(f(r))).optional()).map_err(map)?.transpose()
 }
 
-fn aud_parse(s: String) -> Vec<String> {
-    serde_json::from_str(&s).unwrap_or_default()
-}
-
-fn binding_from(r: &Row<'_>) -> rusqlite::Result<Option<BindingRecord>> {
-    let kind: Option<String> = r.get("binding_type")?;
-    Ok(match kind.as_deref().and_then(BindingType::parse) {
-        Some(kind) => {
-            // `codes` has no binding_cnf column: absent reads as None.
-            Some(BindingRecord {
-                kind,
-                reference: r.get("binding_ref")?,
-                value_hash: r.get("binding_hash")?,
-                cnf: r.get::<_, Option<String>>("binding_cnf").unwrap_or(None),
-            })
-        }
-        None => None,
-    })
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(format!("corrupt {what}: {e}").into())
-}
-
-fn app_from(r: &Row<'_>) -> rusqlite::Result<AppRecord> {
-    let settings: String = r.get("settings")?;
-    let app: App = serde_json::from_str(&settings).map_err(|e| corrupt("app settings", e))?;
-    Ok(AppRecord { app, secret_hash: r.get("secret_hash")? })
-}
-
-fn user_from(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
-    Ok(UserRecord {
-        user: User {
-            id: r.get("id")?,
-            username: r.get("username")?,
-            email: r.get("email")?,
-            name: r.get("name")?,
-            created_at: r.get("created_at")?,
-        },
-        password_hash: r.get("password_hash")?,
-    })
-}
-
-/// Columns of `access_tokens` in the order [`access_from`] reads them (positional access: the
-/// by-name lookup was measurable on the introspection path).
-const ACCESS_COLS: &str = "token_hash, id, jti, client_id, user_id, username, scope, audience, token_type, \
-     binding_type, binding_ref, binding_hash, reuse_key, grant_id, session_id, auth_time, issued_at, expires_at, revoked_at, \
-     binding_cnf, act";
-
-fn access_from(r: &Row<'_>) -> rusqlite::Result<AccessTokenRecord> {
-    let tt: String = r.get(8)?;
-    let kind: Option<String> = r.get(9)?;
-    let binding = match kind.as_deref().and_then(BindingType::parse) {
-        Some(kind) => Some(BindingRecord { kind, reference: r.get(10)?, value_hash: r.get(11)?, cnf: r.get(19)? }),
-        None => None,
-    };
-    Ok(AccessTokenRecord {
-        token_hash: r.get(0)?,
-        id: r.get(1)?,
-        jti: r.get(2)?,
-        client_id: r.get(3)?,
-        user_id: r.get(4)?,
-        username: r.get(5)?,
-        scope: r.get(6)?,
-        audience: aud_parse(r.get(7)?),
-        token_type: TokenType::parse(&tt).unwrap_or(TokenType::Opaque),
-        binding,
-        reuse_key: r.get(12)?,
-        grant_id: r.get(13)?,
-        session_id: r.get(14)?,
-        auth_time: r.get(15)?,
-        issued_at: r.get(16)?,
-        expires_at: r.get(17)?,
-        revoked_at: r.get(18)?,
-        act: r.get(20)?,
-    })
-}
-
-fn refresh_from(r: &Row<'_>) -> rusqlite::Result<RefreshTokenRecord> {
-    Ok(RefreshTokenRecord {
-        id: r.get("id")?,
-        token_hash: r.get("token_hash")?,
-        family_id: r.get("family_id")?,
-        access_id: r.get("access_id")?,
-        client_id: r.get("client_id")?,
-        user_id: r.get("user_id")?,
-        username: r.get("username")?,
-        scope: r.get("scope")?,
-        audience: aud_parse(r.get("audience")?),
-        binding: binding_from(r)?,
-        grant_id: r.get("grant_id")?,
-        session_id: r.get("session_id")?,
-        auth_time: r.get("auth_time")?,
-        issued_at: r.get("issued_at")?,
-        expires_at: r.get("expires_at")?,
-        used_at: r.get("used_at")?,
-        revoked_at: r.get("revoked_at")?,
-    })
-}
-
-fn code_from(r: &Row<'_>) -> rusqlite::Result<CodeRecord> {
-    Ok(CodeRecord {
-        code_hash: r.get("code_hash")?,
-        client_id: r.get("client_id")?,
-        user_id: r.get("user_id")?,
-        redirect_uri: r.get("redirect_uri")?,
-        scope: r.get("scope")?,
-        audience: aud_parse(r.get("audience")?),
-        nonce: r.get("nonce")?,
-        code_challenge: r.get("code_challenge")?,
-        code_challenge_method: r.get("code_challenge_method")?,
-        session_id: r.get("session_id")?,
-        auth_time: r.get("auth_time")?,
-        grant_id: r.get("grant_id")?,
-        binding: binding_from(r)?,
-        expires_at: r.get("expires_at")?,
-        used_at: r.get("used_at")?,
-    })
-}
-
-fn session_from(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
-    Ok(SessionRecord {
-        id: r.get("id")?,
-        cookie_hash: r.get("cookie_hash")?,
-        user_id: r.get("user_id")?,
-        auth_time: r.get("auth_time")?,
-        expires_at: r.get("expires_at")?,
-        last_seen: r.get("last_seen")?,
-        ended_at: r.get("ended_at")?,
-    })
-}
-
-fn device_from(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
-    let status: String = r.get("status")?;
-    Ok(DeviceRecord {
-        device_hash: r.get("device_hash")?,
-        user_code_hash: r.get("user_code_hash")?,
-        client_id: r.get("client_id")?,
-        scope: r.get("scope")?,
-        audience: aud_parse(r.get("audience")?),
-        expires_at: r.get("expires_at")?,
-        interval: r.get("interval")?,
-        last_polled: r.get("last_polled")?,
-        status: DeviceStatus::parse(&status).ok_or_else(|| corrupt("device status", &status))?,
-        user_id: r.get("user_id")?,
-        session_id: r.get("session_id")?,
-        auth_time: r.get("auth_time")?,
-    })
-}
-
-fn key_from(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
-    let alg: String = r.get("alg")?;
-    Ok(KeyRecord {
-        kid: r.get("kid")?,
-        alg: Alg::parse(&alg).unwrap_or(Alg::ES256),
-        private_sealed: r.get("private_sealed")?,
-        public_jwk: r.get("public_jwk")?,
-        created_at: r.get("created_at")?,
-        rotated_at: r.get("rotated_at")?,
-        publish_until: r.get("publish_until")?,
-    })
-}
-
-fn b_type(b: &Option<BindingRecord>) -> Option<&'static str> {
-    b.as_ref().map(|b| b.kind.as_str())
-}
-fn b_ref(b: &Option<BindingRecord>) -> Option<&str> {
-    b.as_ref().map(|b| b.reference.as_str())
-}
-fn b_hash(b: &Option<BindingRecord>) -> Option<&str> {
-    b.as_ref().map(|b| b.value_hash.as_str())
-}
-fn b_cnf(b: &Option<BindingRecord>) -> Option<&str> {
-    b.as_ref().and_then(|b| b.cnf.as_deref())
+fn all<T>(c: &Connection, sql: &str, f: Mapper<T>) -> StoreResult<Vec<T>> {
+    let mut s = c.prepare_cached(sql).map_err(map)?;
+    let rows = s.query_map([], |r| Ok(f(r))).map_err(map)?;
+    rows.map(|r| r.map_err(map)?).collect()
 }
 
 fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
+    let b = binding_cols(&a.binding);
     exec(
         c,
         "INSERT INTO access_tokens (id, token_hash, jti, client_id, user_id, username, scope, audience, token_type, \
@@ -461,18 +297,18 @@ fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
             a.user_id,
             a.username,
             a.scope,
-            aud_json(&a.audience),
+            audience_to_json(&a.audience)?,
             a.token_type.as_str(),
-            b_type(&a.binding),
-            b_ref(&a.binding),
-            b_hash(&a.binding),
+            b.kind,
+            b.reference,
+            b.hash,
             a.reuse_key,
             a.grant_id,
             a.session_id,
             a.auth_time,
             a.issued_at,
             a.expires_at,
-            b_cnf(&a.binding),
+            b.cnf,
             a.act
         ],
     )?;
@@ -480,6 +316,7 @@ fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
 }
 
 fn insert_refresh(c: &Connection, r: &RefreshTokenRecord, access_id: &str) -> StoreResult<()> {
+    let b = binding_cols(&r.binding);
     exec(
         c,
         "INSERT INTO refresh_tokens (id, token_hash, family_id, access_id, client_id, user_id, username, scope, audience, \
@@ -494,216 +331,163 @@ fn insert_refresh(c: &Connection, r: &RefreshTokenRecord, access_id: &str) -> St
             r.user_id,
             r.username,
             r.scope,
-            aud_json(&r.audience),
-            b_type(&r.binding),
-            b_ref(&r.binding),
-            b_hash(&r.binding),
+            audience_to_json(&r.audience)?,
+            b.kind,
+            b.reference,
+            b.hash,
             r.grant_id,
             r.session_id,
             r.auth_time,
             r.issued_at,
             r.expires_at,
-            b_cnf(&r.binding)
+            b.cnf
         ],
     )?;
     Ok(())
 }
 
-fn revoke_family_tx(c: &Connection, family_id: &str, now: i64) -> StoreResult<()> {
-    exec(
-        c,
-        "UPDATE access_tokens SET revoked_at = ?1 WHERE revoked_at IS NULL AND token_hash IN \
-         (SELECT access_id FROM refresh_tokens WHERE family_id = ?2)",
-        params![now, family_id],
-    )?;
-    exec(
-        c,
-        "UPDATE refresh_tokens SET revoked_at = ?1 WHERE revoked_at IS NULL AND family_id = ?2",
-        params![now, family_id],
-    )?;
-    Ok(())
+/// `UPDATE … SET … = ?1 (now) WHERE … = ?2 (key)`: true when it changed a row.
+fn update(c: &Connection, sql: &str, now: i64, key: &str) -> StoreResult<bool> {
+    Ok(exec(c, sql, params![now, key])? > 0)
 }
 
-fn revoke_access_tx(c: &Connection, hash: &str, now: i64, with_families: bool) -> StoreResult<()> {
-    exec(
-        c,
-        "UPDATE access_tokens SET revoked_at = ?1 WHERE token_hash = ?2 AND revoked_at IS NULL",
-        params![now, hash],
-    )?;
-    if with_families {
-        let fams: Vec<String> = c
-            .prepare_cached("SELECT DISTINCT family_id FROM refresh_tokens WHERE access_id = ?1")
-            .and_then(|mut s| s.query_map([hash], |r| r.get(0))?.collect())
-            .map_err(map)?;
-        for f in fams {
-            revoke_family_tx(c, &f, now)?;
+fn lookup(c: &Connection, sql: &str, key: &str) -> StoreResult<Option<String>> {
+    c.prepare_cached(sql).and_then(|mut s| s.query_row([key], |r| r.get(0)).optional()).map_err(map)
+}
+
+/// Run one op of a decision flow of `tether_core::store::flow` (the decisions are there; only
+/// the SQL is here). Runs inside the writer's transaction, so ops of one flow are atomic and no
+/// other write interleaves with them ([`Op::LockReuseKey`] has nothing to do).
+fn run_op(c: &Connection, op: Op<'_>, now: i64) -> StoreResult<Answer> {
+    Ok(match op {
+        Op::ConsumeCode(hash) => Answer::Changed(update(
+            c,
+            "UPDATE codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL",
+            now,
+            hash,
+        )?),
+        Op::GrantOfCode(hash) => Answer::Id(lookup(c, "SELECT grant_id FROM codes WHERE code_hash = ?1", hash)?),
+        Op::RotateRefresh(hash) => Answer::Changed(update(
+            c,
+            "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND revoked_at IS NULL",
+            now,
+            hash,
+        )?),
+        Op::FamilyOfRefresh(hash) => {
+            Answer::Id(lookup(c, "SELECT family_id FROM refresh_tokens WHERE token_hash = ?1", hash)?)
         }
-    }
-    Ok(())
-}
-
-fn revoke_grant_tx(c: &Connection, grant_id: &str, now: i64) -> StoreResult<()> {
-    exec(
-        c,
-        "UPDATE access_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
-        params![now, grant_id],
-    )?;
-    exec(
-        c,
-        "UPDATE refresh_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
-        params![now, grant_id],
-    )?;
-    Ok(())
-}
-
-/// The WHERE conditions of a bulk revocation and the values they bind, numbered from `?2` (`?1` is
-/// the revocation time). Only placeholders go into the SQL, never a value. `None` when the filter
-/// matches nothing (an empty client list).
-fn revoke_conditions(f: &RevokeFilter) -> StoreResult<Option<(String, Vec<String>)>> {
-    let mut conds: Vec<String> = Vec::new();
-    let mut vals: Vec<String> = Vec::new();
-    for (col, v) in [
-        ("session_id", f.session_id.as_deref()),
-        ("user_id", f.user_id.as_deref()),
-        ("binding_type", f.binding_kind.map(|k| k.as_str())),
-        ("binding_ref", f.binding_ref.as_deref()),
-    ] {
-        if let Some(v) = v {
-            vals.push(v.to_string());
-            conds.push(format!("{col} = ?{}", vals.len() + 1));
+        Op::ConsumeDevice(hash) => Answer::Changed(
+            exec(c, "UPDATE device_codes SET status = 'used' WHERE device_hash = ?1 AND status = 'approved'", [hash])?
+                > 0,
+        ),
+        Op::LockReuseKey(_) => Answer::Ran,
+        Op::ExpireStale(key) => {
+            exec(
+                c,
+                "UPDATE access_tokens SET revoked_at = expires_at WHERE reuse_key = ?1 AND revoked_at IS NULL AND expires_at <= ?2",
+                params![key, now],
+            )?;
+            Answer::Ran
         }
-    }
-    if let Some(ids) = &f.client_ids {
-        if ids.is_empty() {
-            return Ok(None);
+        Op::FindActive(key) => Answer::Token(
+            one(c, select!(access_tokens, "WHERE reuse_key = ?1 AND revoked_at IS NULL"), [key], access_from)?
+                .map(Box::new),
+        ),
+        Op::RevokeAccess(hash) => {
+            update(
+                c,
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE token_hash = ?2 AND revoked_at IS NULL",
+                now,
+                &hash,
+            )?;
+            Answer::Ran
         }
-        let first = vals.len() + 2;
-        let marks: Vec<String> = (first..first + ids.len()).map(|i| format!("?{i}")).collect();
-        vals.extend(ids.iter().cloned());
-        conds.push(format!("client_id IN ({})", marks.join(", ")));
-    }
-    if conds.is_empty() {
-        return Err(StoreError::Other("refusing to revoke without a condition".into()));
-    }
-    if !f.spare_binding_kinds.is_empty() {
-        // Constant text, no client input.
-        conds.push("(binding_type IS NULL OR binding_type NOT IN ('client-request', 'device-flow'))".into());
-    }
-    Ok(Some((conds.join(" AND "), vals)))
+        Op::FamiliesOfAccess(hash) => Answer::Ids(
+            c.prepare_cached("SELECT DISTINCT family_id FROM refresh_tokens WHERE access_id = ?1")
+                .and_then(|mut s| s.query_map([&hash], |r| r.get(0))?.collect())
+                .map_err(map)?,
+        ),
+        Op::RevokeFamilyAccess(family) => {
+            update(
+                c,
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE revoked_at IS NULL AND token_hash IN \
+                 (SELECT access_id FROM refresh_tokens WHERE family_id = ?2)",
+                now,
+                &family,
+            )?;
+            Answer::Ran
+        }
+        Op::RevokeFamilyRefresh(family) => {
+            update(
+                c,
+                "UPDATE refresh_tokens SET revoked_at = ?1 WHERE revoked_at IS NULL AND family_id = ?2",
+                now,
+                &family,
+            )?;
+            Answer::Ran
+        }
+        Op::RevokeGrantAccess(grant) => {
+            update(
+                c,
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
+                now,
+                &grant,
+            )?;
+            Answer::Ran
+        }
+        Op::RevokeGrantRefresh(grant) => {
+            update(
+                c,
+                "UPDATE refresh_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
+                now,
+                &grant,
+            )?;
+            Answer::Ran
+        }
+        Op::InsertAccess(a) => {
+            insert_access(c, a)?;
+            Answer::Ran
+        }
+        Op::InsertRefresh { refresh, access_id } => {
+            insert_refresh(c, refresh, &access_id)?;
+            Answer::Ran
+        }
+    })
 }
 
-/// Revoke the active access and refresh tokens matching `cond` (from [`revoke_conditions`]).
-/// Revoked access tokens leave the "one active token per reuse key" index, as in [`revoke_access_tx`].
-fn revoke_matching_tx(c: &Connection, cond: &str, vals: &[String], now: i64) -> StoreResult<u64> {
+/// Revoke the active access and refresh tokens matching `cond` (from [`revoke_where`], numbered
+/// from `?2`). Revoked access tokens leave the "one active token per reuse key" index.
+fn revoke_matching_tx(c: &Connection, cond: &str, vals: &[Param], now: i64) -> StoreResult<u64> {
     let mut n = 0u64;
     for table in ["access_tokens", "refresh_tokens"] {
         // Not prepare_cached: the statement's shape varies with the filter; keep the cache for
         // the hot statements.
         let sql = format!("UPDATE {table} SET revoked_at = ?1 WHERE revoked_at IS NULL AND {cond}");
-        let p = std::iter::once(Value::Integer(now)).chain(vals.iter().cloned().map(Value::Text));
+        let mut p = vec![Value::Integer(now)];
+        for v in vals {
+            match v {
+                Param::Text(t) => p.push(Value::Text(t.clone())),
+                // The SQLite dialect binds one value per placeholder.
+                Param::List(_) => return Err(StoreError::Other("a list parameter in a SQLite statement".into())),
+            }
+        }
         n += c.execute(&sql, params_from_iter(p)).map_err(map)? as u64;
     }
     Ok(n)
 }
 
-fn issue_tx(c: &Connection, req: &IssueRequest) -> StoreResult<IssueOutcome> {
-    let now = req.now;
-    match &req.precondition {
-        Precondition::None => {}
-        Precondition::ConsumeCode(hash) => {
-            if exec(c, "UPDATE codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL", params![now, hash])?
-                == 0
-            {
-                let grant: Option<String> = c
-                    .query_row("SELECT grant_id FROM codes WHERE code_hash = ?1", [hash], |r| r.get(0))
-                    .optional()
-                    .map_err(map)?;
-                if let Some(g) = grant {
-                    revoke_grant_tx(c, &g, now)?;
-                }
-                return Ok(IssueOutcome::Replayed);
-            }
-        }
-        Precondition::RotateRefresh(hash) => {
-            let n = exec(
-                c,
-                "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND revoked_at IS NULL",
-                params![now, hash],
-            )?;
-            if n == 0 {
-                let fam: Option<String> = c
-                    .query_row("SELECT family_id FROM refresh_tokens WHERE token_hash = ?1", [hash], |r| r.get(0))
-                    .optional()
-                    .map_err(map)?;
-                if let Some(f) = fam {
-                    revoke_family_tx(c, &f, now)?;
-                }
-                return Ok(IssueOutcome::Replayed);
-            }
-        }
-        Precondition::ConsumeDevice(hash) => {
-            // Not approved any more: a concurrent poll got the tokens. Nothing to revoke.
-            if exec(
-                c,
-                "UPDATE device_codes SET status = 'used' WHERE device_hash = ?1 AND status = 'approved'",
-                [hash],
-            )? == 0
-            {
-                return Ok(IssueOutcome::Replayed);
-            }
-        }
-    }
-    if let Some(key) = &req.access.reuse_key {
-        // Expired tokens of the key no longer count as its active token.
-        exec(
-            c,
-            "UPDATE access_tokens SET revoked_at = expires_at WHERE reuse_key = ?1 AND revoked_at IS NULL AND expires_at <= ?2",
-            params![key, now],
-        )?;
-        let existing = c
-            .prepare_cached(&format!(
-                "SELECT {ACCESS_COLS} FROM access_tokens WHERE reuse_key = ?1 AND revoked_at IS NULL"
-            ))
-            .and_then(|mut s| s.query_row([key], access_from).optional())
-            .map_err(map)?;
-        if let Some(existing) = existing {
-            match req.policy {
-                ReusePolicy::ReuseActive => {
-                    if let Some(r) = &req.refresh {
-                        insert_refresh(c, r, &existing.token_hash)?;
-                    }
-                    return Ok(IssueOutcome::Reused(Box::new(existing)));
-                }
-                ReusePolicy::RevokePrevious { with_refresh } => {
-                    revoke_access_tx(c, &existing.token_hash, now, with_refresh)?
-                }
-                ReusePolicy::Independent => {}
-            }
-        }
-    }
-    insert_access(c, &req.access)?;
-    if let Some(r) = &req.refresh {
-        insert_refresh(c, r, &req.access.token_hash)?;
-    }
-    Ok(IssueOutcome::Issued)
-}
-
-fn one<T>(c: &Connection, sql: &str, key: &str, f: fn(&Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<Option<T>> {
-    c.prepare_cached(sql)?.query_row([key], f).optional()
-}
-
-fn all<T>(c: &Connection, sql: &str, f: fn(&Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<Vec<T>> {
-    c.prepare_cached(sql)?.query_map([], f)?.collect()
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map))
     }
 
     async fn generation(&self) -> StoreResult<i64> {
-        self.read(|c| c.prepare_cached("SELECT value FROM meta WHERE key = 'generation'")?.query_row([], |r| r.get(0)))
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = 'generation'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(map)
+        })
     }
 
     async fn create_app(&self, a: &AppRecord) -> StoreResult<()> {
@@ -738,11 +522,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_app(&self, client_id: &str) -> StoreResult<Option<AppRecord>> {
-        self.read(|c| one(c, "SELECT * FROM apps WHERE client_id = ?1", client_id, app_from))
+        self.read(|c| one(c, select!(apps, "WHERE client_id = ?1"), [client_id], app_from))
     }
 
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
-        self.read(|c| all(c, "SELECT * FROM apps ORDER BY created_at, client_id", app_from))
+        self.read(|c| all(c, select!(apps, "ORDER BY created_at, client_id"), app_from))
     }
 
     async fn delete_app(&self, client_id: &str, now: i64) -> StoreResult<bool> {
@@ -792,15 +576,15 @@ impl Store for SqliteStore {
     }
 
     async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        self.read(|c| one(c, "SELECT * FROM users WHERE username = ?1", username, user_from))
+        self.read(|c| one(c, select!(users, "WHERE username = ?1"), [username], user_from))
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        self.read(|c| one(c, "SELECT * FROM users WHERE id = ?1", id, user_from))
+        self.read(|c| one(c, select!(users, "WHERE id = ?1"), [id], user_from))
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        self.read(|c| all(c, "SELECT * FROM users ORDER BY username", user_from))
+        self.read(|c| all(c, select!(users, "ORDER BY username"), user_from))
     }
 
     async fn delete_user(&self, username: &str, now: i64) -> StoreResult<bool> {
@@ -827,7 +611,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        self.read(|c| all(c, "SELECT * FROM signing_keys ORDER BY created_at, kid", key_from))
+        self.read(|c| all(c, select!(signing_keys, "ORDER BY created_at, kid"), key_from))
     }
 
     async fn add_keys(&self, keys: &[KeyRecord], now: i64, publish_until: i64) -> StoreResult<()> {
@@ -874,7 +658,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_session(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>> {
-        self.read(|c| one(c, "SELECT * FROM sessions WHERE cookie_hash = ?1", cookie_hash, session_from))
+        self.read(|c| one(c, select!(sessions, "WHERE cookie_hash = ?1"), [cookie_hash], session_from))
     }
 
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
@@ -896,12 +680,13 @@ impl Store for SqliteStore {
     }
 
     async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        self.read(|c| one(c, "SELECT * FROM sessions WHERE id = ?1", id, session_from))
+        self.read(|c| one(c, select!(sessions, "WHERE id = ?1"), [id], session_from))
     }
 
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {
         let k = code.clone();
         self.write(move |c| {
+            let b = binding_cols(&k.binding);
             exec(
                 c,
                 "INSERT INTO codes (code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, code_challenge, \
@@ -913,16 +698,16 @@ impl Store for SqliteStore {
                     k.user_id,
                     k.redirect_uri,
                     k.scope,
-                    aud_json(&k.audience),
+                    audience_to_json(&k.audience)?,
                     k.nonce,
                     k.code_challenge,
                     k.code_challenge_method,
                     k.session_id,
                     k.auth_time,
                     k.grant_id,
-                    b_type(&k.binding),
-                    b_ref(&k.binding),
-                    b_hash(&k.binding),
+                    b.kind,
+                    b.reference,
+                    b.hash,
                     k.expires_at
                 ],
             )?;
@@ -932,41 +717,40 @@ impl Store for SqliteStore {
     }
 
     async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
-        self.read(|c| one(c, "SELECT * FROM codes WHERE code_hash = ?1", code_hash, code_from))
+        self.read(|c| one(c, select!(codes, "WHERE code_hash = ?1"), [code_hash], code_from))
     }
 
     async fn issue(&self, req: &IssueRequest) -> StoreResult<IssueOutcome> {
         let req = req.clone();
-        self.write(move |c| issue_tx(c, &req)).await
+        self.write(move |c| run_sync(IssueFlow::new(&req), |op| run_op(c, op, req.now))).await
     }
 
     async fn find_access(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
-        self.read(|c| {
-            one(c, &format!("SELECT {ACCESS_COLS} FROM access_tokens WHERE token_hash = ?1"), token_hash, access_from)
-        })
+        self.read(|c| one(c, select!(access_tokens, "WHERE token_hash = ?1"), [token_hash], access_from))
     }
 
     async fn find_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
-        self.read(|c| one(c, "SELECT * FROM refresh_tokens WHERE token_hash = ?1", token_hash, refresh_from))
+        self.read(|c| one(c, select!(refresh_tokens, "WHERE token_hash = ?1"), [token_hash], refresh_from))
     }
 
     async fn revoke_access(&self, token_hash: &str, now: i64) -> StoreResult<()> {
         let id = token_hash.to_string();
-        self.write(move |c| revoke_access_tx(c, &id, now, true)).await
+        self.write(move |c| run_sync(Cascade::access(id, true), |op| run_op(c, op, now))).await
     }
 
     async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
         let id = family_id.to_string();
-        self.write(move |c| revoke_family_tx(c, &id, now)).await
+        self.write(move |c| run_sync(Cascade::family(id), |op| run_op(c, op, now))).await
     }
 
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<()> {
         let id = grant_id.to_string();
-        self.write(move |c| revoke_grant_tx(c, &id, now)).await
+        self.write(move |c| run_sync(Cascade::grant(id), |op| run_op(c, op, now))).await
     }
 
     async fn revoke_matching(&self, filter: &RevokeFilter, now: i64) -> StoreResult<u64> {
-        let Some((cond, vals)) = revoke_conditions(filter)? else { return Ok(0) };
+        let Some(conds) = filter.conditions()? else { return Ok(0) };
+        let (cond, vals) = revoke_where(&conds, Dialect::Sqlite);
         self.write(move |c| revoke_matching_tx(c, &cond, &vals, now)).await
     }
 
@@ -975,8 +759,9 @@ impl Store for SqliteStore {
             c.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE binding_ref = ?2 AND binding_type = ?1) \
                  OR EXISTS (SELECT 1 FROM refresh_tokens WHERE binding_ref = ?2 AND binding_type = ?1)",
-            )?
-            .query_row(params![kind.as_str(), reference], |r| r.get(0))
+            )
+            .and_then(|mut s| s.query_row(params![kind.as_str(), reference], |r| r.get(0)))
+            .map_err(map)
         })
     }
 
@@ -1005,7 +790,7 @@ impl Store for SqliteStore {
                     d.user_code_hash,
                     d.client_id,
                     d.scope,
-                    aud_json(&d.audience),
+                    audience_to_json(&d.audience)?,
                     d.expires_at,
                     d.interval,
                     d.last_polled,
@@ -1021,16 +806,17 @@ impl Store for SqliteStore {
     }
 
     async fn find_device(&self, device_hash: &str) -> StoreResult<Option<DeviceRecord>> {
-        self.read(|c| one(c, "SELECT * FROM device_codes WHERE device_hash = ?1", device_hash, device_from))
+        self.read(|c| one(c, select!(device_codes, "WHERE device_hash = ?1"), [device_hash], device_from))
     }
 
     async fn find_device_by_user_code(&self, user_code_hash: &str, now: i64) -> StoreResult<Option<DeviceRecord>> {
         self.read(|c| {
-            c.prepare_cached(
-                "SELECT * FROM device_codes WHERE user_code_hash = ?1 AND expires_at > ?2 ORDER BY expires_at DESC LIMIT 1",
-            )?
-            .query_row(params![user_code_hash, now], device_from)
-            .optional()
+            one(
+                c,
+                select!(device_codes, "WHERE user_code_hash = ?1 AND expires_at > ?2 ORDER BY expires_at DESC LIMIT 1"),
+                params![user_code_hash, now],
+                device_from,
+            )
         })
     }
 

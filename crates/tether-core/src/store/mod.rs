@@ -4,6 +4,15 @@
 //! code, rotating a refresh token, "one active token per reuse key" (token-binding.md B-3) — decide
 //! it inside the store, so that two requests racing on one node or on two nodes cannot both win.
 //! One implementation per backend lives in `tether-store`; there are no backend branches here.
+//!
+//! The decisions themselves are written once, here, as data and sans-IO flows that every backend
+//! executes with its own SQL: issuance ([`issue_flow`]), the revocation cascades ([`flow`]), the
+//! conditions of a bulk revocation ([`RevokeFilter::conditions`]) and the reading of stored values
+//! ([`rows`]).
+
+pub mod flow;
+pub mod issue_flow;
+pub mod rows;
 
 use async_trait::async_trait;
 
@@ -182,9 +191,65 @@ pub struct RevokeFilter {
     pub binding_ref: Option<String>,
     /// Only tokens of these clients (an empty list matches nothing).
     pub client_ids: Option<Vec<String>>,
-    /// Leave tokens bound with one of these binding types alone (B-6: a browser logout never
-    /// revokes `client-request` and `device-flow` tokens).
+    /// Tokens bound with one of these types are left alone (B-6: a browser logout never revokes
+    /// `client-request` or `device-flow` tokens). Unbound tokens are never spared. Not a condition
+    /// by itself: a filter with only this is still refused. Empty: spare nothing.
     pub spare_binding_kinds: Vec<BindingType>,
+}
+
+/// A column a bulk revocation can test; each backend names it in its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeField {
+    SessionId,
+    UserId,
+    BindingType,
+    BindingRef,
+    ClientId,
+}
+
+/// One condition of a bulk revocation ([`RevokeFilter::conditions`]), as data: each backend writes
+/// it in its SQL dialect with every value a bound parameter, never SQL text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeCondition<'a> {
+    /// `field = value`.
+    Is(RevokeField, &'a str),
+    /// `field IN (values)`; never empty.
+    OneOf(RevokeField, Vec<&'a str>),
+    /// `field IS NULL OR field NOT IN (values)`; never empty.
+    NullOrNoneOf(RevokeField, Vec<&'a str>),
+}
+
+impl RevokeFilter {
+    /// The conditions a token must all meet to be revoked (besides being unrevoked). `Ok(None)`
+    /// when the filter matches nothing (an empty client list); an error for a filter without any
+    /// condition, which would revoke everything.
+    pub fn conditions(&self) -> StoreResult<Option<Vec<RevokeCondition<'_>>>> {
+        let mut conds = Vec::new();
+        for (field, value) in [
+            (RevokeField::SessionId, self.session_id.as_deref()),
+            (RevokeField::UserId, self.user_id.as_deref()),
+            (RevokeField::BindingType, self.binding_kind.map(BindingType::as_str)),
+            (RevokeField::BindingRef, self.binding_ref.as_deref()),
+        ] {
+            if let Some(v) = value {
+                conds.push(RevokeCondition::Is(field, v));
+            }
+        }
+        if let Some(ids) = &self.client_ids {
+            if ids.is_empty() {
+                return Ok(None);
+            }
+            conds.push(RevokeCondition::OneOf(RevokeField::ClientId, ids.iter().map(String::as_str).collect()));
+        }
+        if conds.is_empty() {
+            return Err(StoreError::Other("refusing to revoke without a condition".into()));
+        }
+        if !self.spare_binding_kinds.is_empty() {
+            let kinds = self.spare_binding_kinds.iter().map(|k| k.as_str()).collect();
+            conds.push(RevokeCondition::NullOrNoneOf(RevokeField::BindingType, kinds));
+        }
+        Ok(Some(conds))
+    }
 }
 
 /// How issuance treats existing tokens of the same reuse key (B-3).
@@ -319,4 +384,46 @@ pub trait Store: Send + Sync + 'static {
     /// codes and sessions past `now - grace`. Safe to run on several nodes at once. Returns the
     /// number of rows deleted.
     async fn purge(&self, now: i64, grace: i64, limit: u32) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_filter_conditions() {
+        assert!(RevokeFilter::default().conditions().is_err(), "no condition: refused");
+        let spare_only = RevokeFilter { spare_binding_kinds: vec![BindingType::ClientRequest], ..Default::default() };
+        assert!(spare_only.conditions().is_err(), "sparing is not a condition");
+        let no_clients = RevokeFilter { user_id: Some("u".into()), client_ids: Some(vec![]), ..Default::default() };
+        assert_eq!(no_clients.conditions().unwrap(), None, "an empty client list matches nothing");
+        let logout = RevokeFilter {
+            session_id: Some("s".into()),
+            client_ids: Some(vec!["a".into(), "b".into()]),
+            spare_binding_kinds: vec![BindingType::ClientRequest, BindingType::DeviceFlow],
+            ..Default::default()
+        };
+        assert_eq!(
+            logout.conditions().unwrap().unwrap(),
+            vec![
+                RevokeCondition::Is(RevokeField::SessionId, "s"),
+                RevokeCondition::OneOf(RevokeField::ClientId, vec!["a", "b"]),
+                RevokeCondition::NullOrNoneOf(RevokeField::BindingType, vec!["client-request", "device-flow"]),
+            ]
+        );
+        let by_binding = RevokeFilter {
+            user_id: Some("u".into()),
+            binding_kind: Some(BindingType::Cookie),
+            binding_ref: Some("r".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            by_binding.conditions().unwrap().unwrap(),
+            vec![
+                RevokeCondition::Is(RevokeField::UserId, "u"),
+                RevokeCondition::Is(RevokeField::BindingType, "cookie"),
+                RevokeCondition::Is(RevokeField::BindingRef, "r"),
+            ]
+        );
+    }
 }

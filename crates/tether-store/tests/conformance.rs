@@ -1,0 +1,888 @@
+//! Store conformance: the same cases against every backend. SQLite always runs (a fresh file in a
+//! temporary directory per case); PostgreSQL runs when `TETHER_TEST_POSTGRES_URL` names an admin
+//! URL of a test cluster (`scripts/pg-start` prints one), each case on a database of its own that
+//! is dropped afterwards. Without it the `postgres::` cases pass without running.
+//!
+//! The cases check what the protocol relies on: codes and refresh tokens redeemed once with
+//! revocation on replay, the B-3 reuse policies (also under concurrency), the revocation cascades,
+//! the B-6 logout filters, the purge, the DPoP replay cache, and that a corrupt row is an error.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tether_core::error::StoreError;
+use tether_core::keys::{Alg, KeyRecord};
+use tether_core::model::{App, AppRecord, AuthMethod, BindingType, GrantType, IdTokenAlg, TokenType, User, UserRecord};
+use tether_core::store::*;
+use tether_store::{PostgresStore, SqliteStore};
+
+/// The time every case runs at.
+const NOW: i64 = 1_800_000_000;
+const HOUR: i64 = 3600;
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+struct Backend {
+    store: Arc<dyn Store>,
+    raw: Raw,
+}
+
+/// Direct access to the database under the store, for what the trait cannot do (write a bad row,
+/// count rows).
+enum Raw {
+    Sqlite { _dir: TempDir, file: PathBuf },
+    Postgres { admin: String, url: String, name: String },
+}
+
+impl Raw {
+    async fn exec(&self, sql: &str) {
+        match self {
+            Raw::Sqlite { file, .. } => {
+                let c = rusqlite::Connection::open(file).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                c.execute_batch(sql).unwrap();
+            }
+            Raw::Postgres { url, .. } => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Raw::Sqlite { file, .. } => {
+                let c = rusqlite::Connection::open(file).unwrap();
+                c.query_row(sql, [], |r| r.get(0)).unwrap()
+            }
+            Raw::Postgres { url, .. } => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            }
+        }
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn random_name() -> String {
+    tether_core::secret::hex(&tether_core::secret::random_bytes::<6>())
+}
+
+async fn sqlite() -> Backend {
+    let dir = std::env::temp_dir().join(format!("tether-conformance-{}", random_name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tether.db");
+    let store = SqliteStore::open(file.to_str().unwrap()).await.unwrap();
+    Backend { store: Arc::new(store), raw: Raw::Sqlite { _dir: TempDir(dir), file } }
+}
+
+/// A fresh database on the test cluster, as tether-testkit's `test_database` makes one (copied:
+/// tether-testkit depends on this crate).
+async fn postgres() -> Option<Backend> {
+    use sqlx::Connection;
+    let admin = std::env::var("TETHER_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())?;
+    let name = format!("tether_c_{}", random_name());
+    let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.expect("create test database");
+    let mut u = url::Url::parse(&admin).expect("admin URL");
+    u.set_path(&format!("/{name}"));
+    let url = u.to_string();
+    let store = PostgresStore::open(&url, 24).await.unwrap();
+    Some(Backend { store: Arc::new(store), raw: Raw::Postgres { admin, url, name } })
+}
+
+impl Backend {
+    /// Drop the PostgreSQL database of a case that passed.
+    async fn finish(self) {
+        let Backend { store, raw } = self;
+        drop(store);
+        if let Raw::Postgres { admin, name, .. } = raw {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+        }
+    }
+}
+
+/// Each case runs once per backend: `sqlite::case` and `postgres::case`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let b = super::sqlite().await;
+                    super::$case(&b).await;
+                    b.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(b) = super::postgres().await else {
+                        eprintln!("TETHER_TEST_POSTGRES_URL is not set: skipped");
+                        return;
+                    };
+                    super::$case(&b).await;
+                    b.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    records_round_trip,
+    code_replay_revokes_the_grant,
+    refresh_rotation_and_reuse_detection,
+    reuse_active_returns_the_active_token,
+    revoke_previous_without_refresh,
+    revoke_previous_with_refresh,
+    an_expired_token_is_not_the_active_one,
+    concurrent_issuance_reuse_active,
+    concurrent_issuance_revoke_previous,
+    device_code_is_consumed_once,
+    revoke_access_revokes_its_refresh_families,
+    revoke_family_revokes_its_access_tokens,
+    revoke_grant_revokes_its_tokens,
+    logout_filters,
+    purge_removes_dead_rows_and_keeps_used_live_refresh_tokens,
+    dpop_jti_is_fresh_once,
+    corrupt_rows_are_errors,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+fn access(hash: &str) -> AccessTokenRecord {
+    AccessTokenRecord {
+        id: format!("id-{hash}"),
+        token_hash: hash.into(),
+        jti: format!("jti-{hash}"),
+        client_id: "app".into(),
+        user_id: Some("u1".into()),
+        username: Some("alice".into()),
+        scope: "openid read".into(),
+        audience: vec!["https://api.example".into()],
+        token_type: TokenType::Opaque,
+        binding: None,
+        reuse_key: None,
+        grant_id: None,
+        session_id: None,
+        auth_time: Some(NOW - 10),
+        issued_at: NOW,
+        expires_at: NOW + HOUR,
+        revoked_at: None,
+        act: None,
+    }
+}
+
+fn refresh(hash: &str, family: &str, access_id: &str) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        id: format!("id-{hash}"),
+        token_hash: hash.into(),
+        family_id: family.into(),
+        access_id: access_id.into(),
+        client_id: "app".into(),
+        user_id: Some("u1".into()),
+        username: Some("alice".into()),
+        scope: "openid read".into(),
+        audience: vec!["https://api.example".into()],
+        binding: None,
+        grant_id: None,
+        session_id: None,
+        auth_time: Some(NOW - 10),
+        issued_at: NOW,
+        expires_at: NOW + 24 * HOUR,
+        used_at: None,
+        revoked_at: None,
+    }
+}
+
+fn keyed(hash: &str, key: &str) -> AccessTokenRecord {
+    AccessTokenRecord { reuse_key: Some(key.into()), ..access(hash) }
+}
+
+fn with_grant(mut a: AccessTokenRecord, grant: &str) -> AccessTokenRecord {
+    a.grant_id = Some(grant.into());
+    a
+}
+
+fn bound(kind: BindingType, reference: &str) -> Option<BindingRecord> {
+    Some(BindingRecord { kind, reference: reference.into(), value_hash: format!("hash-{reference}"), cnf: None })
+}
+
+fn request(
+    access: AccessTokenRecord,
+    refresh: Option<RefreshTokenRecord>,
+    policy: ReusePolicy,
+    precondition: Precondition,
+) -> IssueRequest {
+    IssueRequest { access, refresh, policy, precondition, now: NOW }
+}
+
+/// Issue with no precondition and no reuse policy.
+async fn issue_plain(s: &dyn Store, a: AccessTokenRecord, r: Option<RefreshTokenRecord>) {
+    let out = s.issue(&request(a, r, ReusePolicy::Independent, Precondition::None)).await.unwrap();
+    assert!(matches!(out, IssueOutcome::Issued), "{out:?}");
+}
+
+fn code(hash: &str, grant: &str) -> CodeRecord {
+    CodeRecord {
+        code_hash: hash.into(),
+        client_id: "app".into(),
+        user_id: "u1".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "openid read".into(),
+        audience: vec!["https://api.example".into()],
+        nonce: Some("n".into()),
+        code_challenge: Some("challenge".into()),
+        code_challenge_method: Some("S256".into()),
+        session_id: "sess".into(),
+        auth_time: NOW - 10,
+        grant_id: grant.into(),
+        binding: bound(BindingType::Cookie, "atbv-ref"),
+        expires_at: NOW + 60,
+        used_at: None,
+    }
+}
+
+fn device(hash: &str) -> DeviceRecord {
+    DeviceRecord {
+        device_hash: hash.into(),
+        user_code_hash: format!("user-{hash}"),
+        client_id: "tv".into(),
+        scope: "read".into(),
+        audience: vec![],
+        expires_at: NOW + 600,
+        interval: 5,
+        last_polled: None,
+        status: DeviceStatus::Pending,
+        user_id: None,
+        session_id: None,
+        auth_time: None,
+    }
+}
+
+fn app_record(client_id: &str) -> AppRecord {
+    AppRecord {
+        app: App {
+            client_id: client_id.into(),
+            name: "An app".into(),
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            redirect_uris: vec!["https://app.example/cb".into()],
+            public: false,
+            auth_method: AuthMethod::ClientSecretBasic,
+            token_type: TokenType::Jwt,
+            binding: BindingType::Dpop,
+            validate_binding: true,
+            revoke_on_logout: true,
+            scopes: vec!["openid".into(), "read".into()],
+            audience: vec!["https://api.example".into()],
+            allowed_origins: vec![],
+            introspect_any: false,
+            require_consent: true,
+            exchange_from: vec![],
+            id_token_alg: IdTokenAlg::ES256,
+            access_token_ttl: 600,
+            refresh_token_ttl: 86_400,
+            tls_subject_dn: None,
+            tls_client_certificates: vec![],
+        },
+        secret_hash: Some("secret-hash".into()),
+    }
+}
+
+async fn revoked(s: &dyn Store, access_hash: &str) -> bool {
+    s.find_access(access_hash).await.unwrap().unwrap().revoked_at.is_some()
+}
+
+async fn refresh_revoked(s: &dyn Store, hash: &str) -> bool {
+    s.find_refresh(hash).await.unwrap().unwrap().revoked_at.is_some()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+/// Every record reads back as written (the row mappers read columns by position).
+async fn records_round_trip(b: &Backend) {
+    let s = &*b.store;
+    let app = app_record("app");
+    s.create_app(&app).await.unwrap();
+    let got = s.get_app("app").await.unwrap().unwrap();
+    assert_eq!((got.app, got.secret_hash), (app.app.clone(), app.secret_hash.clone()));
+    assert_eq!(s.list_apps().await.unwrap().len(), 1);
+
+    let user = UserRecord {
+        user: User {
+            id: "u1".into(),
+            username: "alice".into(),
+            email: Some("a@example".into()),
+            name: None,
+            created_at: NOW,
+        },
+        password_hash: "ph".into(),
+    };
+    s.create_user(&user).await.unwrap();
+    let got = s.get_user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!((&got.user, got.password_hash.as_str()), (&user.user, "ph"));
+    assert_eq!(s.get_user("u1").await.unwrap().unwrap().user, user.user);
+
+    let key = KeyRecord {
+        kid: "k1".into(),
+        alg: Alg::RS256,
+        private_sealed: vec![0, 1, 2, 255],
+        public_jwk: "{}".into(),
+        created_at: NOW,
+        rotated_at: None,
+        publish_until: None,
+    };
+    s.add_keys(std::slice::from_ref(&key), NOW, NOW + HOUR).await.unwrap();
+    let keys = s.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!((keys[0].kid.as_str(), keys[0].alg, &keys[0].private_sealed), ("k1", Alg::RS256, &key.private_sealed));
+
+    let session = SessionRecord {
+        id: "sid".into(),
+        cookie_hash: "ch".into(),
+        user_id: "u1".into(),
+        auth_time: NOW - 5,
+        expires_at: NOW + HOUR,
+        last_seen: NOW,
+        ended_at: None,
+    };
+    s.create_session(&session).await.unwrap();
+    let got = s.find_session("ch").await.unwrap().unwrap();
+    assert_eq!(
+        (got.id.as_str(), got.user_id.as_str(), got.auth_time, got.expires_at),
+        ("sid", "u1", NOW - 5, NOW + HOUR)
+    );
+    assert!(s.find_session_by_id("sid").await.unwrap().is_some());
+
+    let c = code("C", "G");
+    s.insert_code(&c).await.unwrap();
+    let got = s.find_code("C").await.unwrap().unwrap();
+    assert_eq!(
+        (got.redirect_uri.as_str(), got.audience, got.nonce, got.code_challenge_method, got.binding, got.used_at),
+        (
+            c.redirect_uri.as_str(),
+            c.audience.clone(),
+            c.nonce.clone(),
+            c.code_challenge_method.clone(),
+            c.binding.clone(),
+            None
+        )
+    );
+
+    let mut a = access("A");
+    a.token_type = TokenType::Jwt;
+    a.binding = Some(BindingRecord {
+        kind: BindingType::Dpop,
+        reference: "ref".into(),
+        value_hash: "vh".into(),
+        cnf: Some("jkt".into()),
+    });
+    a.reuse_key = Some("K".into());
+    a.grant_id = Some("G".into());
+    a.session_id = Some("sid".into());
+    a.act = Some(r#"{"sub":"actor"}"#.into());
+    let mut r = refresh("R", "F", "A");
+    r.binding = a.binding.clone();
+    r.grant_id = Some("G".into());
+    issue_plain(s, a.clone(), Some(r.clone())).await;
+    let got = s.find_access("A").await.unwrap().unwrap();
+    assert_eq!(format!("{got:?}"), format!("{a:?}"));
+    let got = s.find_refresh("R").await.unwrap().unwrap();
+    assert_eq!(format!("{got:?}"), format!("{r:?}"));
+
+    let d = device("D");
+    s.insert_device(&d).await.unwrap();
+    assert_eq!(format!("{:?}", s.find_device("D").await.unwrap().unwrap()), format!("{d:?}"));
+    assert_eq!(format!("{:?}", s.find_device_by_user_code("user-D", NOW).await.unwrap().unwrap()), format!("{d:?}"));
+    assert!(s.find_device_by_user_code("user-D", NOW + 600).await.unwrap().is_none(), "expired");
+    assert!(s.binding_in_use(BindingType::Dpop, "ref").await.unwrap());
+    assert!(!s.binding_in_use(BindingType::Cookie, "ref").await.unwrap());
+}
+
+async fn code_replay_revokes_the_grant(b: &Backend) {
+    let s = &*b.store;
+    s.insert_code(&code("C", "G")).await.unwrap();
+    let mut r1 = refresh("R1", "F1", "A1");
+    r1.grant_id = Some("G".into());
+    let first = request(
+        with_grant(access("A1"), "G"),
+        Some(r1),
+        ReusePolicy::Independent,
+        Precondition::ConsumeCode("C".into()),
+    );
+    assert!(matches!(s.issue(&first).await.unwrap(), IssueOutcome::Issued));
+    assert_eq!(s.find_code("C").await.unwrap().unwrap().used_at, Some(NOW));
+    assert!(!revoked(s, "A1").await);
+    // Another token of another grant, untouched by the replay.
+    issue_plain(s, with_grant(access("B"), "OTHER"), None).await;
+
+    let replay = request(
+        with_grant(access("A2"), "G"),
+        Some(refresh("R2", "F2", "A2")),
+        ReusePolicy::Independent,
+        Precondition::ConsumeCode("C".into()),
+    );
+    assert!(matches!(s.issue(&replay).await.unwrap(), IssueOutcome::Replayed));
+    assert!(revoked(s, "A1").await, "the grant's access token is revoked");
+    assert!(refresh_revoked(s, "R1").await, "the grant's refresh token is revoked");
+    assert!(s.find_access("A2").await.unwrap().is_none(), "nothing issued");
+    assert!(s.find_refresh("R2").await.unwrap().is_none(), "nothing issued");
+    assert!(!revoked(s, "B").await);
+
+    // An unknown code: nothing to revoke, nothing issued.
+    let unknown = request(access("A3"), None, ReusePolicy::Independent, Precondition::ConsumeCode("nope".into()));
+    assert!(matches!(s.issue(&unknown).await.unwrap(), IssueOutcome::Replayed));
+    assert!(s.find_access("A3").await.unwrap().is_none());
+}
+
+async fn refresh_rotation_and_reuse_detection(b: &Backend) {
+    let s = &*b.store;
+    issue_plain(s, access("A1"), Some(refresh("R1", "F", "A1"))).await;
+    issue_plain(s, access("OTHER"), Some(refresh("ROTHER", "G", "OTHER"))).await;
+    let rotate = |a: &str, r: &str, from: &str| {
+        request(
+            access(a),
+            Some(refresh(r, "F", a)),
+            ReusePolicy::RevokePrevious { with_refresh: false },
+            Precondition::RotateRefresh(from.into()),
+        )
+    };
+    assert!(matches!(s.issue(&rotate("A2", "R2", "R1")).await.unwrap(), IssueOutcome::Issued));
+    let r1 = s.find_refresh("R1").await.unwrap().unwrap();
+    assert_eq!((r1.used_at, r1.revoked_at), (Some(NOW), None), "rotated: used, not revoked");
+    assert!(s.find_refresh("R2").await.unwrap().unwrap().active(NOW));
+
+    // Reuse of the rotated token: the whole family goes, with its access tokens.
+    assert!(matches!(s.issue(&rotate("A3", "R3", "R1")).await.unwrap(), IssueOutcome::Replayed));
+    for r in ["R1", "R2"] {
+        assert!(refresh_revoked(s, r).await, "{r}");
+    }
+    for a in ["A1", "A2"] {
+        assert!(revoked(s, a).await, "{a}");
+    }
+    assert!(s.find_access("A3").await.unwrap().is_none());
+    assert!(!revoked(s, "OTHER").await && !refresh_revoked(s, "ROTHER").await, "another family is untouched");
+    // A revoked (not used) refresh token is refused the same way.
+    assert!(matches!(s.issue(&rotate("A4", "R4", "R2")).await.unwrap(), IssueOutcome::Replayed));
+    // An unknown one too.
+    assert!(matches!(s.issue(&rotate("A5", "R5", "nope")).await.unwrap(), IssueOutcome::Replayed));
+    assert!(s.find_access("A5").await.unwrap().is_none());
+}
+
+async fn reuse_active_returns_the_active_token(b: &Backend) {
+    let s = &*b.store;
+    let reuse = |a: &str, r: Option<RefreshTokenRecord>| {
+        request(keyed(a, "K"), r, ReusePolicy::ReuseActive, Precondition::None)
+    };
+    assert!(matches!(s.issue(&reuse("A1", Some(refresh("R1", "F1", "A1")))).await.unwrap(), IssueOutcome::Issued));
+    match s.issue(&reuse("A2", Some(refresh("R2", "F2", "A2")))).await.unwrap() {
+        IssueOutcome::Reused(t) => assert_eq!((t.token_hash.as_str(), t.id.as_str()), ("A1", "id-A1")),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.find_access("A2").await.unwrap().is_none(), "the new access token is not stored");
+    let r2 = s.find_refresh("R2").await.unwrap().unwrap();
+    assert_eq!(r2.access_id, "A1", "the new refresh token is linked to the reused access token");
+    // Without a refresh token: reused, nothing stored.
+    assert!(matches!(s.issue(&reuse("A3", None)).await.unwrap(), IssueOutcome::Reused(t) if t.token_hash == "A1"));
+    assert!(s.find_access("A3").await.unwrap().is_none());
+    // Another key is independent.
+    let other = request(keyed("B1", "K2"), None, ReusePolicy::ReuseActive, Precondition::None);
+    assert!(matches!(s.issue(&other).await.unwrap(), IssueOutcome::Issued));
+    // Once revoked, the key has no active token: a new one is issued.
+    s.revoke_access("A1", NOW).await.unwrap();
+    assert!(matches!(s.issue(&reuse("A4", None)).await.unwrap(), IssueOutcome::Issued));
+}
+
+async fn revoke_previous_without_refresh(b: &Backend) {
+    let s = &*b.store;
+    let policy = ReusePolicy::RevokePrevious { with_refresh: false };
+    let req = |a: &str, r: &str, f: &str| request(keyed(a, "K"), Some(refresh(r, f, a)), policy, Precondition::None);
+    assert!(matches!(s.issue(&req("A1", "R1", "F1")).await.unwrap(), IssueOutcome::Issued));
+    assert!(matches!(s.issue(&req("A2", "R2", "F2")).await.unwrap(), IssueOutcome::Issued));
+    assert!(revoked(s, "A1").await, "the previous access token is revoked");
+    assert!(!refresh_revoked(s, "R1").await, "its refresh token is not");
+    assert!(!revoked(s, "A2").await && !refresh_revoked(s, "R2").await);
+}
+
+async fn revoke_previous_with_refresh(b: &Backend) {
+    let s = &*b.store;
+    let policy = ReusePolicy::RevokePrevious { with_refresh: true };
+    let req = |a: &str, r: &str, f: &str| request(keyed(a, "K"), Some(refresh(r, f, a)), policy, Precondition::None);
+    assert!(matches!(s.issue(&req("A1", "R1", "F1")).await.unwrap(), IssueOutcome::Issued));
+    // A second member of F1, paired with another access token of the family.
+    issue_plain(s, access("A1b"), Some(refresh("R1b", "F1", "A1b"))).await;
+    assert!(matches!(s.issue(&req("A2", "R2", "F2")).await.unwrap(), IssueOutcome::Issued));
+    assert!(revoked(s, "A1").await);
+    assert!(refresh_revoked(s, "R1").await && refresh_revoked(s, "R1b").await, "the family of the previous token");
+    assert!(revoked(s, "A1b").await, "and the family's access tokens");
+    assert!(!revoked(s, "A2").await && !refresh_revoked(s, "R2").await);
+}
+
+async fn an_expired_token_is_not_the_active_one(b: &Backend) {
+    let s = &*b.store;
+    let mut old = keyed("A1", "K");
+    old.issued_at = NOW - 2 * HOUR;
+    old.expires_at = NOW - 1;
+    issue_plain(s, old, None).await;
+    let req = request(keyed("A2", "K"), None, ReusePolicy::ReuseActive, Precondition::None);
+    assert!(matches!(s.issue(&req).await.unwrap(), IssueOutcome::Issued), "an expired token is not reused");
+    assert_eq!(s.find_access("A1").await.unwrap().unwrap().revoked_at, Some(NOW - 1), "retired at its expiry");
+    assert!(s.find_access("A2").await.unwrap().unwrap().active(NOW));
+}
+
+/// Issue A0..A15 (with R0..R15, families F0..F15) for one reuse key, all at once.
+async fn issue_concurrently(b: &Backend, policy: ReusePolicy) -> Vec<IssueOutcome> {
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let s = b.store.clone();
+            tokio::spawn(async move {
+                let a = format!("A{i}");
+                let r = refresh(&format!("R{i}"), &format!("F{i}"), &a);
+                s.issue(&request(keyed(&a, "K"), Some(r), policy, Precondition::None)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+async fn concurrent_issuance_reuse_active(b: &Backend) {
+    let mut issued = Vec::new();
+    let mut reused = Vec::new();
+    for (i, out) in issue_concurrently(b, ReusePolicy::ReuseActive).await.into_iter().enumerate() {
+        match out {
+            IssueOutcome::Issued => issued.push(format!("A{i}")),
+            IssueOutcome::Reused(t) => reused.push(t.token_hash),
+            IssueOutcome::Replayed => panic!("replayed"),
+        }
+    }
+    assert_eq!(issued.len(), 1, "exactly one issued: {issued:?}");
+    assert_eq!(reused.len(), 15);
+    assert!(reused.iter().all(|h| *h == issued[0]), "all reuse the one issued: {reused:?}");
+    for i in 0..16 {
+        assert_eq!(b.store.find_refresh(&format!("R{i}")).await.unwrap().unwrap().access_id, issued[0]);
+    }
+}
+
+async fn concurrent_issuance_revoke_previous(b: &Backend) {
+    let outcomes = issue_concurrently(b, ReusePolicy::RevokePrevious { with_refresh: true }).await;
+    assert!(outcomes.iter().all(|o| matches!(o, IssueOutcome::Issued)), "{outcomes:?}");
+    let mut active = Vec::new();
+    for i in 0..16 {
+        let a = format!("A{i}");
+        if b.store.find_access(&a).await.unwrap().unwrap().active(NOW) {
+            active.push(a);
+        }
+    }
+    assert_eq!(active.len(), 1, "exactly one active token of the key: {active:?}");
+    let live_refresh = b.raw.count("SELECT COUNT(*) FROM refresh_tokens WHERE revoked_at IS NULL").await;
+    assert_eq!(live_refresh, 1, "only the last token's refresh family survives");
+}
+
+async fn device_code_is_consumed_once(b: &Backend) {
+    let s = &*b.store;
+    s.insert_device(&device("D")).await.unwrap();
+    s.insert_device(&device("PENDING")).await.unwrap();
+    let consume =
+        |a: &str, d: &str| request(access(a), None, ReusePolicy::Independent, Precondition::ConsumeDevice(d.into()));
+    // Not approved yet: nothing.
+    assert!(matches!(s.issue(&consume("A0", "D")).await.unwrap(), IssueOutcome::Replayed));
+    assert!(s.decide_device("D", true, "u1", "sid", NOW - 5).await.unwrap());
+    assert!(!s.decide_device("D", false, "u1", "sid", NOW - 5).await.unwrap(), "decided once");
+    let d = s.find_device("D").await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.user_id.as_deref(), d.session_id.as_deref(), d.auth_time),
+        (DeviceStatus::Approved, Some("u1"), Some("sid"), Some(NOW - 5))
+    );
+    s.poll_device("D", NOW, 10).await.unwrap();
+    let d = s.find_device("D").await.unwrap().unwrap();
+    assert_eq!((d.last_polled, d.interval), (Some(NOW), 10));
+
+    assert!(matches!(s.issue(&consume("A1", "D")).await.unwrap(), IssueOutcome::Issued));
+    assert_eq!(s.find_device("D").await.unwrap().unwrap().status, DeviceStatus::Used);
+    assert!(matches!(s.issue(&consume("A2", "D")).await.unwrap(), IssueOutcome::Replayed));
+    assert!(s.find_access("A2").await.unwrap().is_none());
+    assert!(!revoked(s, "A1").await, "a second poll revokes nothing");
+    assert!(matches!(s.issue(&consume("A3", "PENDING")).await.unwrap(), IssueOutcome::Replayed));
+}
+
+async fn revoke_access_revokes_its_refresh_families(b: &Backend) {
+    let s = &*b.store;
+    issue_plain(s, access("A1"), Some(refresh("R1", "F", "A1"))).await;
+    let rotate = request(
+        access("A2"),
+        Some(refresh("R2", "F", "A2")),
+        ReusePolicy::Independent,
+        Precondition::RotateRefresh("R1".into()),
+    );
+    assert!(matches!(s.issue(&rotate).await.unwrap(), IssueOutcome::Issued));
+    issue_plain(s, access("B"), Some(refresh("RB", "FB", "B"))).await;
+    s.revoke_access("A1", NOW).await.unwrap();
+    assert!(revoked(s, "A1").await);
+    assert!(refresh_revoked(s, "R1").await && refresh_revoked(s, "R2").await, "the family issued with it");
+    assert!(revoked(s, "A2").await, "and the family's other access tokens");
+    assert!(!revoked(s, "B").await && !refresh_revoked(s, "RB").await);
+    // Revoking again changes nothing (the first revocation time stays).
+    s.revoke_access("A1", NOW + 5).await.unwrap();
+    assert_eq!(s.find_access("A1").await.unwrap().unwrap().revoked_at, Some(NOW));
+}
+
+async fn revoke_family_revokes_its_access_tokens(b: &Backend) {
+    let s = &*b.store;
+    issue_plain(s, access("A1"), Some(refresh("R1", "F", "A1"))).await;
+    issue_plain(s, access("A2"), Some(refresh("R2", "F", "A2"))).await;
+    issue_plain(s, access("B"), Some(refresh("RB", "FB", "B"))).await;
+    s.revoke_family("F", NOW).await.unwrap();
+    for a in ["A1", "A2"] {
+        assert!(revoked(s, a).await, "{a}");
+    }
+    for r in ["R1", "R2"] {
+        assert!(refresh_revoked(s, r).await, "{r}");
+    }
+    assert!(!revoked(s, "B").await && !refresh_revoked(s, "RB").await);
+}
+
+async fn revoke_grant_revokes_its_tokens(b: &Backend) {
+    let s = &*b.store;
+    let mut r1 = refresh("R1", "F1", "A1");
+    r1.grant_id = Some("G".into());
+    issue_plain(s, with_grant(access("A1"), "G"), Some(r1)).await;
+    let mut rh = refresh("RH", "FH", "AH");
+    rh.grant_id = Some("H".into());
+    issue_plain(s, with_grant(access("AH"), "H"), Some(rh)).await;
+    s.revoke_grant("G", NOW).await.unwrap();
+    assert!(revoked(s, "A1").await && refresh_revoked(s, "R1").await);
+    assert!(!revoked(s, "AH").await && !refresh_revoked(s, "RH").await);
+}
+
+async fn logout_filters(b: &Backend) {
+    let s = &*b.store;
+    let token = |hash: &str, client: &str, session: &str, binding: Option<BindingRecord>| {
+        let mut a = access(hash);
+        a.client_id = client.into();
+        a.session_id = Some(session.into());
+        a.binding = binding.clone();
+        let mut r = refresh(&format!("R{hash}"), &format!("F{hash}"), hash);
+        r.client_id = client.into();
+        r.session_id = Some(session.into());
+        r.binding = binding;
+        (a, r)
+    };
+    let tokens = [
+        token("plain", "app", "S", None),
+        token("cookie", "app", "S", bound(BindingType::Cookie, "atbv")),
+        token("request", "app", "S", bound(BindingType::ClientRequest, "cr")),
+        token("device", "app", "S", bound(BindingType::DeviceFlow, "df")),
+        token("elsewhere", "app", "S2", None),
+        token("other-app", "other", "S", None),
+    ];
+    for (a, r) in tokens {
+        issue_plain(s, a, Some(r)).await;
+    }
+
+    assert!(
+        matches!(s.revoke_matching(&RevokeFilter::default(), NOW).await, Err(StoreError::Other(_))),
+        "no condition"
+    );
+    let spare_only = RevokeFilter { spare_binding_kinds: vec![BindingType::ClientRequest], ..Default::default() };
+    assert!(s.revoke_matching(&spare_only, NOW).await.is_err(), "sparing alone is no condition");
+    let no_clients = RevokeFilter { session_id: Some("S".into()), client_ids: Some(vec![]), ..Default::default() };
+    assert_eq!(s.revoke_matching(&no_clients, NOW).await.unwrap(), 0, "an empty client list matches nothing");
+    assert!(!revoked(s, "plain").await);
+
+    let logout = RevokeFilter {
+        session_id: Some("S".into()),
+        client_ids: Some(vec!["app".into(), "unknown".into()]),
+        spare_binding_kinds: vec![BindingType::ClientRequest, BindingType::DeviceFlow],
+        ..Default::default()
+    };
+    assert_eq!(s.revoke_matching(&logout, NOW).await.unwrap(), 4, "two access and two refresh tokens");
+    for (hash, gone) in [
+        ("plain", true),
+        ("cookie", true),
+        ("request", false),
+        ("device", false),
+        ("elsewhere", false),
+        ("other-app", false),
+    ] {
+        assert_eq!(revoked(s, hash).await, gone, "access {hash}");
+        assert_eq!(refresh_revoked(s, &format!("R{hash}")).await, gone, "refresh {hash}");
+    }
+
+    // The browser's binding: by type and reference (the `atbv` case of logout).
+    issue_plain(s, token("cookie2", "app", "S3", bound(BindingType::Cookie, "atbv2")).0, None).await;
+    let by_binding = RevokeFilter {
+        user_id: Some("u1".into()),
+        binding_kind: Some(BindingType::Cookie),
+        binding_ref: Some("atbv2".into()),
+        client_ids: Some(vec!["app".into()]),
+        ..Default::default()
+    };
+    assert_eq!(s.revoke_matching(&by_binding, NOW).await.unwrap(), 1);
+    assert!(revoked(s, "cookie2").await);
+    // Without sparing, the request-bound tokens of the session go too.
+    let all = RevokeFilter { session_id: Some("S".into()), ..Default::default() };
+    assert_eq!(s.revoke_matching(&all, NOW).await.unwrap(), 6, "request, device and other-app pairs");
+}
+
+async fn purge_removes_dead_rows_and_keeps_used_live_refresh_tokens(b: &Backend) {
+    let s = &*b.store;
+    let grace = 100;
+    // Dead past the grace period.
+    let mut expired = access("expired");
+    expired.expires_at = NOW - grace - 1;
+    issue_plain(s, expired, None).await;
+    issue_plain(s, access("revoked"), Some(refresh("Rrevoked", "Frevoked", "revoked"))).await;
+    s.revoke_access("revoked", NOW - grace - 1).await.unwrap();
+    let mut r_expired = refresh("Rexpired", "Fexpired", "live");
+    r_expired.expires_at = NOW - grace - 1;
+    let mut old_code = code("Cold", "G");
+    old_code.expires_at = NOW - grace - 1;
+    s.insert_code(&old_code).await.unwrap();
+    let mut old_device = device("Dold");
+    old_device.expires_at = NOW - grace - 1;
+    s.insert_device(&old_device).await.unwrap();
+    let session = |id: &str, expires_at: i64| SessionRecord {
+        id: id.into(),
+        cookie_hash: format!("c-{id}"),
+        user_id: "u1".into(),
+        auth_time: NOW - HOUR,
+        expires_at,
+        last_seen: NOW - HOUR,
+        ended_at: None,
+    };
+    s.create_session(&session("expired", NOW - grace - 1)).await.unwrap();
+    s.create_session(&session("ended", NOW + HOUR)).await.unwrap();
+    s.end_session("ended", NOW - grace - 1).await.unwrap();
+    assert!(s.dpop_jti_fresh("old-jti", NOW - grace - 1).await.unwrap());
+    // Alive, or dead within the grace period.
+    issue_plain(s, access("live"), Some(r_expired)).await;
+    let mut recent = access("recent");
+    recent.expires_at = NOW - grace + 1;
+    issue_plain(s, recent, None).await;
+    issue_plain(s, access("A1"), Some(refresh("Rused", "F", "A1"))).await;
+    let rotate = request(
+        access("A2"),
+        Some(refresh("R2", "F", "A2")),
+        ReusePolicy::Independent,
+        Precondition::RotateRefresh("Rused".into()),
+    );
+    assert!(matches!(s.issue(&rotate).await.unwrap(), IssueOutcome::Issued));
+    s.insert_code(&code("Cnew", "G2")).await.unwrap();
+    s.insert_device(&device("Dnew")).await.unwrap();
+    s.create_session(&session("live", NOW + HOUR)).await.unwrap();
+    assert!(s.dpop_jti_fresh("new-jti", NOW + 60).await.unwrap());
+
+    // expired + revoked access, expired + revoked refresh, a code, two sessions, a device, a jti.
+    assert_eq!(s.purge(NOW, grace, 1000).await.unwrap(), 9);
+    for gone in ["expired", "revoked"] {
+        assert!(s.find_access(gone).await.unwrap().is_none(), "{gone}");
+    }
+    for gone in ["Rexpired", "Rrevoked"] {
+        assert!(s.find_refresh(gone).await.unwrap().is_none(), "{gone}");
+    }
+    assert!(s.find_code("Cold").await.unwrap().is_none());
+    assert!(s.find_device("Dold").await.unwrap().is_none());
+    assert!(s.find_session_by_id("expired").await.unwrap().is_none());
+    assert!(s.find_session_by_id("ended").await.unwrap().is_none());
+    for kept in ["live", "recent", "A1", "A2"] {
+        assert!(s.find_access(kept).await.unwrap().is_some(), "{kept}");
+    }
+    let used = s.find_refresh("Rused").await.unwrap().expect("a used but live refresh token stays (reuse detection)");
+    assert!(used.used_at.is_some());
+    assert!(s.find_code("Cnew").await.unwrap().is_some());
+    assert!(s.find_device("Dnew").await.unwrap().is_some());
+    assert!(s.find_session_by_id("live").await.unwrap().is_some());
+    assert!(!s.dpop_jti_fresh("new-jti", NOW + 60).await.unwrap(), "a live jti stays");
+    assert!(s.dpop_jti_fresh("old-jti", NOW + 60).await.unwrap(), "the purged jti is gone");
+    // Bounded by `limit` per table.
+    let mut bulk = Vec::new();
+    for i in 0..5 {
+        let mut a = access(&format!("bulk{i}"));
+        a.expires_at = NOW - grace - 1;
+        bulk.push(a);
+    }
+    for a in bulk {
+        issue_plain(s, a, None).await;
+    }
+    assert_eq!(s.purge(NOW, grace, 2).await.unwrap(), 2);
+    assert_eq!(s.purge(NOW, grace, 1000).await.unwrap(), 3);
+    assert_eq!(s.purge(NOW, grace, 1000).await.unwrap(), 0);
+}
+
+async fn dpop_jti_is_fresh_once(b: &Backend) {
+    let s = &*b.store;
+    assert!(s.dpop_jti_fresh("jkt:jti", NOW + 60).await.unwrap(), "first use");
+    assert!(!s.dpop_jti_fresh("jkt:jti", NOW + 60).await.unwrap(), "replayed");
+    assert!(!s.dpop_jti_fresh("jkt:jti", NOW + 600).await.unwrap(), "replayed, whatever the expiry");
+    assert!(s.dpop_jti_fresh("jkt:other", NOW + 60).await.unwrap(), "another jti");
+    // The row outlives its expiry until the purge removes it; only then is the key new again.
+    assert!(!s.dpop_jti_fresh("jkt:jti", NOW + 60).await.unwrap());
+    s.purge(NOW + 61, 0, 100).await.unwrap();
+    assert!(s.dpop_jti_fresh("jkt:jti", NOW + 200).await.unwrap(), "fresh again once purged");
+}
+
+fn assert_corrupt<T: std::fmt::Debug>(r: StoreResult<T>, table: &str, column: &str) {
+    match r {
+        Err(StoreError::Corrupt { table: t, column: c, .. }) if t == table && c == column => {}
+        other => panic!("expected a corrupt {table}.{column}, got {other:?}"),
+    }
+}
+
+async fn corrupt_rows_are_errors(b: &Backend) {
+    let s = &*b.store;
+    issue_plain(s, keyed("A", "K"), Some(refresh("R", "F", "A"))).await;
+    b.raw.exec("UPDATE access_tokens SET token_type = 'bogus' WHERE token_hash = 'A'").await;
+    assert_corrupt(s.find_access("A").await, "access_tokens", "token_type");
+    // Issuance reads the key's active token: it fails rather than use a default.
+    let req = request(keyed("A2", "K"), None, ReusePolicy::ReuseActive, Precondition::None);
+    assert_corrupt(s.issue(&req).await, "access_tokens", "token_type");
+    assert!(s.find_access("A2").await.unwrap().is_none());
+
+    b.raw.exec("UPDATE refresh_tokens SET binding_type = 'telepathy', binding_ref = 'r', binding_hash = 'h' WHERE token_hash = 'R'").await;
+    assert_corrupt(s.find_refresh("R").await, "refresh_tokens", "binding_type");
+    b.raw.exec("UPDATE refresh_tokens SET binding_type = NULL, audience = 'not json' WHERE token_hash = 'R'").await;
+    assert_corrupt(s.find_refresh("R").await, "refresh_tokens", "audience");
+
+    s.insert_device(&device("D")).await.unwrap();
+    b.raw.exec("UPDATE device_codes SET status = 'maybe' WHERE device_hash = 'D'").await;
+    assert_corrupt(s.find_device("D").await, "device_codes", "status");
+
+    let key = KeyRecord {
+        kid: "k".into(),
+        alg: Alg::ES256,
+        private_sealed: vec![1],
+        public_jwk: "{}".into(),
+        created_at: NOW,
+        rotated_at: None,
+        publish_until: None,
+    };
+    s.add_keys(&[key], NOW, NOW).await.unwrap();
+    b.raw.exec("UPDATE signing_keys SET alg = 'HS256'").await;
+    assert_corrupt(s.list_keys().await, "signing_keys", "alg");
+
+    s.create_app(&app_record("app")).await.unwrap();
+    b.raw.exec("UPDATE apps SET settings = '{\"client_id\": 1}'").await;
+    assert_corrupt(s.get_app("app").await, "apps", "settings");
+}
