@@ -4,9 +4,17 @@
 
 use crate::error::OAuthError;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Form {
     pairs: Vec<(String, String)>,
+}
+
+/// Names only: a form carries passwords, codes, refresh tokens and client secrets, and a `Debug`
+/// print must never put them in a log.
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.pairs.iter().map(|(k, _)| (k, "[redacted]"))).finish()
+    }
 }
 
 const REPEATABLE: &[&str] = &["resource", "audience"];
@@ -59,5 +67,14 @@ mod tests {
         assert_eq!(f.get_all("resource"), vec!["x", "y"]);
         assert_eq!(f.get("b"), Some("+ "));
         assert_eq!(Form::parse(b"c=").unwrap().get("c"), None);
+    }
+}
+#[cfg(test)]
+mod debug_tests {
+    #[test]
+    fn debug_prints_no_values() {
+        let f = super::Form::parse(b"grant_type=password&password=hunter2&code=abc").unwrap();
+        let d = format!("{f:?}");
+        assert!(d.contains("password") && !d.contains("hunter2") && !d.contains("abc"), "{d}");
     }
 }

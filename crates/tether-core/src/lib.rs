@@ -1,5 +1,11 @@
 //! Tether's protocol engine.
 //!
+//! **Owns** OAuth 2.0 / OpenID Connect semantics: grants, client authentication, token binding,
+//! token formats, the resource-side proof-of-possession check, sessions, and the storage *contract*
+//! (including the decisions a store executes). **Must not depend on** an HTTP framework (axum,
+//! hyper), a database driver (sqlx, rusqlite), TLS (rustls) or any other Tether crate: everything
+//! else depends on it, never the reverse.
+//!
 //! This crate owns OAuth 2.0 / OpenID Connect semantics and nothing else: no HTTP framework, no SQL,
 //! no TLS. The HTTP adapter (`tether-server`) turns requests into the plain values these modules take
 //! (a parsed form, the peer certificate's DER, a cookie value) and maps [`error::OAuthError`] back to

@@ -1,7 +1,14 @@
 //! `tether gateway`: a reverse proxy that lets a request reach an upstream API only with a valid
 //! access token **and** proof that the sender holds what the token is bound to
-//! (`shared/spec/gateway.md`). The checks are a [`tower`] layer, [`GuardLayer`], which the proxy
-//! uses and which a Rust resource server can put in front of its own routes (G-7):
+//! (see the README's gateway section). The checks are a [`tower`] layer, [`GuardLayer`], which the proxy
+//! uses and which a Rust resource server can put in front of its own routes (G-7).
+//!
+//! **Owns** the gateway's token validation (JWKS, introspection, caches), its configuration and
+//! the proxy. The proof-of-possession rules themselves are `tether_core::resource`'s, shared with
+//! the authorization server's userinfo endpoint. **Must not depend on** `tether-server`, askama or
+//! a database driver: a service that only wants [`GuardLayer`] gets `tether-core`, `tether-tls`
+//! and the HTTP stack; the database DPoP replay store is the opt-in feature `db-replay`.
+//!
 //!
 //! ```no_run
 //! use std::sync::Arc;

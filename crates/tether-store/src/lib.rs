@@ -1,5 +1,10 @@
 //! Storage backends behind [`tether_core::store::Store`].
 //!
+//! **Owns** the SQL of each dialect, migrations and connection handling. **Must not** decide
+//! protocol questions: what issuance or revocation does when a precondition fails, which tokens a
+//! logout spares, is decided in `tether_core::store` and only executed here. Depends on
+//! `tether-core` alone among Tether crates; `tests/conformance.rs` runs one suite on every backend.
+//!
 //! SQLite ([`SqliteStore`], on rusqlite: see its module docs for why) is the embedded default.
 //! PostgreSQL follows with the same trait and the same conformance tests.
 

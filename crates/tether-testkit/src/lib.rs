@@ -1,4 +1,4 @@
-//! Test helpers: a real `tether serve` on 127.0.0.1 with an ephemeral port, its own data
+//! Test helpers (dev-only; nothing in the product depends on this crate): a real `tether serve` on 127.0.0.1 with an ephemeral port, its own data
 //! directory, real TLS (the generated local CA is trusted by the client), real SQLite, and a
 //! clock the test steers. Plus the one assertion helper for OAuth errors.
 

@@ -1,4 +1,5 @@
-//! `tether`: the one binary. `serve` runs the authorization server; `app`, `user` and `keys` act on
+//! `tether`: the one binary, the only crate that depends on all the others (it only parses
+//! commands and wires crates together). `serve` runs the authorization server; `app`, `user` and `keys` act on
 //! the same database directly (no server needed); `gateway` is the PoP reverse proxy.
 //!
 //! Exit status: 0 success, 1 a runtime failure (database, file system), 2 a usage error (bad flags

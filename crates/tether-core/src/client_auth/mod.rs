@@ -16,12 +16,22 @@ use crate::form::Form;
 use crate::model::{AppRecord, AuthMethod};
 use crate::provider::Provider;
 
-/// The credentials a request carried, before they are checked.
-#[derive(Debug)]
+/// The credentials a request carried, before they are checked. `Debug` shows the client, never
+/// the secret.
 pub enum Presented<'a> {
     Basic { client_id: String, secret: crate::secret::Secret },
     Post { client_id: &'a str, secret: &'a str },
     None { client_id: &'a str },
+}
+
+impl std::fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::Basic { client_id, .. } => write!(f, "Basic {{ client_id: {client_id:?}, secret: [redacted] }}"),
+            Presented::Post { client_id, .. } => write!(f, "Post {{ client_id: {client_id:?}, secret: [redacted] }}"),
+            Presented::None { client_id } => write!(f, "None {{ client_id: {client_id:?} }}"),
+        }
+    }
 }
 
 /// Work out which method a request used. `authorization` is the raw `Authorization` header.
