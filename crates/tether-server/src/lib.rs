@@ -1,11 +1,27 @@
-//! Tether's HTTP adapter: configuration, TLS, routes and pages around `tether-core`.
+//! Tether's HTTP adapter: configuration, routes and pages around `tether-core`.
+//!
+//! **Owns** turning HTTP into core calls and core results into responses (status codes, headers,
+//! cookies, pages), and starting `tether serve`. **Must not** decide protocol questions, and must
+//! not be depended on by `tether-gateway` (which shares only `tether-core` and `tether-tls`). TLS
+//! listeners come from `tether-tls`, storage from `tether-store`.
 //!
 //! Nothing here decides protocol questions; handlers turn requests into core calls and core
 //! results (or [`tether_core::error::OAuthError`]s) into responses.
+//!
+//! `routes` builds the router from `endpoints` (the JSON endpoints) and `pages` (the browser
+//! pages); below them, with no module depending on one that uses it: `health`, `csrf`,
+//! `extract`, `cookies`, `error` and `state`.
 
-mod browser;
 pub mod config;
-mod http;
+mod cookies;
+mod csrf;
+mod endpoints;
+mod error;
+mod extract;
+mod health;
+mod pages;
+mod routes;
+mod state;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -159,7 +175,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
 
     let (tx, rx) = watch::channel(false);
     let grace = Duration::from_secs(20);
-    let app = http::router(provider.clone(), http::Options { secure_cookies: true, proxy_cert });
+    let app = routes::router(provider.clone(), state::Options { secure_cookies: true, proxy_cert });
     let mut tasks = vec![tokio::spawn(tls::serve(listener, Some(tls_cfg), app.clone(), rx.clone(), grace))];
     if let Some(l) = mtls_listener {
         let cfg = tls::server_config(&material, true)?;
@@ -175,7 +191,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     if let Some(a) = settings.metrics_listen {
         let l = bind(a, "metrics_listen").await?;
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
-        tasks.push(tokio::spawn(tls::serve(l, None, http::metrics_router(metrics_handle()), rx.clone(), grace)));
+        tasks.push(tokio::spawn(tls::serve(l, None, routes::metrics_router(metrics_handle()), rx.clone(), grace)));
     }
     Ok(Running { addr, http_addr, mtls_addr, metrics_addr, issuer, provider, shutdown: tx, tasks, refresher, purger })
 }

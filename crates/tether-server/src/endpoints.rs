@@ -1,0 +1,156 @@
+//! The JSON endpoints around `tether_core::endpoint`: token, introspection, revocation, userinfo,
+//! device authorization (RFC 8628 §3.1), discovery and the JWKS.
+//!
+//! The ones that need the database sit behind [`crate::health::require_healthy`] in the router,
+//! except userinfo, which refuses a request without credentials (401) before it looks at health.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tether_core::binding::Evidence;
+use tether_core::binding::dpop;
+use tether_core::endpoint::{device, discovery, introspect, paths, revoke, token, userinfo};
+use tether_core::error::ErrorCode;
+use tether_core::resource::{self, Refusal};
+
+use crate::error::{ApiError, ResourceError, json_no_store, no_store};
+use crate::extract::{FormBody, PeerCert, dpop_header, evidence, header};
+use crate::health::unavailable;
+use crate::state::AppState;
+
+/// Both discovery documents (OpenID Connect Discovery and RFC 8414).
+pub(crate) async fn discovery_endpoint(State(s): State<AppState>) -> Response {
+    let mut r = Json(discovery::metadata(&s.p)).into_response();
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}
+
+pub(crate) async fn jwks_endpoint(State(s): State<AppState>) -> Response {
+    let mut r = Json(json!({"keys": s.p.keys().jwks})).into_response();
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    r
+}
+
+pub(crate) async fn token_endpoint(
+    State(s): State<AppState>,
+    PeerCert(peer): PeerCert,
+    headers: HeaderMap,
+    FormBody(form): FormBody,
+) -> Response {
+    let dpop = match dpop_header(&headers) {
+        Ok(d) => d,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let req = token::TokenRequest {
+        form: &form,
+        authorization: header(&headers, AUTHORIZATION),
+        evidence: evidence(&peer, &headers),
+        dpop,
+    };
+    match token::handle(&s.p, req).await {
+        Ok(body) => json_no_store(body),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+pub(crate) async fn introspect_endpoint(
+    State(s): State<AppState>,
+    PeerCert(peer): PeerCert,
+    headers: HeaderMap,
+    FormBody(form): FormBody,
+) -> Response {
+    match introspect::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await {
+        Ok(body) => json_no_store(body),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+pub(crate) async fn revoke_endpoint(
+    State(s): State<AppState>,
+    PeerCert(peer): PeerCert,
+    headers: HeaderMap,
+    FormBody(form): FormBody,
+) -> Response {
+    // B-5: revoking a DPoP-bound access token with --validate-binding takes a proof with its key.
+    let proof = match dpop_header(&headers) {
+        Ok(Some(h)) => match dpop::check_proof(&s.p, h, "POST", paths::REVOKE, None).await {
+            Ok(ok) => Some(ok),
+            Err(e) => return ApiError(e).into_response(),
+        },
+        Ok(None) => None,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let ev = Evidence { dpop: proof.as_ref(), ..evidence(&peer, &headers) };
+    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), &ev).await {
+        Ok(()) => {
+            let mut r = StatusCode::OK.into_response();
+            no_store(r.headers_mut());
+            r
+        }
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// RFC 8628 §3.1: a device asks for a device code and a user code.
+pub(crate) async fn device_authorize(
+    State(s): State<AppState>,
+    PeerCert(peer): PeerCert,
+    headers: HeaderMap,
+    FormBody(form): FormBody,
+) -> Response {
+    match device::authorize(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await {
+        Ok(body) => json_no_store(body),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// A protected resource of the server's own: credentials first (none is a 401 whatever the
+/// server's health), then the health check, then core.
+pub(crate) async fn userinfo_endpoint(
+    State(s): State<AppState>,
+    PeerCert(peer): PeerCert,
+    method: Method,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    let query_token =
+        req.uri().query().is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
+    let is_form = header(&headers, CONTENT_TYPE).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let form = if method == Method::POST && is_form {
+        match FormBody::from_request(req, &()).await {
+            Ok(FormBody(f)) => Some(f),
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
+    let sources = resource::Sources {
+        authorization: headers.get_all(AUTHORIZATION).iter().map(HeaderValue::as_bytes).collect(),
+        query_token,
+        form_token: form.as_ref().and_then(|f| f.get("access_token")),
+    };
+    let credentials = match resource::extract(&sources) {
+        Ok(Some(c)) => c,
+        Ok(None) => return ResourceError(Refusal::NoCredentials).into_response(),
+        Err(e) => return ResourceError(Refusal::Error(e)).into_response(),
+    };
+    if !s.p.healthy() {
+        return unavailable();
+    }
+    let req = userinfo::UserinfoRequest {
+        method: method.as_str(),
+        credentials: &credentials,
+        dpop: headers.get_all("dpop").iter().map(HeaderValue::as_bytes).collect(),
+        evidence: evidence(&peer, &headers),
+    };
+    match userinfo::handle(&s.p, req).await {
+        Ok(body) => json_no_store(body),
+        Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
+            ApiError(e).into_response()
+        }
+        Err(e) => ResourceError(Refusal::Error(e)).into_response(),
+    }
+}
