@@ -54,16 +54,41 @@ pub async fn test_database() -> Option<String> {
     Some(u.to_string())
 }
 
+/// Every table the PostgreSQL migrations of tether-store create (`migrations/postgres/*.sql`).
+pub const POSTGRES_TABLES: &[&str] = &[
+    "meta",
+    "apps",
+    "users",
+    "signing_keys",
+    "server_secrets",
+    "sessions",
+    "codes",
+    "access_tokens",
+    "refresh_tokens",
+    "device_codes",
+    "dpop_jti",
+];
+
 /// All bytes a database keeps: the SQLite file and WAL in `dir`, or for PostgreSQL a text dump
-/// of every table.
+/// of every table. Panics if the PostgreSQL database has a table [`POSTGRES_TABLES`] misses (a
+/// new migration's table would otherwise escape the "not stored in clear" checks).
 pub async fn database_bytes(database_url: Option<&str>, dir: &Path) -> Vec<u8> {
     if let Some(url) = database_url {
         use sqlx::{Connection, Row};
         let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()")
+                .fetch_all(&mut c)
+                .await
+                .expect("list tables");
+        for t in &tables {
+            assert!(
+                t == "tether_migrations" || POSTGRES_TABLES.contains(&t.as_str()),
+                "table {t} is not in tether-testkit's POSTGRES_TABLES: add it"
+            );
+        }
         let mut out = Vec::new();
-        for t in
-            ["apps", "users", "signing_keys", "server_secrets", "sessions", "codes", "access_tokens", "refresh_tokens"]
-        {
+        for t in POSTGRES_TABLES {
             let rows =
                 sqlx::query(&format!("SELECT row_to_json(x)::text FROM {t} x")).fetch_all(&mut c).await.expect("dump");
             for r in rows {
