@@ -5,8 +5,13 @@
 //! logout spares, is decided in `tether_core::store` and only executed here. Depends on
 //! `tether-core` alone among Tether crates; `tests/conformance.rs` runs one suite on every backend.
 //!
-//! SQLite ([`SqliteStore`], on rusqlite: see its module docs for why) is the embedded default.
-//! PostgreSQL follows with the same trait and the same conformance tests.
+//! SQLite ([`SqliteStore`], on rusqlite: see its module docs for why) is the embedded default;
+//! PostgreSQL ([`PostgresStore`]) serves several nodes. Neither decides anything of its own: the
+//! decisions are `tether_core::store`'s (the issuance and revocation flows, the conditions of a bulk
+//! revocation, how stored values are read back), and each backend only runs them with its own SQL.
+//! What they share besides lives here: the row mappers and column lists (`rows`), the rendering of
+//! revocation conditions per dialect (`filter`) and the migration list. `tests/conformance.rs` runs
+//! the same cases against both.
 
 /// The embedded migrations of one dialect (`migrations/<dialect>/`), applied in order. Both
 /// dialects have the same migrations, numbered alike; each is additive only (a rolling upgrade runs

@@ -119,7 +119,8 @@ impl<'a> Flow<'a> for IssueFlow<'a> {
                 Precondition::RotateRefresh(hash) => self.run(State::ReplayLookup, Op::FamilyOfRefresh(hash)),
                 // A device authorization no longer approved: a concurrent poll got the tokens.
                 // Nothing to revoke.
-                Precondition::ConsumeDevice(_) | Precondition::None => Step::Done(IssueOutcome::Replayed),
+                Precondition::ConsumeDevice(_) => Step::Done(IssueOutcome::Replayed),
+                Precondition::None => return Err(unexpected("issuance", &Answer::Changed(false))),
             },
             (State::ReplayLookup, Answer::Id(None)) => Step::Done(IssueOutcome::Replayed),
             (State::ReplayLookup, Answer::Id(Some(id))) => {
