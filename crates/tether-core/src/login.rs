@@ -3,6 +3,7 @@
 
 use crate::error::OAuthError;
 use crate::provider::Provider;
+use crate::secret::Secret;
 
 /// Seconds until this username (or source address) may try a password again, if throttled.
 pub fn login_blocked(p: &Provider, username: &str, addr: Option<&str>) -> Option<i64> {
@@ -32,14 +33,14 @@ pub fn record_login(p: &Provider, username: &str, addr: Option<&str>, ok: bool) 
 pub async fn check_credentials(
     p: &Provider,
     username: &str,
-    password: String,
+    password: Secret,
 ) -> Result<crate::model::UserRecord, OAuthError> {
     let user = p.store.get_user_by_name(username).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => crate::password::verify(&password, &h),
+        Some(h) => crate::password::verify(password.expose(), &h),
         None => {
-            crate::password::verify(&password, crate::password::dummy_hash());
+            crate::password::verify(password.expose(), crate::password::dummy_hash());
             false
         }
     })

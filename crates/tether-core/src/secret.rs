@@ -7,15 +7,30 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 
-/// A value that must not appear in logs.
+/// A value that must not appear in logs: passwords, client secrets, refresh tokens, codes,
+/// device codes, cookie values. `Debug` prints `[redacted]`; there is no `Display`, `Clone` or
+/// `Serialize`, so copying or printing it takes a visible `expose()`. The stored form is
+/// [`Secret::hash`].
 pub struct Secret(String);
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
         Self(s.into())
     }
+    /// A fresh 256-bit random value (see [`random_token`]).
+    pub fn generate() -> Self {
+        Self(random_token())
+    }
+    /// The stored form ([`hash_secret`]).
+    pub fn hash(&self) -> String {
+        hash_secret(&self.0)
+    }
     pub fn expose(&self) -> &str {
         &self.0
+    }
+    /// For filling a buffer in place (a line read from standard input).
+    pub fn expose_mut(&mut self) -> &mut String {
+        &mut self.0
     }
     pub fn into_inner(self) -> String {
         self.0
@@ -92,5 +107,8 @@ mod tests {
         assert!(verify_secret(&t, &h));
         assert!(!verify_secret("other", &h));
         assert_eq!(format!("{:?}", Secret::new("x")), "[redacted]");
+        let g = Secret::generate();
+        assert!(verify_secret(g.expose(), &g.hash()));
+        assert_eq!(format!("{:?}", Some(g)), "Some([redacted])");
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::error::OAuthError;
 use crate::provider::Provider;
-use crate::secret::{b64url, hash_secret, random_bytes, random_token};
+use crate::secret::{Secret, b64url, hash_secret, random_bytes};
 use crate::store::SessionRecord;
 
 /// The name of the SSO session cookie.
@@ -42,12 +42,12 @@ pub async fn live_by_id(p: &Provider, session_id: &str) -> Result<bool, OAuthErr
 }
 
 /// Start a login session. Returns the cookie value (shown once, stored as a hash).
-pub async fn start(p: &Provider, user_id: &str) -> Result<(SessionRecord, String), OAuthError> {
+pub async fn start(p: &Provider, user_id: &str) -> Result<(SessionRecord, Secret), OAuthError> {
     let now = p.now();
-    let cookie = random_token();
+    let cookie = Secret::generate();
     let s = SessionRecord {
         id: b64url(&random_bytes::<16>()),
-        cookie_hash: hash_secret(&cookie),
+        cookie_hash: cookie.hash(),
         user_id: user_id.to_string(),
         auth_time: now,
         expires_at: now + p.config.session_lifetime,

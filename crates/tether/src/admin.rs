@@ -321,11 +321,12 @@ pub enum UserCmd {
     Delete { username: String },
 }
 
-fn read_password() -> Result<String, String> {
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
-    let pw = line.trim_end_matches(['\n', '\r']).to_string();
-    if pw.is_empty() {
+fn read_password() -> Result<Secret, String> {
+    let mut line = Secret::new(String::new());
+    let read = std::io::stdin().lock().read_line(line.expose_mut());
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
+    let pw = Secret::new(line.expose().trim_end_matches(['\n', '\r']));
+    if pw.expose().is_empty() {
         return Err("the password read from standard input is empty".into());
     }
     Ok(pw)
@@ -334,7 +335,7 @@ fn read_password() -> Result<String, String> {
 /// Read the password line from standard input and hash it (argon2id, on a blocking thread).
 async fn password_from_stdin() -> Result<String, ExitCode> {
     let pw = read_password().map_err(usage_error)?;
-    tokio::task::spawn_blocking(move || tether_core::password::hash(&pw))
+    tokio::task::spawn_blocking(move || tether_core::password::hash(pw.expose()))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r)

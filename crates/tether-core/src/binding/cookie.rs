@@ -13,6 +13,7 @@ use super::{
 use crate::error::OAuthError;
 use crate::model::{App, BindingType, GrantType};
 use crate::provider::Provider;
+use crate::secret::Secret;
 use crate::store::{BindingRecord, RevokeFilter, SessionRecord};
 
 pub const COOKIE: &str = "atbv";
@@ -31,13 +32,13 @@ fn is_uuid(v: &str) -> bool {
 /// B-7: the browser's existing `atbv` is kept only if a stored token is bound to it (so a value a
 /// third party planted in the cookie is not adopted); otherwise a new one is minted. Returns the
 /// value and whether the cookie must be (re)set.
-async fn value_for(p: &Provider, existing: Option<&str>) -> Result<(String, bool), OAuthError> {
+async fn value_for(p: &Provider, existing: Option<&str>) -> Result<(Secret, bool), OAuthError> {
     if let Some(v) = existing.filter(|v| is_uuid(v))
         && p.store.binding_in_use(BindingType::Cookie, &binding_ref(v)).await?
     {
-        return Ok((v.to_string(), false));
+        return Ok((Secret::new(v), false));
     }
-    Ok((new_uuid(), true))
+    Ok((Secret::new(new_uuid()), true))
 }
 
 #[async_trait]
@@ -52,7 +53,7 @@ impl TokenBinder for Cookie {
 
     async fn at_authorization(&self, p: &Provider, ctx: &AuthzContext<'_>) -> Result<AuthzBinding, OAuthError> {
         let (value, _) = value_for(p, ctx.atbv).await?;
-        Ok(AuthzBinding { binding: Some(record(BindingType::Cookie, &value, false)), set_atbv: Some(value) })
+        Ok(AuthzBinding { binding: Some(record(BindingType::Cookie, value.expose(), false)), set_atbv: Some(value) })
     }
 
     fn bind(&self, _: &BindContext<'_>) -> Result<Option<BindingRecord>, OAuthError> {

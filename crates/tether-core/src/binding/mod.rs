@@ -69,7 +69,7 @@ pub struct AuthzContext<'a> {
 pub struct AuthzBinding {
     pub binding: Option<BindingRecord>,
     /// A new `atbv` cookie value to set (B-7).
-    pub set_atbv: Option<String>,
+    pub set_atbv: Option<crate::secret::Secret>,
 }
 
 /// How a token's life relates to the login session it was issued through (B-4, B-6).

@@ -16,7 +16,7 @@ use crate::grant::{self, new_grant_id};
 use crate::model::{AppRecord, GrantType};
 use crate::pkce;
 use crate::provider::Provider;
-use crate::secret::{hash_secret, random_token};
+use crate::secret::Secret;
 use crate::store::{CodeRecord, SessionRecord};
 
 #[derive(Debug, Clone)]
@@ -183,14 +183,14 @@ pub async fn issue_code(
     req: &AuthzRequest,
     session: &SessionRecord,
     atbv: Option<&str>,
-) -> Result<(String, Option<String>), OAuthError> {
+) -> Result<(String, Option<Secret>), OAuthError> {
     // B-2: what the app's binder fixes here travels with the code.
     let ctx = AuthzContext { session, atbv, dpop_jkt: req.dpop_jkt.as_deref() };
     let AuthzBinding { binding, set_atbv } = registry::binder(app.app.binding).at_authorization(p, &ctx).await?;
-    let code = random_token();
+    let code = Secret::generate();
     let now = p.now();
     let rec = CodeRecord {
-        code_hash: hash_secret(&code),
+        code_hash: code.hash(),
         client_id: req.client_id.clone(),
         user_id: session.user_id.clone(),
         redirect_uri: req.redirect_uri.clone(),
@@ -207,7 +207,7 @@ pub async fn issue_code(
         used_at: None,
     };
     p.store.insert_code(&rec).await?;
-    let mut params = vec![("code", code.as_str())];
+    let mut params = vec![("code", code.expose())];
     if let Some(s) = &req.state {
         params.push(("state", s));
     }

@@ -15,7 +15,7 @@ use crate::form::Form;
 use crate::grant;
 use crate::model::{AppRecord, GrantType};
 use crate::provider::Provider;
-use crate::secret::{hash_secret, random_bytes, random_token};
+use crate::secret::{Secret, hash_secret, random_bytes};
 use crate::store::{DeviceRecord, DeviceStatus, SessionRecord};
 
 pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -64,7 +64,7 @@ pub async fn authorize(
     let scopes = grant::requested_scopes(&app.app, form)?;
     let audience = grant::requested_audience(&app.app, form)?;
     let now = p.now();
-    let device_code = random_token();
+    let device_code = Secret::generate();
     // A collision with a live code is astronomically unlikely; still, never hand out a duplicate.
     let mut user_code = new_user_code();
     for _ in 0..4 {
@@ -74,7 +74,7 @@ pub async fn authorize(
         user_code = new_user_code();
     }
     let rec = DeviceRecord {
-        device_hash: hash_secret(&device_code),
+        device_hash: device_code.hash(),
         user_code_hash: hash_secret(&user_code),
         client_id: app.app.client_id.clone(),
         scope: crate::scope::canonical(&scopes),
@@ -92,7 +92,7 @@ pub async fn authorize(
     let verification_uri = format!("{}/oauth2/device", p.issuer());
     let complete = format!("{verification_uri}?user_code={shown}");
     Ok(json!({
-        "device_code": device_code,
+        "device_code": device_code.expose(),
         "user_code": shown,
         "verification_uri": verification_uri,
         "verification_uri_complete": complete,

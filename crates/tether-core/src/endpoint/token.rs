@@ -17,7 +17,7 @@ use crate::keys::Alg;
 use crate::model::{App, BindingType, GrantType, IdTokenAlg, TokenType};
 use crate::provider::Provider;
 use crate::scope;
-use crate::secret::{b64url, hash_secret, random_bytes, random_token};
+use crate::secret::{Secret, b64url, hash_secret, random_bytes};
 use crate::store::{AccessTokenRecord, BindingRecord, IssueOutcome, IssueRequest, RefreshTokenRecord, ReusePolicy};
 use crate::token::{id_token, jwt, opaque};
 
@@ -93,8 +93,8 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
         TokenType::Jwt => jwt::mint(&*p.signing_key(Alg::ES256)?, p.issuer(), &access),
     };
     access.token_hash = hash_secret(&token);
-    let refresh_value = v.issue_refresh.then(random_token);
-    let refresh = refresh_value.as_deref().map(|rt| refresh_record(app, &v, &access, rt));
+    let refresh_value = v.issue_refresh.then(Secret::generate);
+    let refresh = refresh_value.as_ref().map(|rt| refresh_record(app, &v, &access, rt));
     let token_type = registry::token_type(access.binding.as_ref());
     let scope = access.scope.clone();
     let policy = reuse_policy(app, v.grant);
@@ -113,7 +113,7 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
         body["scope"] = json!(scope);
     }
     if let Some(rt) = refresh_value {
-        body["refresh_token"] = json!(rt);
+        body["refresh_token"] = json!(rt.expose());
     }
     if v.grant == GrantType::TokenExchange {
         body["issued_token_type"] = json!(grant::token_exchange::ACCESS_TOKEN_TYPE);
@@ -171,10 +171,10 @@ fn access_record(app: &App, v: &Validated, binding: Option<BindingRecord>, now: 
     }
 }
 
-fn refresh_record(app: &App, v: &Validated, access: &AccessTokenRecord, value: &str) -> RefreshTokenRecord {
+fn refresh_record(app: &App, v: &Validated, access: &AccessTokenRecord, value: &Secret) -> RefreshTokenRecord {
     RefreshTokenRecord {
         id: opaque::new_id(),
-        token_hash: hash_secret(value),
+        token_hash: value.hash(),
         family_id: v.inherited.as_ref().map(|i| i.family_id.clone()).unwrap_or_else(opaque::new_id),
         access_id: access.token_hash.clone(),
         client_id: app.client_id.clone(),

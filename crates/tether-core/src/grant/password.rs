@@ -9,6 +9,7 @@ use crate::form::Form;
 use crate::login::{check_credentials, login_blocked, record_login};
 use crate::model::{App, GrantType};
 use crate::provider::Provider;
+use crate::secret::Secret;
 use crate::store::Precondition;
 
 pub const GRANT_TYPE: GrantType = GrantType::Password;
@@ -28,7 +29,7 @@ impl Grant for Password {
 
 async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
     let username = form.require("username")?;
-    let password = form.require("password")?.to_string();
+    let password = Secret::new(form.require("password")?);
     let scopes = requested_scopes(app, form)?;
     let audience = requested_audience(app, form)?;
     if let Some(wait) = login_blocked(p, username, None) {

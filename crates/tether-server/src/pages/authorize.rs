@@ -15,6 +15,7 @@ use tether_core::form::Form;
 use tether_core::login::{check_credentials, login_blocked, record_login};
 use tether_core::model::AppRecord;
 use tether_core::provider::Provider;
+use tether_core::secret::Secret;
 use tether_core::session::{self, COOKIE as SESSION_COOKIE};
 use tether_core::store::SessionRecord;
 use tether_tls::accept::ConnInfo;
@@ -65,10 +66,10 @@ fn authz_error(p: &Provider, e: AuthzError) -> Response {
 }
 
 /// A redirect carrying a new code, with the `atbv` cookie for `cookie` apps.
-fn code_redirect(url: &str, atbv: Option<String>) -> Response {
+fn code_redirect(url: &str, atbv: Option<Secret>) -> Response {
     let mut r = redirect(url, StatusCode::SEE_OTHER);
     if let Some(v) = atbv {
-        r.headers_mut().append(SET_COOKIE, cookies::atbv(&v));
+        r.headers_mut().append(SET_COOKIE, cookies::atbv(v.expose()));
     }
     r
 }
@@ -219,8 +220,8 @@ async fn login_or_consent_submit(s: &AppState, headers: &HeaderMap, form: &Form,
         };
     }
     let username = form.get("username").unwrap_or("").to_string();
-    let password = form.get("password").unwrap_or("").to_string();
-    if username.is_empty() || password.is_empty() {
+    let password = Secret::new(form.get("password").unwrap_or(""));
+    if username.is_empty() || password.expose().is_empty() {
         return login_page(
             &app,
             &raw,
@@ -254,6 +255,6 @@ async fn login_or_consent_submit(s: &AppState, headers: &HeaderMap, form: &Form,
         Ok(x) => x,
         Err(e) => return error_page(&e),
     };
-    let set_cookie = cookies::session(&cookie_value, s.opts.secure_cookies);
+    let set_cookie = cookies::session(cookie_value.expose(), s.opts.secure_cookies);
     proceed(s, headers, &app, &req, &raw, &sess, Some(set_cookie)).await
 }

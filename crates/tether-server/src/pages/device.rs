@@ -12,6 +12,7 @@ use tether_core::error::{ErrorCode, OAuthError};
 use tether_core::form::Form;
 use tether_core::login::{check_credentials, login_blocked, record_login};
 use tether_core::provider::Provider;
+use tether_core::secret::Secret;
 use tether_core::session::{self, COOKIE as SESSION_COOKIE};
 use tether_core::store::{DeviceRecord, SessionRecord};
 use tether_core::throttle::wait_text;
@@ -203,8 +204,8 @@ pub(crate) async fn post(
         "code" => after_code(p, &headers, &rec, &app.app.name, code).await,
         "login" => {
             let username = form.get("username").unwrap_or("").to_string();
-            let password = form.get("password").unwrap_or("").to_string();
-            if username.is_empty() || password.is_empty() {
+            let password = Secret::new(form.get("password").unwrap_or(""));
+            if username.is_empty() || password.expose().is_empty() {
                 let e = Some("Enter your username and password.");
                 return device_login_page(p, &app.app.name, code, &username, e, StatusCode::BAD_REQUEST);
             }
@@ -227,7 +228,7 @@ pub(crate) async fn post(
                 Err(e) => return error_page(&e),
             };
             let mut r = approve_page(p, &rec, &app.app.name, code, &sess).await;
-            r.headers_mut().append(SET_COOKIE, cookies::session(&cookie_value, s.opts.secure_cookies));
+            r.headers_mut().append(SET_COOKIE, cookies::session(cookie_value.expose(), s.opts.secure_cookies));
             r
         }
         "approve" => {
