@@ -71,11 +71,19 @@ pub struct OAuthError {
     pub source: Option<String>,
     /// A fresh DPoP nonce for the `DPoP-Nonce` header (RFC 9449 §8).
     pub dpop_nonce: Option<String>,
+    /// Seconds for `Retry-After`: with `temporarily_unavailable` a 503, with any other code a
+    /// throttle's 429.
+    pub retry_after: Option<i64>,
 }
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        Self { code, description: description.into(), source: None, dpop_nonce: None }
+        Self { code, description: description.into(), source: None, dpop_nonce: None, retry_after: None }
+    }
+    /// Answer with `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: i64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, d)
@@ -102,6 +110,7 @@ impl OAuthError {
             description: "the server could not complete the request".into(),
             source: Some(detail.into()),
             dpop_nonce: None,
+            retry_after: None,
         }
     }
 }
@@ -142,6 +151,7 @@ impl From<StoreError> for OAuthError {
                 description: "the database is temporarily unavailable; retry shortly".into(),
                 source: Some(d),
                 dpop_nonce: None,
+                retry_after: Some(1),
             },
             other => OAuthError::server(other.to_string()),
         }

@@ -87,6 +87,8 @@ pub struct Provider {
     healthy: AtomicBool,
     /// Failure throttles for passwords and device user codes (per node).
     pub throttles: crate::throttle::Throttles,
+    /// Bounded password checks (one per core, reused working memory).
+    pub passwords: crate::password::Verifier,
 }
 
 impl Provider {
@@ -114,6 +116,7 @@ impl Provider {
             keys_due: AtomicI64::new(i64::MAX),
             healthy: AtomicBool::new(true),
             throttles: Default::default(),
+            passwords: crate::password::Verifier::for_this_machine(),
         });
         ensure_keys(&*p.store, &p.master, p.clock.now()).await?;
         p.reload().await.map_err(|e| e.to_string())?;

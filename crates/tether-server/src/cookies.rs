@@ -44,6 +44,29 @@ pub(crate) fn clear_session(secure: bool) -> HeaderValue {
     header_value(&c.build())
 }
 
+/// The pre-session browser cookie the page forms' CSRF values are bound to: like the session
+/// cookie, no expiry.
+pub(crate) fn browser(value: &str, secure: bool) -> HeaderValue {
+    let mut c = Cookie::build((crate::csrf::BROWSER_COOKIE, value)).path("/").http_only(true).same_site(SameSite::Lax);
+    if secure {
+        c = c.secure(true);
+    }
+    header_value(&c.build())
+}
+
+/// The device cookie (180 days) that vouches for the user who signed in with this browser.
+pub(crate) fn device(value: &str, secure: bool) -> HeaderValue {
+    let mut c = Cookie::build((tether_core::login::DEVICE_COOKIE, value))
+        .path("/")
+        .max_age(Duration::seconds(tether_core::login::DEVICE_LIFETIME))
+        .http_only(true)
+        .same_site(SameSite::Lax);
+    if secure {
+        c = c.secure(true);
+    }
+    header_value(&c.build())
+}
+
 /// B-7: `atbv=<uuid>; Path=/; Secure; HttpOnly; SameSite=None`, no expiry, host-only.
 pub(crate) fn atbv(value: &str) -> HeaderValue {
     let c = Cookie::build((ATBV, value)).path("/").secure(true).http_only(true).same_site(SameSite::None);

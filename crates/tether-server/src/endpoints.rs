@@ -17,7 +17,7 @@ use tether_core::error::ErrorCode;
 use tether_core::resource::{self, Refusal};
 
 use crate::error::{ApiError, ResourceError, json_no_store, no_store};
-use crate::extract::{FormBody, PeerCert, dpop_header, evidence, header};
+use crate::extract::{ClientAddr, FormBody, PeerCert, dpop_header, evidence, header};
 use crate::health::unavailable;
 use crate::state::AppState;
 
@@ -37,6 +37,7 @@ pub(crate) async fn jwks_endpoint(State(s): State<AppState>) -> Response {
 pub(crate) async fn token_endpoint(
     State(s): State<AppState>,
     PeerCert(peer): PeerCert,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
@@ -49,6 +50,7 @@ pub(crate) async fn token_endpoint(
         authorization: header(&headers, AUTHORIZATION),
         evidence: evidence(&peer, &headers),
         dpop,
+        addr: addr.as_deref(),
     };
     match token::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),

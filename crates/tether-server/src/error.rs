@@ -52,19 +52,20 @@ impl IntoResponse for ApiError {
             }
         }
         metrics::counter!("tether_oauth_errors_total", "error" => e.code.as_str()).increment(1);
-        let status = status_for(e.code);
+        // A throttle's refusal (a retry time on any code but temporarily_unavailable) is 429.
+        let status = match (e.code, e.retry_after) {
+            (ErrorCode::TemporarilyUnavailable, _) | (_, None) => status_for(e.code),
+            (_, Some(_)) => StatusCode::TOO_MANY_REQUESTS,
+        };
         let mut resp =
             (status, Json(json!({"error": e.code.as_str(), "error_description": e.description}))).into_response();
         let h = resp.headers_mut();
         no_store(h);
-        match e.code {
-            ErrorCode::InvalidClient => {
-                h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tether\""));
-            }
-            ErrorCode::TemporarilyUnavailable => {
-                h.insert("retry-after", HeaderValue::from_static("1"));
-            }
-            _ => {}
+        if e.code == ErrorCode::InvalidClient {
+            h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tether\""));
+        }
+        if e.code == ErrorCode::TemporarilyUnavailable || e.retry_after.is_some() {
+            h.insert("retry-after", HeaderValue::from(e.retry_after.unwrap_or(1).max(1)));
         }
         if let Some(n) = e.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
             h.insert("dpop-nonce", n);

@@ -77,9 +77,18 @@ pub(crate) fn header(h: &HeaderMap, name: HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The connection's remote address (for sign-in and user-code throttling).
-pub(crate) fn client_addr(conn: &Option<axum::Extension<ConnInfo>>) -> Option<String> {
-    conn.as_ref().map(|c| c.remote.ip().to_string())
+/// The client's address: the connection's peer, or behind a `[tls] trusted_proxies` peer the
+/// rightmost untrusted `Forwarded` / `X-Forwarded-For` hop. Used wherever an address appears
+/// (throttles, logs).
+pub(crate) struct ClientAddr(pub Option<String>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(c) = parts.extensions.get::<ConnInfo>() else { return Ok(ClientAddr(None)) };
+        Ok(ClientAddr(Some(s.opts.proxy_cert.client_ip(c.remote.ip(), &parts.headers).to_string())))
+    }
 }
 
 /// What a request presents that can prove a token binding (B-5).

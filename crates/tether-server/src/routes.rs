@@ -19,6 +19,7 @@ use tether_core::error::OAuthError;
 use tether_core::provider::Provider;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::csrf;
 use crate::endpoints;
 use crate::error::{ApiError, WithStatus};
 use crate::health;
@@ -30,6 +31,8 @@ pub fn router(p: Arc<Provider>, opts: Options) -> Router {
     // Endpoints that need the database answer 503 while the provider is unhealthy. Userinfo
     // checks for itself, after it has refused requests without credentials.
     let healthy = middleware::from_fn_with_state(state.clone(), health::require_healthy);
+    // The pages' forms are bound to a pre-session browser cookie (login CSRF).
+    let browser_cookie = middleware::from_fn_with_state(state.clone(), csrf::browser_cookie);
     let origins = state.p.clone();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
@@ -49,11 +52,11 @@ pub fn router(p: Arc<Provider>, opts: Options) -> Router {
         .route(paths::OIDC_DISCOVERY, get(endpoints::discovery_endpoint))
         .route(paths::OAUTH_DISCOVERY, get(endpoints::discovery_endpoint))
         .route(paths::JWKS, get(endpoints::jwks_endpoint))
-        .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post))
+        .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post).layer(browser_cookie.clone()))
         .route(paths::INTROSPECT, post(endpoints::introspect_endpoint.layer(healthy.clone())))
         .route(paths::DEVICE_AUTHORIZE, post(endpoints::device_authorize.layer(healthy)))
-        .route(paths::DEVICE, get(device::get).post(device::post))
-        .route(paths::LOGOUT, get(logout::get).post(logout::post))
+        .route(paths::DEVICE, get(device::get).post(device::post).layer(browser_cookie.clone()))
+        .route(paths::LOGOUT, get(logout::get).post(logout::post).layer(browser_cookie))
         .route(paths::HEALTH, get(health::healthz))
         .merge(browser)
         .route_layer(middleware::from_fn(track))

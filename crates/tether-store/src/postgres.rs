@@ -612,6 +612,31 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn reauthenticate_session(
+        &self,
+        id: &str,
+        cookie_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<bool> {
+        let (id, hash) = (id.to_string(), cookie_hash.to_string());
+        self.write(move |pool| async move {
+            let r = sqlx::query(
+                "UPDATE sessions SET cookie_hash = $1, auth_time = $2, last_seen = $2, expires_at = $3 \
+                 WHERE id = $4 AND ended_at IS NULL",
+            )
+            .bind(&hash)
+            .bind(now)
+            .bind(expires_at)
+            .bind(&id)
+            .execute(&pool)
+            .await
+            .map_err(map)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
     async fn end_session(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |pool| async move {

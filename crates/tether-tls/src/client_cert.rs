@@ -60,6 +60,12 @@ impl ProxyCertConfig {
         self.header.is_some() && self.trusted.iter().any(|n| n.contains(&peer))
     }
 
+    /// The client's address: the peer, or behind a trusted proxy the rightmost untrusted hop of
+    /// `Forwarded` / `X-Forwarded-For` ([`crate::forwarded`]).
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        crate::forwarded::client_ip(peer, &self.trusted, headers)
+    }
+
     /// The certificate a trusted proxy forwarded: `Ok(None)` when there is no such header or the
     /// peer is not trusted; an error when a trusted proxy sent something that is not a certificate.
     pub fn forwarded(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Option<Vec<u8>>, String> {

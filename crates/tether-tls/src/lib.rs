@@ -4,9 +4,10 @@
 //!
 //! Owns: the accept loop that hands each request its connection's client certificate
 //! ([`accept`]), certificates forwarded by trusted proxies and trust in client CAs
-//! ([`client_cert`]), and the local PKI a first start generates ([`pki`]). Depends on
+//! ([`client_cert`]), the client's address behind them ([`forwarded`]), and the local PKI a first start generates ([`pki`]). Depends on
 //! `tether-core` for the protocol's view of a certificate, and on nothing of the server's.
 
 pub mod accept;
 pub mod client_cert;
+pub mod forwarded;
 pub mod pki;

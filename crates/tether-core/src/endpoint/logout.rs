@@ -1,8 +1,10 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) and what ending a login session
 //! revokes (token-binding.md B-6).
 //!
-//! A request with a valid `id_token_hint` (an ID token this server signed) ends the session at
-//! once; anything else is confirmed by the user on a page first, so a cross-site link or image
+//! A request with a valid `id_token_hint` (an ID token this server signed) naming the session of
+//! the browser it comes from ends that session at once; a hint naming any other session ends
+//! nothing (a stolen ID token must not log its user out from elsewhere). Without a hint the user
+//! confirms on a page first, so a cross-site link or image
 //! cannot log anyone out or revoke their tokens. `post_logout_redirect_uri` must be one of the
 //! client's registered redirect URIs (Tether has no separate list), compared exactly; it is used
 //! only when the client is known (`client_id` or the hint's `aud`).

@@ -30,6 +30,8 @@ pub struct TokenRequest<'a> {
     pub evidence: binding::Evidence<'a>,
     /// The request's `DPoP` header (RFC 9449), unverified.
     pub dpop: Option<&'a str>,
+    /// The client's address (after the trusted-proxy rule).
+    pub addr: Option<&'a str>,
 }
 
 pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthError> {
@@ -48,7 +50,8 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthE
         None => None,
     };
     let evidence = binding::Evidence { dpop: proof.as_ref(), ..req.evidence };
-    let validated = grant.validate(&GrantContext { p, app: &app.app, form: req.form, evidence }).await?;
+    let validated =
+        grant.validate(&GrantContext { p, app: &app.app, form: req.form, evidence, addr: req.addr }).await?;
     let ctx = BindContext { grant: grant.grant_type(), form: req.form, evidence, now: p.now() };
     issue(p, &app.app, validated, &ctx).await
 }

@@ -31,6 +31,8 @@ pub struct GrantContext<'a> {
     /// The client certificate and the verified DPoP proof (token exchange proves a bound subject
     /// token with them).
     pub evidence: Evidence<'a>,
+    /// The client's address (after the trusted-proxy rule), for the password grant's throttles.
+    pub addr: Option<&'a str>,
 }
 
 #[async_trait]

@@ -1,12 +1,13 @@
-//! `password` (RFC 6749 §4.3): resource owner password credentials. The password is checked with
-//! argon2id on a blocking thread; an unknown user costs the same time as a wrong password.
+//! `password` (RFC 6749 §4.3): resource owner password credentials, checked by
+//! [`crate::login::sign_in`] (throttled per username and client, and per username and address;
+//! bounded argon2id; an unknown user costs the same time as a wrong password).
 
 use async_trait::async_trait;
 
 use super::{Grant, GrantContext, Subject, Validated, requested_audience, requested_scopes};
 use crate::error::OAuthError;
 use crate::form::Form;
-use crate::login::{check_credentials, login_blocked, record_login};
+use crate::login::{Attempt, Refused, Via, sign_in};
 use crate::model::{App, GrantType};
 use crate::provider::Provider;
 use crate::secret::Secret;
@@ -23,24 +24,17 @@ impl Grant for Password {
     }
 
     async fn validate(&self, ctx: &GrantContext<'_>) -> Result<Validated, OAuthError> {
-        handle(ctx.p, ctx.app, ctx.form).await
+        handle(ctx.p, ctx.app, ctx.form, ctx.addr).await
     }
 }
 
-async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuthError> {
+async fn handle(p: &Provider, app: &App, form: &Form, addr: Option<&str>) -> Result<Validated, OAuthError> {
     let username = form.require("username")?;
     let password = Secret::new(form.require("password")?);
     let scopes = requested_scopes(app, form)?;
     let audience = requested_audience(app, form)?;
-    if let Some(wait) = login_blocked(p, username, None) {
-        return Err(OAuthError::invalid_grant(format!(
-            "too many failed sign-in attempts for this user; try again in {}",
-            crate::throttle::wait_text(wait)
-        )));
-    }
-    let result = check_credentials(p, username, password).await;
-    record_login(p, username, None, result.is_ok());
-    let user = result?;
+    let attempt = Attempt { username, password, addr, via: Via::PasswordGrant { client_id: &app.client_id } };
+    let (user, _) = sign_in(p, attempt).await.map_err(Refused::into_oauth)?;
     Ok(Validated {
         grant: GRANT_TYPE,
         subject: Some(Subject { user_id: user.user.id, username: user.user.username }),

@@ -337,6 +337,11 @@ pub trait Store: Send + Sync + 'static {
     async fn find_session(&self, cookie_hash: &str) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()>;
     async fn end_session(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// The same user signed in again in this session: a new cookie hash (the old value stops
+    /// working), `auth_time` and `last_seen` now, lifetime from now. False when the session had
+    /// ended meanwhile.
+    async fn reauthenticate_session(&self, id: &str, cookie_hash: &str, now: i64, expires_at: i64)
+    -> StoreResult<bool>;
     async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()>;
     async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>>;

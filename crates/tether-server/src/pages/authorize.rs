@@ -12,18 +12,17 @@ use tether_core::endpoint::authorize::{self, AuthzError, AuthzRequest};
 use tether_core::endpoint::paths;
 use tether_core::error::{ErrorCode, OAuthError};
 use tether_core::form::Form;
-use tether_core::login::{check_credentials, login_blocked, record_login};
 use tether_core::model::AppRecord;
 use tether_core::provider::Provider;
 use tether_core::secret::Secret;
 use tether_core::session::{self, COOKIE as SESSION_COOKIE};
 use tether_core::store::SessionRecord;
-use tether_tls::accept::ConnInfo;
 
 use crate::cookies;
 use crate::csrf;
-use crate::extract::{FormBody, client_addr};
+use crate::extract::{ClientAddr, FormBody};
 use crate::pages::common::{LoginPage, error_page, page_to, redirect};
+use crate::pages::signin::{self, Outcome, with_retry_after};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -44,12 +43,11 @@ pub(crate) async fn get(State(s): State<AppState>, headers: HeaderMap, req: Requ
 
 pub(crate) async fn post(
     State(s): State<AppState>,
-    conn: Option<axum::Extension<ConnInfo>>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
     if form.has("authz") {
-        let addr = client_addr(&conn);
         return login_or_consent_submit(&s, &headers, &form, addr.as_deref()).await;
     }
     let raw = form_urlencoded::Serializer::new(String::new()).extend_pairs(form.pairs()).finish();
@@ -114,7 +112,7 @@ async fn authorize_request(s: &AppState, headers: &HeaderMap, raw: String) -> Re
         Err(e) => return error_page(&e),
     };
     match session {
-        Some(sess) => proceed(s, headers, &app, &req, &raw, &sess, None).await,
+        Some(sess) => proceed(s, headers, &app, &req, &raw, &sess, vec![]).await,
         None if req.prompt_none => authz_error(
             p,
             AuthzError::Redirect {
@@ -123,7 +121,7 @@ async fn authorize_request(s: &AppState, headers: &HeaderMap, raw: String) -> Re
                 error: OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
             },
         ),
-        None => login_page(&app, &raw, &csrf::token(p, &raw), "", None, StatusCode::OK),
+        None => login_page(&app, &raw, &csrf::token(p, headers, &raw), "", None, StatusCode::OK),
     }
 }
 
@@ -135,7 +133,7 @@ async fn proceed(
     req: &AuthzRequest,
     raw: &str,
     sess: &SessionRecord,
-    set_cookie: Option<HeaderValue>,
+    set_cookies: Vec<HeaderValue>,
 ) -> Response {
     let p = &s.p;
     let mut resp = if app.app.require_consent {
@@ -153,7 +151,7 @@ async fn proceed(
                 username: &username,
                 scopes: &scopes,
                 authz: raw,
-                csrf: &csrf::token(p, raw),
+                csrf: &csrf::token(p, headers, raw),
             }
             .render(),
             Some(&req.redirect_uri),
@@ -164,7 +162,7 @@ async fn proceed(
             Err(e) => return error_page(&e),
         }
     };
-    if let Some(c) = set_cookie {
+    for c in set_cookies {
         resp.headers_mut().append(SET_COOKIE, c);
     }
     resp
@@ -176,7 +174,7 @@ async fn login_or_consent_submit(s: &AppState, headers: &HeaderMap, form: &Form,
     if !csrf::same_origin(p, headers) {
         return error_page(&OAuthError::invalid_request("cross-site form submissions are refused"));
     }
-    if !csrf::verify(p, &raw, form.get("csrf").unwrap_or("")) {
+    if !csrf::verify(p, headers, &raw, form.get("csrf").unwrap_or("")) {
         return error_page(&OAuthError::invalid_request(
             "this sign-in form has expired or was altered; go back to the application and start again",
         ));
@@ -196,7 +194,7 @@ async fn login_or_consent_submit(s: &AppState, headers: &HeaderMap, form: &Form,
                 return login_page(
                     &app,
                     &raw,
-                    &csrf::token(p, &raw),
+                    &csrf::token(p, headers, &raw),
                     "",
                     Some("Your session has ended. Sign in again."),
                     StatusCode::OK,
@@ -219,42 +217,15 @@ async fn login_or_consent_submit(s: &AppState, headers: &HeaderMap, form: &Form,
             Err(e) => error_page(&e),
         };
     }
-    let username = form.get("username").unwrap_or("").to_string();
-    let password = Secret::new(form.get("password").unwrap_or(""));
-    if username.is_empty() || password.expose().is_empty() {
-        return login_page(
-            &app,
-            &raw,
-            &csrf::token(p, &raw),
-            &username,
-            Some("Enter your username and password."),
-            StatusCode::BAD_REQUEST,
-        );
-    }
-    if let Some(wait) = login_blocked(p, &username, addr) {
-        let msg = format!("Too many failed sign-in attempts. Try again in {}.", tether_core::throttle::wait_text(wait));
-        return login_page(&app, &raw, &csrf::token(p, &raw), &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
-    }
-    let result = check_credentials(p, &username, password).await;
-    record_login(p, &username, addr, result.is_ok());
-    let user = match result {
-        Ok(u) => u,
-        Err(e) if e.code == ErrorCode::InvalidGrant => {
-            return login_page(
-                &app,
-                &raw,
-                &csrf::token(p, &raw),
-                &username,
-                Some("Wrong username or password."),
-                StatusCode::UNAUTHORIZED,
-            );
+    match signin::submit(s, headers, form, addr).await {
+        Outcome::SignedIn { session, set_cookies } => {
+            proceed(s, headers, &app, &req, &raw, &session, set_cookies).await
         }
-        Err(e) => return error_page(&e),
-    };
-    let (sess, cookie_value) = match session::start(p, &user.user.id).await {
-        Ok(x) => x,
-        Err(e) => return error_page(&e),
-    };
-    let set_cookie = cookies::session(cookie_value.expose(), s.opts.secure_cookies);
-    proceed(s, headers, &app, &req, &raw, &sess, Some(set_cookie)).await
+        Outcome::Again { status, message, retry_after } => {
+            let username = form.get("username").unwrap_or("");
+            let page = login_page(&app, &raw, &csrf::token(p, headers, &raw), username, Some(&message), status);
+            with_retry_after(page, retry_after)
+        }
+        Outcome::Page(r) => r,
+    }
 }

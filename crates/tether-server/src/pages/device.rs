@@ -8,20 +8,18 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tether_core::endpoint::{device, paths};
-use tether_core::error::{ErrorCode, OAuthError};
+use tether_core::error::OAuthError;
 use tether_core::form::Form;
-use tether_core::login::{check_credentials, login_blocked, record_login};
 use tether_core::provider::Provider;
-use tether_core::secret::Secret;
 use tether_core::session::{self, COOKIE as SESSION_COOKIE};
 use tether_core::store::{DeviceRecord, SessionRecord};
 use tether_core::throttle::wait_text;
-use tether_tls::accept::ConnInfo;
 
 use crate::cookies;
 use crate::csrf;
-use crate::extract::{FormBody, client_addr};
+use crate::extract::{ClientAddr, FormBody};
 use crate::pages::common::{LoginPage, error_page, message, page};
+use crate::pages::signin::{self, Outcome, with_retry_after};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -49,13 +47,14 @@ fn device_subject(step: &str, code: &str) -> String {
     format!("device|{step}|{}", device::normalize_user_code(code).unwrap_or_default())
 }
 
-fn code_page(p: &Provider, user_code: &str, error: Option<&str>, status: StatusCode) -> Response {
-    let csrf = csrf::token(p, &device_subject("code", ""));
+fn code_page(p: &Provider, headers: &HeaderMap, user_code: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let csrf = csrf::token(p, headers, &device_subject("code", ""));
     page(status, DeviceCodePage { action: paths::DEVICE, user_code, csrf: &csrf, error }.render())
 }
 
 fn device_login_page(
     p: &Provider,
+    headers: &HeaderMap,
     rec_app: &str,
     code: &str,
     username: &str,
@@ -66,7 +65,7 @@ fn device_login_page(
     let hidden = vec![
         ("step", "login".to_string()),
         ("user_code", shown.clone()),
-        ("csrf", csrf::token(p, &device_subject("login", code))),
+        ("csrf", csrf::token(p, headers, &device_subject("login", code))),
     ];
     let note = format!("Code {shown}");
     page(
@@ -75,7 +74,14 @@ fn device_login_page(
     )
 }
 
-async fn approve_page(p: &Provider, rec: &DeviceRecord, app_name: &str, code: &str, sess: &SessionRecord) -> Response {
+async fn approve_page(
+    p: &Provider,
+    headers: &HeaderMap,
+    rec: &DeviceRecord,
+    app_name: &str,
+    code: &str,
+    sess: &SessionRecord,
+) -> Response {
     let username = match p.store.get_user(&sess.user_id).await {
         Ok(Some(u)) => u.user.username,
         Ok(None) => return error_page(&OAuthError::invalid_request("the signed-in user no longer exists")),
@@ -85,7 +91,7 @@ async fn approve_page(p: &Provider, rec: &DeviceRecord, app_name: &str, code: &s
     let hidden = vec![
         ("step", "approve".to_string()),
         ("user_code", shown.clone()),
-        ("csrf", csrf::token(p, &device_subject("approve", code))),
+        ("csrf", csrf::token(p, headers, &device_subject("approve", code))),
     ];
     page(
         StatusCode::OK,
@@ -131,13 +137,13 @@ async fn find_code(
 ) -> Result<(DeviceRecord, std::sync::Arc<tether_core::model::AppRecord>), Response> {
     if let Some(wait) = code_throttled(p, headers, addr) {
         let msg = format!("Too many wrong codes. Try again in {}.", wait_text(wait));
-        return Err(code_page(p, code, Some(&msg), StatusCode::TOO_MANY_REQUESTS));
+        return Err(code_page(p, headers, code, Some(&msg), StatusCode::TOO_MANY_REQUESTS));
     }
     match device::pending(p, code).await {
         Ok(Some(x)) => Ok(x),
         Ok(None) => {
             code_failed(p, headers, addr);
-            Err(code_page(p, code, Some(BAD_CODE), StatusCode::BAD_REQUEST))
+            Err(code_page(p, headers, code, Some(BAD_CODE), StatusCode::BAD_REQUEST))
         }
         Err(e) => Err(error_page(&e)),
     }
@@ -146,15 +152,15 @@ async fn find_code(
 /// With a valid code: approve if signed in, else sign in first.
 async fn after_code(p: &Provider, headers: &HeaderMap, rec: &DeviceRecord, app_name: &str, code: &str) -> Response {
     match session::lookup_and_touch(p, cookies::get(headers, SESSION_COOKIE)).await {
-        Ok(Some(sess)) => approve_page(p, rec, app_name, code, &sess).await,
-        Ok(None) => device_login_page(p, app_name, code, "", None, StatusCode::OK),
+        Ok(Some(sess)) => approve_page(p, headers, rec, app_name, code, &sess).await,
+        Ok(None) => device_login_page(p, headers, app_name, code, "", None, StatusCode::OK),
         Err(e) => error_page(&e),
     }
 }
 
 pub(crate) async fn get(
     State(s): State<AppState>,
-    conn: Option<axum::Extension<ConnInfo>>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     req: Request,
 ) -> Response {
@@ -164,9 +170,8 @@ pub(crate) async fn get(
         Err(e) => return error_page(&e),
     };
     let Some(code) = form.get("user_code").filter(|c| !c.trim().is_empty()) else {
-        return code_page(p, "", None, StatusCode::OK);
+        return code_page(p, &headers, "", None, StatusCode::OK);
     };
-    let addr = client_addr(&conn);
     match find_code(p, &headers, addr.as_deref(), code).await {
         Ok((rec, app)) => after_code(p, &headers, &rec, &app.app.name, code).await,
         Err(r) => r,
@@ -175,12 +180,11 @@ pub(crate) async fn get(
 
 pub(crate) async fn post(
     State(s): State<AppState>,
-    conn: Option<axum::Extension<ConnInfo>>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
     let p = &s.p;
-    let addr = client_addr(&conn);
     let addr = addr.as_deref();
     if !csrf::same_origin(p, &headers) {
         return error_page(&OAuthError::invalid_request("cross-site form submissions are refused"));
@@ -188,9 +192,10 @@ pub(crate) async fn post(
     let step = form.get("step").unwrap_or("code");
     let code = form.get("user_code").unwrap_or("").trim();
     let subject = if step == "code" { device_subject("code", "") } else { device_subject(step, code) };
-    if !csrf::verify(p, &subject, form.get("csrf").unwrap_or("")) {
+    if !csrf::verify(p, &headers, &subject, form.get("csrf").unwrap_or("")) {
         return code_page(
             p,
+            &headers,
             code,
             Some("This form has expired or was altered. Enter the code again."),
             StatusCode::BAD_REQUEST,
@@ -202,41 +207,27 @@ pub(crate) async fn post(
     };
     match step {
         "code" => after_code(p, &headers, &rec, &app.app.name, code).await,
-        "login" => {
-            let username = form.get("username").unwrap_or("").to_string();
-            let password = Secret::new(form.get("password").unwrap_or(""));
-            if username.is_empty() || password.expose().is_empty() {
-                let e = Some("Enter your username and password.");
-                return device_login_page(p, &app.app.name, code, &username, e, StatusCode::BAD_REQUEST);
-            }
-            if let Some(wait) = login_blocked(p, &username, addr) {
-                let msg = format!("Too many failed sign-in attempts. Try again in {}.", wait_text(wait));
-                return device_login_page(p, &app.app.name, code, &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
-            }
-            let result = check_credentials(p, &username, password).await;
-            record_login(p, &username, addr, result.is_ok());
-            let user = match result {
-                Ok(u) => u,
-                Err(e) if e.code == ErrorCode::InvalidGrant => {
-                    let e = Some("Wrong username or password.");
-                    return device_login_page(p, &app.app.name, code, &username, e, StatusCode::UNAUTHORIZED);
+        "login" => match signin::submit(&s, &headers, &form, addr).await {
+            Outcome::SignedIn { session, set_cookies } => {
+                let mut r = approve_page(p, &headers, &rec, &app.app.name, code, &session).await;
+                for c in set_cookies {
+                    r.headers_mut().append(SET_COOKIE, c);
                 }
-                Err(e) => return error_page(&e),
-            };
-            let (sess, cookie_value) = match session::start(p, &user.user.id).await {
-                Ok(x) => x,
-                Err(e) => return error_page(&e),
-            };
-            let mut r = approve_page(p, &rec, &app.app.name, code, &sess).await;
-            r.headers_mut().append(SET_COOKIE, cookies::session(cookie_value.expose(), s.opts.secure_cookies));
-            r
-        }
+                r
+            }
+            Outcome::Again { status, message, retry_after } => {
+                let username = form.get("username").unwrap_or("");
+                let page = device_login_page(p, &headers, &app.app.name, code, username, Some(&message), status);
+                with_retry_after(page, retry_after)
+            }
+            Outcome::Page(r) => r,
+        },
         "approve" => {
             let sess = match session::lookup_and_touch(p, cookies::get(&headers, SESSION_COOKIE)).await {
                 Ok(Some(x)) => x,
                 Ok(None) => {
                     let e = Some("Your session has ended. Sign in again.");
-                    return device_login_page(p, &app.app.name, code, "", e, StatusCode::OK);
+                    return device_login_page(p, &headers, &app.app.name, code, "", e, StatusCode::OK);
                 }
                 Err(e) => return error_page(&e),
             };
@@ -249,7 +240,7 @@ pub(crate) async fn post(
                     false,
                 ),
                 Ok(true) => message(StatusCode::OK, "Request denied", "The device was not given access.", false),
-                Ok(false) => code_page(p, "", Some(BAD_CODE), StatusCode::BAD_REQUEST),
+                Ok(false) => code_page(p, &headers, "", Some(BAD_CODE), StatusCode::BAD_REQUEST),
                 Err(e) => error_page(&e),
             }
         }

@@ -1,6 +1,6 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0, `GET`/`POST /oidc/logout`): a
-//! valid ID token hint naming this browser's session ends it at once; otherwise the user confirms
-//! on the logout page. Ending a session also revokes what is tied to it (core's `end_session`).
+//! valid ID token hint naming this browser's session ends it at once; without a hint the user
+//! confirms on the logout page. Only the session whose cookie the request carries is ever ended. Ending a session also revokes what is tied to it (core's `end_session`).
 
 use askama::Template;
 use axum::extract::{Request, State};
@@ -79,18 +79,22 @@ async fn logout_request(s: &AppState, headers: &HeaderMap, raw: String) -> Respo
         Err(e) => return error_page(&e),
     };
     if req.hint.is_some() {
-        // A valid ID token hint ends, without asking, only the session it names: this browser's
-        // (same user, same sid when it has one), or — with no session in this browser — the
-        // session of its sid. Anything else is confirmed by the user below.
-        match (&current, req.hint_sid()) {
-            (Some(c), _) if req.hint_names(c) => return end(s, headers, current, &req).await,
-            (None, Some(sid)) => {
-                let target = p.store.find_session_by_id(sid).await.ok().flatten();
-                let target = target.filter(|t| t.ended_at.is_none() && req.hint_names(t));
-                return end(s, headers, target, &req).await;
+        // A valid ID token hint ends, without asking, the session of this browser when it names
+        // it (same user, same sid when it has one). Logout only ever ends the session whose
+        // cookie the request carries: a hint naming another session (an ID token replayed from
+        // elsewhere) ends nothing, and a confirmation would not help (its sender clicks yes).
+        match &current {
+            Some(c) if req.hint_names(c) => return end(s, headers, current, &req).await,
+            Some(_) => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "Not signed out",
+                    "This sign-out request is for another session than this browser's. Nothing was ended; \
+                     you are still signed in.",
+                    true,
+                );
             }
-            (None, None) => return signed_out(s, &req, false),
-            (Some(_), _) => {}
+            None => return signed_out(s, &req, false),
         }
     }
     let Some(sess) = current else {
@@ -101,7 +105,7 @@ async fn logout_request(s: &AppState, headers: &HeaderMap, raw: String) -> Respo
     let hidden = vec![
         ("step", "confirm".to_string()),
         ("request", raw.clone()),
-        ("csrf", csrf::token(p, &format!("logout|{raw}"))),
+        ("csrf", csrf::token(p, headers, &format!("logout|{raw}"))),
     ];
     page_to(
         StatusCode::OK,
@@ -122,7 +126,7 @@ async fn logout_confirmed(s: &AppState, headers: &HeaderMap, form: &Form) -> Res
     if !csrf::same_origin(p, headers) {
         return error_page(&OAuthError::invalid_request("cross-site form submissions are refused"));
     }
-    if !csrf::verify(p, &format!("logout|{raw}"), form.get("csrf").unwrap_or("")) {
+    if !csrf::verify(p, headers, &format!("logout|{raw}"), form.get("csrf").unwrap_or("")) {
         return error_page(&OAuthError::invalid_request("this sign-out form has expired or was altered; try again"));
     }
     let req = match Form::parse(raw.as_bytes()) {

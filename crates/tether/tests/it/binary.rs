@@ -610,6 +610,7 @@ async fn single_use_holds_across_nodes_under_concurrency() {
         .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(c.dir.join("tls/ca.pem")).unwrap()).unwrap()])
         .resolve("localhost", ([127, 0, 0, 1], port_of(&n.base)).into())
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
         .build()
         .unwrap();
     let q = format!(
@@ -798,4 +799,56 @@ async fn three_nodes_with_revocations_and_a_restart_agree_on_every_token() {
             );
         }
     }
+}
+
+/// The peak resident memory of a process (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_burst_of_sign_ins_stays_within_bounded_memory() {
+    let d = TempDir::new("burst");
+    let dir = d.path().to_path_buf();
+    let db = tether_testkit::test_database().await;
+    let env: Vec<(&str, &str)> = db.iter().map(|u| ("TETHER_DATABASE_URL", u.as_str())).collect();
+    let mut p = Proc::spawn(
+        &dir,
+        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        &env,
+    );
+    let port = port_of(&p.wait_for("listening on https://"));
+    let (_, out, _) = cli_db(&dir, &db, &["app", "create", "--name", "b", "--grant-types", "password", "--json"], None);
+    let app: Value = serde_json::from_str(&out).unwrap();
+    let (id, secret) =
+        (app["client_id"].as_str().unwrap().to_string(), app["client_secret"].as_str().unwrap().to_string());
+    let c = client(&dir.join("tls/ca.pem"), port);
+    let url = format!("https://localhost:{port}/oauth2/token");
+    // 100 password grants at once, each for a different (unknown) user: no throttle applies, so
+    // each one asks for an argon2id check of ≈19 MiB.
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (c, url, id, secret) = (c.clone(), url.clone(), id.clone(), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            let user = format!("nobody{i}");
+            let form = [("grant_type", "password"), ("username", user.as_str()), ("password", "x")];
+            let r = c.post(url).basic_auth(id, Some(secret)).form(&form).send().await.unwrap();
+            let (status, retry) = (r.status().as_u16(), r.headers().contains_key("retry-after"));
+            (status, retry)
+        }));
+    }
+    let mut busy = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (400, _) => {}
+            (503, true) => busy += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    let peak_mib = peak_rss_kib(p.child.id()) / 1024;
+    eprintln!("100 concurrent sign-ins: peak RSS {peak_mib} MiB, {busy} answered 503");
+    assert!(peak_mib < 256, "peak RSS {peak_mib} MiB");
+    assert!(p.term().success());
 }

@@ -18,5 +18,6 @@ mod grants;
 mod mtls;
 mod resource_parity;
 mod reuse;
+mod signin;
 mod storage;
 mod tokens;
