@@ -30,6 +30,20 @@ pub struct AppChanges {
     pub id_token_alg: Option<String>,
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
+    /// Allow a change that destroys something (making a confidential app public deletes its
+    /// secret).
+    pub force: bool,
+}
+
+/// A new client id: 128 random bits, base64url, never starting with `-` or `_` (a leading `-`
+/// reads as a flag on every command line).
+pub fn new_client_id() -> String {
+    loop {
+        let id = b64url(&random_bytes::<16>());
+        if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return id;
+        }
+    }
 }
 
 fn defaults(client_id: String) -> App {
@@ -58,12 +72,29 @@ fn defaults(client_id: String) -> App {
     }
 }
 
+/// The client id of another app named `name` (after trimming), if any: names identify apps to
+/// people, so two apps may not share one. Checked here rather than by a database constraint, so
+/// that databases holding duplicates from earlier versions stay readable.
+pub async fn name_taken(
+    store: &dyn crate::store::Store,
+    name: &str,
+    except: Option<&str>,
+) -> Result<Option<String>, crate::error::StoreError> {
+    let name = name.trim();
+    Ok(store
+        .list_apps()
+        .await?
+        .into_iter()
+        .find(|a| a.app.name == name && Some(a.app.client_id.as_str()) != except)
+        .map(|a| a.app.client_id))
+}
+
 /// A new app; returns it and the client secret (for confidential clients), shown once.
 pub fn create(changes: &AppChanges) -> Result<(AppRecord, Option<Secret>), String> {
     if changes.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err("--name is required".into());
     }
-    let mut app = defaults(b64url(&random_bytes::<16>()));
+    let mut app = defaults(new_client_id());
     apply(&mut app, changes)?;
     let secret = uses_secret(&app).then(|| Secret::new(random_token()));
     let secret_hash = secret.as_ref().map(|s| hash_secret(s.expose()));
@@ -77,6 +108,13 @@ pub fn update(existing: &AppRecord, changes: &AppChanges) -> Result<(AppRecord, 
         app.public = false; // an explicit auth method other than none makes it confidential below
     }
     apply(&mut app, changes)?;
+    if !existing.app.public && app.public && existing.secret_hash.is_some() && !changes.force {
+        return Err(format!(
+            "this makes {} a public client: its client secret is deleted, so every server using it stops \
+             authenticating, and it must use PKCE; add --force to do it",
+            existing.app.client_id
+        ));
+    }
     let (secret_hash, secret) = match (uses_secret(&app), &existing.secret_hash) {
         (false, _) => (None, None),
         (true, Some(h)) => (Some(h.clone()), None),
@@ -241,6 +279,34 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
     check(app)
 }
 
+/// A redirect URI: absolute, no fragment, and `http` only on a loopback host (RFC 9700 §2.6,
+/// OAuth 2.1 §2.3.1: a code sent over plain HTTP to a network host can be read on the way).
+/// Private-use schemes (`com.example.app:/cb`, RFC 8252 §7.1) are allowed.
+fn check_redirect_uri(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|_| format!("redirect URI {u:?} is not an absolute URI"))?;
+    if parsed.fragment().is_some() {
+        return Err(format!("redirect URI {u:?} must not have a fragment"));
+    }
+    if parsed.cannot_be_a_base() && parsed.scheme() != "urn" {
+        return Err(format!("redirect URI {u:?} is not an absolute URI"));
+    }
+    if parsed.scheme() == "http" {
+        let loopback = match parsed.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if !loopback {
+            return Err(format!(
+                "redirect URI {u:?} uses http:// on a network host; use https:// (http is allowed only for \
+                 localhost, 127.0.0.1 and [::1])"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every rule an app must satisfy, with a message naming the flag.
 pub fn check(app: &App) -> Result<(), String> {
     if app.public && app.allows_grant(GrantType::TokenExchange) {
@@ -257,20 +323,22 @@ pub fn check(app: &App) -> Result<(), String> {
     if app.public && app.allows_grant(GrantType::ClientCredentials) {
         return Err("public clients cannot use the client_credentials grant".into());
     }
-    if app.allows_grant(GrantType::AuthorizationCode) && app.redirect_uris.is_empty() {
+    let code = app.allows_grant(GrantType::AuthorizationCode);
+    if code && app.redirect_uris.is_empty() {
         return Err("the authorization_code grant needs at least one --redirect-uri (or choose --grant-types)".into());
     }
+    if !code && !app.redirect_uris.is_empty() {
+        return Err(
+            "--redirect-uri is only used by the authorization_code grant; add it to --grant-types or drop the \
+                    redirect URIs"
+                .into(),
+        );
+    }
+    if !code && app.require_consent {
+        return Err("--require-consent is only asked in the authorization_code flow; add it to --grant-types".into());
+    }
     for u in &app.redirect_uris {
-        match url::Url::parse(u) {
-            Ok(parsed) if parsed.fragment().is_some() => {
-                return Err(format!("redirect URI {u:?} must not have a fragment"));
-            }
-            Ok(parsed) if parsed.cannot_be_a_base() && parsed.scheme() != "urn" => {
-                return Err(format!("redirect URI {u:?} is not an absolute URI"));
-            }
-            Ok(_) => {}
-            Err(_) => return Err(format!("redirect URI {u:?} is not an absolute URI")),
-        }
+        check_redirect_uri(u)?;
     }
     if app.scopes.is_empty() {
         return Err("--scopes must name at least one scope".into());

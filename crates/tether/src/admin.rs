@@ -21,6 +21,7 @@ pub enum AppCmd {
     Create(AppFlags),
     /// Change an application's settings
     Update {
+        /// The app's client_id (one that starts with '-' goes after --: `app update --name x -- -Ab3`)
         client_id: String,
         #[command(flatten)]
         flags: AppFlags,
@@ -32,9 +33,13 @@ pub enum AppCmd {
         no_introspect_any: bool,
         #[arg(long)]
         no_require_consent: bool,
+        /// Allow a change that deletes something (--public on a confidential app deletes its secret)
+        #[arg(long)]
+        force: bool,
     },
     /// Show one application
     Show {
+        /// The app's client_id (one that starts with '-' goes after --: `app show -- -Ab3`)
         client_id: String,
         #[arg(long)]
         json: bool,
@@ -45,7 +50,10 @@ pub enum AppCmd {
         json: bool,
     },
     /// Delete an application and revoke its tokens
-    Delete { client_id: String },
+    Delete {
+        /// The app's client_id (one that starts with '-' goes after --: `app delete -- -Ab3`)
+        client_id: String,
+    },
 }
 
 #[derive(Args)]
@@ -147,6 +155,7 @@ impl AppFlags {
             id_token_alg: self.id_token_alg.clone(),
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
+            force: false,
         })
     }
 }
@@ -214,6 +223,13 @@ pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
                 Ok(x) => x,
                 Err(e) => return usage_error(e),
             };
+            match core_admin::name_taken(&*store, &rec.app.name, None).await {
+                Ok(Some(other)) => {
+                    return runtime_error(format!("an app named {:?} exists (client_id {other})", rec.app.name));
+                }
+                Ok(None) => {}
+                Err(e) => return store_err(e),
+            }
             if let Err(e) = store.create_app(&rec).await {
                 return store_err(e);
             }
@@ -227,6 +243,7 @@ pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
             no_revoke_on_logout,
             no_introspect_any,
             no_require_consent,
+            force,
         } => {
             let changes = match flags.changes([
                 no_validate_binding,
@@ -234,7 +251,7 @@ pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
                 no_introspect_any,
                 no_require_consent,
             ]) {
-                Ok(c) => c,
+                Ok(c) => AppChanges { force, ..c },
                 Err(e) => return usage_error(e),
             };
             let existing = match store.get_app(&client_id).await {
@@ -246,6 +263,15 @@ pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
                 Ok(x) => x,
                 Err(e) => return usage_error(e),
             };
+            if rec.app.name != existing.app.name {
+                match core_admin::name_taken(&*store, &rec.app.name, Some(&client_id)).await {
+                    Ok(Some(other)) => {
+                        return runtime_error(format!("an app named {:?} exists (client_id {other})", rec.app.name));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return store_err(e),
+                }
+            }
             if let Err(e) = store.update_app(&rec).await {
                 return store_err(e);
             }

@@ -79,7 +79,7 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
     if !app.app.allows_grant(GrantType::AuthorizationCode) {
         return Err(r(ErrorCode::UnauthorizedClient, "this client is not allowed the authorization_code grant"));
     }
-    match form.get("response_type") {
+    match form.get("response_type").map(str::trim) {
         Some("code") => {}
         Some(_) => return Err(r(ErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
         None => return Err(r(ErrorCode::InvalidRequest, "missing parameter: response_type")),
@@ -100,7 +100,7 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
     let scopes = grant::requested_scopes(&app.app, form).map_err(|e| r(e.code, &e.description))?;
     let audience = grant::requested_audience(&app.app, form).map_err(|e| r(e.code, &e.description))?;
     let code_challenge = form.get("code_challenge").map(str::to_string);
-    let method = match (form.get("code_challenge_method"), &code_challenge) {
+    let method = match (form.get("code_challenge_method").map(str::trim), &code_challenge) {
         (Some(m), Some(_)) => Some(
             pkce::Method::parse(m)
                 .ok_or_else(|| r(ErrorCode::InvalidRequest, "code_challenge_method must be S256 or plain"))?,

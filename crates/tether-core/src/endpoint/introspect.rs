@@ -74,7 +74,7 @@ pub async fn handle(
         return Ok(inactive());
     }
     let now = p.now();
-    let found = token::find(p, token, form.get("token_type_hint")).await?;
+    let found = token::find(p, token, form.get("token_type_hint").map(str::trim)).await?;
     // Deleting an app revokes its tokens in the same transaction, so no app check is needed here.
     let visible = |client_id: &str| caller.app.introspect_any || caller.app.client_id == client_id;
     let out = match found {

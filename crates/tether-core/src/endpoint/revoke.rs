@@ -20,7 +20,7 @@ pub async fn handle(
         return Ok(());
     }
     let now = p.now();
-    match token::find(p, token, form.get("token_type_hint")).await? {
+    match token::find(p, token, form.get("token_type_hint").map(str::trim)).await? {
         None => Ok(()),
         Some(Found::Access(a)) => {
             if a.client_id != caller.app.client_id {

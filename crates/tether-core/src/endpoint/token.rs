@@ -35,7 +35,8 @@ pub struct TokenRequest<'a> {
 }
 
 pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthError> {
-    let gt = req.form.require("grant_type")?;
+    // Enumerated values are trimmed: the seeds' curl commands, as printed, send `grant_type=password &…`.
+    let gt = req.form.require("grant_type")?.trim();
     let app = client_auth::authenticate(p, req.form, req.authorization, req.evidence.peer_cert).await?;
     let grant = grant::registry::find(gt).ok_or_else(|| {
         OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type {gt:?} is not supported"))

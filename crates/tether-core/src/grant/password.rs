@@ -29,7 +29,8 @@ impl Grant for Password {
 }
 
 async fn handle(p: &Provider, app: &App, form: &Form, addr: Option<&str>) -> Result<Validated, OAuthError> {
-    let username = form.require("username")?;
+    // Trimmed: a seed command's line continuation puts a space before the next `&`.
+    let username = form.require("username")?.trim();
     let password = Secret::new(form.require("password")?);
     let scopes = requested_scopes(app, form)?;
     let audience = requested_audience(app, form)?;

@@ -39,7 +39,8 @@ pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 async fn active_access(p: &Provider, form: &Form, param: &str) -> Result<AccessTokenRecord, OAuthError> {
     let value = form.require(param)?;
     let type_param = format!("{param}_type");
-    match form.get(&type_param) {
+    // Enumerated values are trimmed (seed commands put spaces before `&`); tokens never are.
+    match form.get(&type_param).map(str::trim) {
         Some(ACCESS_TOKEN_TYPE) | Some(JWT_TOKEN_TYPE) => {}
         Some(other) => {
             return Err(OAuthError::invalid_request(format!(
@@ -88,7 +89,7 @@ async fn handle(p: &Provider, app: &App, form: &Form, ev: &Evidence<'_>) -> Resu
     if app.public {
         return Err(OAuthError::unauthorized_client("public clients cannot exchange tokens"));
     }
-    match form.get("requested_token_type") {
+    match form.get("requested_token_type").map(str::trim) {
         None | Some(ACCESS_TOKEN_TYPE) => {}
         Some(other) => {
             return Err(OAuthError::invalid_request(format!(

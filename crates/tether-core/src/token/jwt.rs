@@ -14,12 +14,15 @@ pub fn claims(issuer: &str, rec: &AccessTokenRecord) -> Value {
         "sub": rec.user_id.as_deref().unwrap_or(&rec.client_id),
         "aud": aud,
         "client_id": rec.client_id,
-        "scope": rec.scope,
         "jti": rec.jti,
         "iat": rec.issued_at,
         "nbf": rec.issued_at,
         "exp": rec.expires_at,
     });
+    // RFC 9068 §2.2.3 and RFC 6749's scope grammar: no scope, no claim (never `""`).
+    if !rec.scope.is_empty() {
+        c["scope"] = json!(rec.scope);
+    }
     if let Some(at) = rec.auth_time {
         c["auth_time"] = json!(at);
     }

@@ -211,6 +211,8 @@ async fn admin_cli_flags_json_and_exit_codes() {
             id,
             "--scopes",
             "a,b",
+            "--grant-types",
+            "password,client_credentials,authorization_code",
             "--redirect-uri",
             "https://x.example/cb",
             "--redirect-uri",
@@ -527,7 +529,10 @@ impl Cluster {
     }
 
     fn app(&self, args: &[&str]) -> (String, String) {
-        let mut a = vec!["app", "create", "--name", "multi", "--json", "--introspect-any"];
+        // App names are unique.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!("multi-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut a = vec!["app", "create", "--name", &name, "--json", "--introspect-any"];
         a.extend_from_slice(args);
         let (code, out, err) = self.cli(&a, None);
         assert_eq!(code, 0, "{err}");
