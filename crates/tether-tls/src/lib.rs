@@ -8,5 +8,7 @@
 //! `tether-core` for the protocol's view of a certificate, and on nothing of the server's.
 
 pub mod accept;
+pub mod body;
 pub mod client_cert;
+pub mod limits;
 pub mod pki;

@@ -20,3 +20,4 @@ mod resource_parity;
 mod reuse;
 mod storage;
 mod tokens;
+mod transport;
