@@ -185,7 +185,12 @@ pub async fn serve(
                 Some(acceptor) => {
                     // The handshake counts against the header read timeout.
                     let deadline = accepted + limits.header_read_timeout;
-                    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                    let mut stop = shutdown.clone();
+                    let handshake = tokio::select! {
+                        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+                        _ = wait_shutdown(&mut stop) => return,
+                    };
+                    let tls = match handshake {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, error = %e, "TLS handshake failed");
