@@ -39,6 +39,20 @@ pub struct FileConfig {
     pub session_secret: Option<String>,
     pub redirect_uri: Option<String>,
     pub upstream_access_token_header: Option<String>,
+    /// `[http]`: connection timeouts and cap (Tether's own section, as for `tether serve`).
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// `[http]` of the gateway's file: the same timeouts and cap as `tether serve`'s (no HSTS: the
+/// gateway's responses are mostly the upstream's).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub header_read_timeout_seconds: Option<u64>,
+    pub body_read_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 /// `off | optional | strict` (gateway.md G-4, G-5).
@@ -89,6 +103,28 @@ pub struct Config {
     pub redirect_uri: Option<url::Url>,
     /// Header name, and the scheme to put before the token (`None`: the bare token).
     pub upstream_token_header: (http::HeaderName, Option<String>),
+    /// `[http]`, defaults filled in (`max_connections` `None`: derived from the open-file limit).
+    pub http: HttpSection,
+}
+
+impl Config {
+    /// The running connection limits (raises the open-file limit; see `tether_tls::limits`).
+    pub fn limits(&self) -> tether_tls::limits::HttpLimits {
+        let h = &self.http;
+        tether_tls::limits::HttpLimits::new(
+            h.header_read_timeout_seconds.unwrap_or(tether_tls::limits::DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+            h.body_read_timeout_seconds.unwrap_or(tether_tls::limits::DEFAULT_BODY_READ_TIMEOUT_SECONDS),
+            h.idle_timeout_seconds.unwrap_or(tether_tls::limits::DEFAULT_IDLE_TIMEOUT_SECONDS),
+            h.max_connections,
+        )
+    }
+
+    /// How long the gateway waits for the next byte of a request body.
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.http.body_read_timeout_seconds.unwrap_or(tether_tls::limits::DEFAULT_BODY_READ_TIMEOUT_SECONDS),
+        )
+    }
 }
 
 impl Config {
@@ -171,6 +207,19 @@ impl Config {
             c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
         });
         let replay_store = f.replay_store.clone().unwrap_or_else(|| "memory".into());
+        let mut http = f.http.clone();
+        {
+            use tether_tls::limits as l;
+            http.header_read_timeout_seconds.get_or_insert(l::DEFAULT_HEADER_READ_TIMEOUT_SECONDS);
+            http.body_read_timeout_seconds.get_or_insert(l::DEFAULT_BODY_READ_TIMEOUT_SECONDS);
+            http.idle_timeout_seconds.get_or_insert(l::DEFAULT_IDLE_TIMEOUT_SECONDS);
+            l::check(
+                http.header_read_timeout_seconds.unwrap_or_default(),
+                http.body_read_timeout_seconds.unwrap_or_default(),
+                http.idle_timeout_seconds.unwrap_or_default(),
+                http.max_connections,
+            )?;
+        }
         Ok(Config {
             listen,
             public_url: public_url.trim_end_matches('/').to_string(),
@@ -201,6 +250,7 @@ impl Config {
             session_secret: f.session_secret,
             redirect_uri,
             upstream_token_header: (hname, scheme),
+            http,
         })
     }
 }

@@ -97,6 +97,10 @@ impl Rejection {
     pub fn invalid_request(d: impl Into<String>) -> Self {
         OAuthError::invalid_request(d).into()
     }
+    /// A request body that stopped arriving (`[http] body_read_timeout_seconds`): 408.
+    pub fn body_timeout() -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "invalid_request", "the request body did not arrive in time")
+    }
     pub fn unavailable(d: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d)
     }
@@ -181,12 +185,15 @@ impl Guard {
             .collect()
     }
 
-    /// Render a refusal: status, challenges, JSON body (with `message` for Kong clients).
+    /// Render a refusal: status, challenges, JSON body (with `message` for Kong clients), and
+    /// `X-Content-Type-Options: nosniff` like every response the gateway writes itself.
     pub fn reject(&self, r: Rejection) -> http::Response<axum::body::Body> {
         let message = match r.status {
             StatusCode::UNAUTHORIZED => "Unauthorized",
             StatusCode::FORBIDDEN => "Forbidden",
             StatusCode::BAD_REQUEST => "Bad Request",
+            StatusCode::REQUEST_TIMEOUT => "Request Timeout",
+            StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
             StatusCode::BAD_GATEWAY => "Bad Gateway",
             StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
             _ => "Error",
@@ -200,6 +207,7 @@ impl Guard {
         let h = resp.headers_mut();
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         if matches!(r.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             for c in self.challenges(&r) {
                 h.append(WWW_AUTHENTICATE, c);

@@ -1,5 +1,8 @@
 //! The gateway's checks as a request pipeline and a `tower` layer (G-7): form-body tokens
 //! (RFC 6750 §2.2), the session method's callback and cookie, then [`Guard::authenticate`].
+//! A token in the `Authorization` header is checked before the body is read; the body is read
+//! (bounded in size and by the body read timeout) only for the body-token method, or, once the
+//! header's token has passed, to refuse a second token in a form body (G-1).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,6 +13,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use http::{Request, Response};
 use tether_core::resource;
+use tether_tls::body::{ReadError, ReadTimeoutBody};
 
 use crate::config;
 use crate::guard::{self, Guard, Rejection};
@@ -22,10 +26,16 @@ impl Guard {
     pub async fn handle(&self, req: Request<Body>) -> Result<Request<Body>, Response<Body>> {
         let (mut parts, body) = req.into_parts();
         guard::strip_authenticated_headers(&mut parts.headers);
-        let body = match self.body_token(&mut parts, body).await {
-            Ok(b) => b,
-            Err(r) => return Err(self.reject(r)),
-        };
+        // A token in the Authorization header is checked before anything reads the body: a
+        // client without a valid token never makes the gateway wait for, or buffer, a body.
+        let header_credentials = parts.headers.contains_key(http::header::AUTHORIZATION);
+        let mut body = body;
+        if !header_credentials {
+            body = match self.body_token(&mut parts, body).await {
+                Ok(b) => b,
+                Err(r) => return Err(self.reject(r)),
+            };
+        }
         let session = self.cfg.auth_methods.contains(&config::AuthMethod::Session);
         if session && self.cfg.redirect_uri.as_ref().is_some_and(|u| u.path() == parts.uri.path()) {
             return Err(session::callback(self, &parts).await);
@@ -43,6 +53,14 @@ impl Guard {
             Ok(None) => return Err(self.reject(guard::no_credentials())),
             Err(r) => return Err(self.reject(r)),
         };
+        if header_credentials {
+            // G-1: a token in the header and in a form body as well is ambiguous (400). The body
+            // is read for this only now that the header's token has passed.
+            body = match self.body_token(&mut parts, body).await {
+                Ok(b) => b,
+                Err(r) => return Err(self.reject(r)),
+            };
+        }
         tracing::debug!(sub = ?who.sub, client = ?who.client_id, method = ?who.method, "request admitted");
         parts.extensions.insert(who);
         Ok(Request::from_parts(parts, body))
@@ -55,7 +73,8 @@ pub const MAX_FORM_BODY: usize = 1024 * 1024;
 impl Guard {
     /// G-1 and RFC 6750 §2.2: a form-encoded body may carry the token (it then counts as a
     /// `Bearer` credential); with an `Authorization` header as well it is ambiguous (400). Only
-    /// form bodies are read (and forwarded unchanged); everything else streams untouched.
+    /// form bodies are read (and forwarded unchanged), at most [`MAX_FORM_BODY`] bytes and each
+    /// byte within the body read timeout; everything else streams untouched.
     async fn body_token(&self, parts: &mut http::request::Parts, body: Body) -> Result<Body, Rejection> {
         let is_form = parts
             .headers
@@ -65,12 +84,25 @@ impl Guard {
         if !is_form || parts.method == http::Method::GET {
             return Ok(body);
         }
-        let bytes = axum::body::to_bytes(body, MAX_FORM_BODY).await.map_err(|_| Rejection {
-            status: http::StatusCode::PAYLOAD_TOO_LARGE,
-            error: Some("invalid_request"),
-            description: format!("form bodies larger than {MAX_FORM_BODY} bytes are not accepted"),
-            headers: Vec::new(),
-        })?;
+        // Bodies that come through `tether_tls::accept` already carry the body read timeout; a
+        // service that uses the layer on its own listener gets the gateway's as well.
+        let body = ReadTimeoutBody::new(body, self.cfg.body_read_timeout());
+        let expects_continue = parts
+            .headers
+            .get(http::header::EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+        let bytes =
+            tether_tls::body::read_limited(body, MAX_FORM_BODY, !expects_continue).await.map_err(|e| match e {
+                ReadError::TooLarge => Rejection {
+                    status: http::StatusCode::PAYLOAD_TOO_LARGE,
+                    error: Some("invalid_request"),
+                    description: format!("form bodies larger than {MAX_FORM_BODY} bytes are not accepted"),
+                    headers: Vec::new(),
+                },
+                ReadError::TimedOut => Rejection::body_timeout(),
+                ReadError::Failed(_) => Rejection::invalid_request("the request body could not be read"),
+            })?;
         let token = form_urlencoded::parse(&bytes).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned());
         if let Some(t) = token {
             // The same extraction rules as every other credential (core's resource check); the

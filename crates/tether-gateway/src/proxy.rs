@@ -1,12 +1,15 @@
 //! Forwarding a verified request to the upstream (gateway.md G-6): the original method, path,
 //! query and body (streamed, never buffered whole), minus hop-by-hop headers and anything the
 //! client claimed about authentication, plus `X-Forwarded-*`, `X-Authenticated-*` and the token
-//! in `upstream_access_token_header`. Connections to the upstream are pooled (keep-alive).
+//! in `upstream_access_token_header`. Connections to the upstream are pooled (keep-alive). The
+//! upstream URI is built from typed parts ([`upstream_uri`]), never by pasting the client's
+//! request target after the upstream's URL.
 
 use std::net::SocketAddr;
 
 use axum::body::Body;
 use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -57,11 +60,8 @@ pub async fn forward(
     who: &Authenticated,
     remote: Option<SocketAddr>,
 ) -> Response<Body> {
-    let base = &g.cfg.upstream;
-    let path_q = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let target = format!("{}{}", base.as_str().trim_end_matches('/'), path_q);
-    let Ok(uri) = target.parse::<Uri>() else {
-        return g.reject(Rejection::invalid_request("the request path cannot be forwarded"));
+    let Some(uri) = upstream_uri(&g.cfg.upstream, req.uri()) else {
+        return g.reject(Rejection::invalid_request("only origin-form request targets (/path?query) can be forwarded"));
     };
     let host = req
         .headers()
@@ -113,6 +113,10 @@ pub async fn forward(
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
+        Err(e) if tether_tls::body::is_read_timeout(&e) => {
+            tracing::debug!("the client stopped sending the request body");
+            g.reject(Rejection::body_timeout())
+        }
         Err(e) => {
             tracing::warn!(error = %e, upstream = %g.cfg.upstream, "upstream unreachable");
             g.reject(Rejection {
@@ -122,5 +126,48 @@ pub async fn forward(
                 headers: Vec::new(),
             })
         }
+    }
+}
+
+/// The upstream URI of a request target: scheme and authority from `upstream` (the
+/// configuration), then its base path followed by the target's path and query, parsed as a path
+/// (so the target can never name another host or scheme). Only origin-form targets are
+/// forwarded: `None` for the asterisk form (`OPTIONS *`) and anything else without a path that
+/// starts with `/`.
+pub fn upstream_uri(upstream: &url::Url, target: &Uri) -> Option<Uri> {
+    let path = target.path();
+    if !path.starts_with('/') {
+        return None;
+    }
+    let base = upstream.path().trim_end_matches('/');
+    let mut pq = String::with_capacity(base.len() + path.len() + target.query().map_or(0, |q| q.len() + 1));
+    pq.push_str(base);
+    pq.push_str(path);
+    if let Some(q) = target.query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let path_and_query = PathAndQuery::try_from(pq).ok()?;
+    let authority = Authority::try_from(&upstream[url::Position::BeforeHost..url::Position::AfterPort]).ok()?;
+    Uri::builder().scheme(upstream.scheme()).authority(authority).path_and_query(path_and_query).build().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_origin_form_targets_reach_the_upstream() {
+        let up = url::Url::parse("http://127.0.0.1:9000").unwrap();
+        let t = |s: &str| upstream_uri(&up, &s.parse::<Uri>().unwrap()).map(|u| u.to_string());
+        assert_eq!(t("/orders?x=1").as_deref(), Some("http://127.0.0.1:9000/orders?x=1"));
+        assert_eq!(t("/").as_deref(), Some("http://127.0.0.1:9000/"));
+        assert_eq!(t("*"), None);
+        assert_eq!(t("evil.example:443"), None);
+        // Absolute form: only the path and query are taken.
+        assert_eq!(t("http://evil.example/x?y").as_deref(), Some("http://127.0.0.1:9000/x?y"));
+        let based = url::Url::parse("http://[::1]:9000/api/").unwrap();
+        let u = upstream_uri(&based, &"/orders".parse::<Uri>().unwrap()).unwrap();
+        assert_eq!(u.to_string(), "http://[::1]:9000/api/orders");
     }
 }

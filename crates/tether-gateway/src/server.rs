@@ -51,7 +51,23 @@ pub fn router(guard: Arc<Guard>) -> Router {
             Ok(proxy::forward(&g, &client, req, &who, remote).await)
         }
     });
-    Router::new().fallback_service(tower::ServiceBuilder::new().layer(GuardLayer::new(guard)).service(svc))
+    let guarded = tower::ServiceBuilder::new().layer(GuardLayer::new(guard.clone())).service(svc);
+    // A request target the proxy cannot forward (`OPTIONS *`, authority form) is refused before
+    // any token is checked.
+    let svc = tower::service_fn(move |req: Request<Body>| {
+        let guarded = guarded.clone();
+        let g = guard.clone();
+        async move {
+            if !req.uri().path().starts_with('/') {
+                let r = crate::guard::Rejection::invalid_request(
+                    "only origin-form request targets (/path?query) can be forwarded",
+                );
+                return Ok::<Response<Body>, Infallible>(g.reject(r));
+            }
+            tower::ServiceExt::oneshot(guarded, req).await
+        }
+    });
+    Router::new().fallback_service(svc)
 }
 
 pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
@@ -78,7 +94,9 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
     if let Err(crate::issuer::IssuerError::Unreachable(e)) = guard.issuer.endpoints().await {
         tracing::warn!(error = %e, "the issuer is not reachable yet; requests will get 503 until it is");
     }
+    let limits = guard.cfg.limits();
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(tls::serve(listener, Some(tls_cfg), router(guard.clone()), rx, Duration::from_secs(20)));
+    let app = router(guard.clone());
+    let task = tokio::spawn(tls::serve(listener, Some(tls_cfg), app, rx, Duration::from_secs(20), limits));
     Ok(Running { addr, guard, shutdown: tx, task })
 }

@@ -152,6 +152,7 @@ pub async fn login_redirect(g: &Guard, parts: &Parts) -> Response<Body> {
     }
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::FOUND;
+    r.headers_mut().insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(v) = HeaderValue::from_str(url.as_str()) {
         r.headers_mut().insert(LOCATION, v);
     }
@@ -207,6 +208,7 @@ pub async fn callback(g: &Guard, parts: &Parts) -> Response<Body> {
         if p.return_to.starts_with('/') && !p.return_to.starts_with("//") { p.return_to } else { "/".into() };
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::FOUND;
+    r.headers_mut().insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(v) = HeaderValue::from_str(&return_to) {
         r.headers_mut().insert(LOCATION, v);
     }

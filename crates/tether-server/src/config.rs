@@ -1,6 +1,7 @@
 //! `tether serve` configuration: the TOML file (every key optional, unknown keys refused with
 //! their name), flags and `TETHER_*` variables. Precedence: flag > variable > file > default
-//! (interface.md §1). Validated once, at start.
+//! (interface.md §1). Validated once, at start. `[http]` (timeouts, connection cap, HSTS) is
+//! Tether's own section, documented in the README.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct FileConfig {
     pub device: DeviceSection,
     #[serde(default)]
     pub dpop: DpopSection,
+    #[serde(default)]
+    pub http: HttpSection,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -62,6 +65,61 @@ pub struct DeviceSection {
 pub struct DpopSection {
     pub require_nonce: Option<bool>,
     pub proof_lifetime_seconds: Option<i64>,
+}
+
+/// `[http]`: connection timeouts and cap (all listeners), HSTS (HTTPS listeners).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub header_read_timeout_seconds: Option<u64>,
+    pub body_read_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub hsts_max_age: Option<u64>,
+}
+
+/// `[http]`, resolved.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub header_read_timeout_seconds: u64,
+    pub body_read_timeout_seconds: u64,
+    pub idle_timeout_seconds: u64,
+    /// `None`: min(10000, open-file soft limit − 64), after raising the soft limit to the hard one.
+    pub max_connections: Option<usize>,
+    /// `Strict-Transport-Security: max-age=…` on the HTTPS listeners; 0 = not sent.
+    pub hsts_max_age: u64,
+}
+
+impl HttpSettings {
+    fn resolve(h: &HttpSection) -> Result<Self, String> {
+        use tether_tls::limits as l;
+        let s = HttpSettings {
+            header_read_timeout_seconds: h
+                .header_read_timeout_seconds
+                .unwrap_or(l::DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+            body_read_timeout_seconds: h.body_read_timeout_seconds.unwrap_or(l::DEFAULT_BODY_READ_TIMEOUT_SECONDS),
+            idle_timeout_seconds: h.idle_timeout_seconds.unwrap_or(l::DEFAULT_IDLE_TIMEOUT_SECONDS),
+            max_connections: h.max_connections,
+            hsts_max_age: h.hsts_max_age.unwrap_or(31_536_000),
+        };
+        l::check(
+            s.header_read_timeout_seconds,
+            s.body_read_timeout_seconds,
+            s.idle_timeout_seconds,
+            s.max_connections,
+        )?;
+        Ok(s)
+    }
+
+    /// The running limits (raises the open-file limit; see `tether_tls::limits`).
+    pub fn limits(&self) -> tether_tls::limits::HttpLimits {
+        tether_tls::limits::HttpLimits::new(
+            self.header_read_timeout_seconds,
+            self.body_read_timeout_seconds,
+            self.idle_timeout_seconds,
+            self.max_connections,
+        )
+    }
 }
 
 impl FileConfig {
@@ -103,6 +161,8 @@ pub struct Settings {
     /// `[dpop]`.
     pub dpop_require_nonce: bool,
     pub dpop_proof_lifetime: i64,
+    /// `[http]`.
+    pub http: HttpSettings,
 }
 
 pub(crate) fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
@@ -151,6 +211,7 @@ impl Settings {
         if !(10..=3600).contains(&dpop_proof_lifetime) {
             return Err("[dpop] proof_lifetime_seconds must be between 10 and 3600".into());
         }
+        let http = HttpSettings::resolve(&file.http)?;
         if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {
             return Err("[tls] cert_file and key_file must be given together".into());
         }
@@ -171,6 +232,7 @@ impl Settings {
             device_interval,
             dpop_require_nonce: file.dpop.require_nonce.unwrap_or(false),
             dpop_proof_lifetime,
+            http,
         })
     }
 }

@@ -3,7 +3,7 @@
 //! ([`evidence`]) and the `DPoP` header.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONTENT_TYPE, EXPECT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,16 +14,19 @@ use tether_core::error::{ErrorCode, OAuthError};
 use tether_core::form::Form;
 use tether_core::session::COOKIE as SESSION_COOKIE;
 use tether_tls::accept::ConnInfo;
+use tether_tls::body::{self, ReadError};
 use tether_tls::client_cert;
 
 use crate::cookies;
 use crate::error::{ApiError, WithStatus};
 use crate::state::AppState;
 
-/// Request bodies larger than this are refused with 413 before they are read.
+/// Request bodies larger than this are refused with 413 (after a bounded part of the rest has
+/// been read and discarded, so that the client sees the answer: `tether_tls::body`).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// A strictly parsed `application/x-www-form-urlencoded` body, at most [`MAX_BODY`] bytes.
+/// A strictly parsed `application/x-www-form-urlencoded` body, at most [`MAX_BODY`] bytes. A body
+/// that stops arriving for `[http] body_read_timeout_seconds` is 408 `invalid_request`.
 pub(crate) struct FormBody(pub Form);
 
 impl<St: Send + Sync> FromRequest<St> for FormBody {
@@ -43,12 +46,25 @@ impl<St: Send + Sync> FromRequest<St> for FormBody {
             ))
             .into_response());
         }
-        let declared =
-            req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| too_large())?;
+        // A client that waits for `100 Continue` has not sent the body: answer it at once.
+        let expects_continue = req
+            .headers()
+            .get(EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+        let bytes = match body::read_limited(req.into_body(), MAX_BODY, !expects_continue).await {
+            Ok(b) => b,
+            Err(ReadError::TooLarge) => return Err(too_large()),
+            Err(ReadError::TimedOut) => {
+                return Err(ApiError(OAuthError::invalid_request("the request body did not arrive in time"))
+                    .into_response()
+                    .with_status(StatusCode::REQUEST_TIMEOUT));
+            }
+            Err(ReadError::Failed(e)) => {
+                tracing::debug!(error = %e, "request body could not be read");
+                return Err(ApiError(OAuthError::invalid_request("the request body could not be read")).into_response());
+            }
+        };
         Form::parse(&bytes).map(FormBody).map_err(|e| ApiError(e).into_response())
     }
 }

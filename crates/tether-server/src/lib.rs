@@ -11,6 +11,10 @@
 //! `routes` builds the router from `endpoints` (the JSON endpoints) and `pages` (the browser
 //! pages); below them, with no module depending on one that uses it: `health`, `csrf`,
 //! `extract`, `cookies`, `error` and `state`.
+//!
+//! `start` also puts the transport's headers on every response: `X-Content-Type-Options:
+//! nosniff` on every listener, `Strict-Transport-Security` (`[http] hsts_max_age`) on the HTTPS
+//! ones only; the connection limits of `[http]` come from `tether_tls::limits`.
 
 pub mod config;
 mod cookies;
@@ -28,6 +32,9 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::http::header::{STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tether_core::clock::SharedClock;
 use tether_core::crypto::MasterKey;
@@ -37,6 +44,7 @@ use tether_tls::{accept as tls, client_cert, pki};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use config::{FileConfig, Overrides, Settings};
 
@@ -175,25 +183,44 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
 
     let (tx, rx) = watch::channel(false);
     let grace = Duration::from_secs(20);
+    // One connection cap for every listener of the process.
+    let limits = settings.http.limits();
     let app = routes::router(provider.clone(), state::Options { secure_cookies: true, proxy_cert });
-    let mut tasks = vec![tokio::spawn(tls::serve(listener, Some(tls_cfg), app.clone(), rx.clone(), grace))];
+    let app = nosniff(app);
+    let https_app = hsts(app.clone(), settings.http.hsts_max_age);
+    let serve = |l, tls, app| tokio::spawn(tls::serve(l, tls, app, rx.clone(), grace, limits.clone()));
+    let mut tasks = vec![serve(listener, Some(tls_cfg), https_app.clone())];
     if let Some(l) = mtls_listener {
         let cfg = tls::server_config(&material, true)?;
-        tasks.push(tokio::spawn(tls::serve(l, Some(cfg), app.clone(), rx.clone(), grace)));
+        tasks.push(serve(l, Some(cfg), https_app));
     }
     let mut http_addr = None;
     if let Some(a) = settings.http_listen {
         let l = bind(a, "http_listen").await?;
         http_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
-        tasks.push(tokio::spawn(tls::serve(l, None, app, rx.clone(), grace)));
+        tasks.push(serve(l, None, app));
     }
     let mut metrics_addr = None;
     if let Some(a) = settings.metrics_listen {
         let l = bind(a, "metrics_listen").await?;
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
-        tasks.push(tokio::spawn(tls::serve(l, None, routes::metrics_router(metrics_handle()), rx.clone(), grace)));
+        tasks.push(serve(l, None, nosniff(routes::metrics_router(metrics_handle()))));
     }
     Ok(Running { addr, http_addr, mtls_addr, metrics_addr, issuer, provider, shutdown: tx, tasks, refresher, purger })
+}
+
+/// `X-Content-Type-Options: nosniff` on every response of a listener.
+fn nosniff(app: Router) -> Router {
+    app.layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+}
+
+/// `Strict-Transport-Security` on every response of an HTTPS listener (`[http] hsts_max_age`;
+/// 0 sends none). Never on the plain `http_listen` listener.
+fn hsts(app: Router, max_age: u64) -> Router {
+    match HeaderValue::from_str(&format!("max-age={max_age}")) {
+        Ok(v) if max_age > 0 => app.layer(SetResponseHeaderLayer::overriding(STRICT_TRANSPORT_SECURITY, v)),
+        _ => app,
+    }
 }
 
 /// Is `path` inside a directory we may create? (Used by the CLI for friendlier errors.)

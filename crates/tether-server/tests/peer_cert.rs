@@ -31,7 +31,8 @@ async fn peer_certificate_reaches_handlers() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(tls::serve(listener, Some(cfg), app, rx, Duration::from_secs(5)));
+    let server =
+        tokio::spawn(tls::serve(listener, Some(cfg), app, rx, Duration::from_secs(5), tls::HttpLimits::default()));
 
     let ca = reqwest::Certificate::from_pem(std::fs::read(dir.path().join("tls/ca.pem")).unwrap().as_slice()).unwrap();
     let pem = self_signed_client_pem("client-a");

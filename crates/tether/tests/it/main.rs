@@ -22,3 +22,4 @@ mod reuse;
 mod signin;
 mod storage;
 mod tokens;
+mod transport;
