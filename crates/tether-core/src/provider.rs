@@ -163,12 +163,20 @@ impl Provider {
         Ok(self.store.get_app(client_id).await?.map(Arc::new))
     }
 
-    /// May a browser at `origin` call the token, userinfo and revocation endpoints (CORS)?
+    /// May a browser at `origin` send a preflight to the token, userinfo and revocation endpoints
+    /// (CORS)? Yes if any app registered it: a preflight names no app. The actual request is
+    /// checked against its own app with [`Self::origin_allowed_for`].
     pub fn origin_allowed(&self, origin: &str) -> bool {
         self.apps
             .read()
             .map(|a| a.values().any(|app| app.app.allowed_origins.iter().any(|o| o == origin)))
             .unwrap_or(false)
+    }
+
+    /// May a browser at `origin` read an answer given for the app `client_id` (CORS)? Only an
+    /// origin registered for that very app (`--allowed-origin`).
+    pub fn origin_allowed_for(&self, client_id: &str, origin: &str) -> bool {
+        self.app(client_id).is_some_and(|app| app.app.allowed_origins.iter().any(|o| o == origin))
     }
 
     /// Reload caches if the store's generation moved. Returns whether it reloaded.

@@ -1,17 +1,22 @@
 //! Scope strings (RFC 6749 §3.3): space-delimited, case-sensitive, order-insensitive sets.
 
+use std::collections::HashSet;
+
 use crate::error::OAuthError;
 
 /// Parse a `scope` parameter. Rejects characters outside RFC 6749's `scope-token` grammar.
+/// A value given twice counts once; the order of first appearance is kept. Linear in the number of
+/// values.
 pub fn parse(s: &str) -> Result<Vec<String>, OAuthError> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for tok in s.split(' ').filter(|t| !t.is_empty()) {
         if !valid_token(tok) {
             return Err(OAuthError::invalid_scope(format!(
                 "scope value {tok:?} has characters RFC 6749 does not allow"
             )));
         }
-        if !out.iter().any(|t| t == tok) {
+        if seen.insert(tok) {
             out.push(tok.to_string());
         }
     }
@@ -43,5 +48,17 @@ mod tests {
         assert_eq!(s, vec!["b", "a"]);
         assert_eq!(canonical(&s), "a b");
         assert!(parse("a\"b").is_err());
+    }
+
+    /// 10,000 scope values (in linear time): order of first appearance kept, repeats counted once,
+    /// a bad value anywhere still refused.
+    #[test]
+    fn ten_thousand_scopes() {
+        let distinct: Vec<String> = (0..10_000).map(|i| format!("s{i}")).collect();
+        let mut text = distinct.join(" ");
+        text.push_str(" s0 s9999 s5000");
+        let got = parse(&text).unwrap();
+        assert_eq!(got, distinct);
+        assert!(parse(&format!("{text} bad\\value")).is_err());
     }
 }

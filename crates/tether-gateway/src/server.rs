@@ -72,7 +72,7 @@ pub fn router(guard: Arc<Guard>) -> Router {
 
 pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    std::fs::create_dir_all(&cfg.data_dir)
+    pki::create_private_dir(&cfg.data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", cfg.data_dir.display()))?;
     let material = match (&cfg.cert_file, &cfg.key_file) {
         (Some(c), Some(k)) => pki::from_files(c, k)?,

@@ -10,12 +10,12 @@ use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tether_core::binding::Evidence;
-use tether_core::binding::dpop;
-use tether_core::endpoint::{device, discovery, introspect, paths, revoke, token, userinfo};
+use tether_core::client_auth;
+use tether_core::endpoint::{device, discovery, introspect, revoke, token, userinfo};
 use tether_core::error::ErrorCode;
 use tether_core::resource::{self, Refusal};
 
+use crate::cors::for_client;
 use crate::error::{ApiError, ResourceError, json_no_store, no_store};
 use crate::extract::{ClientAddr, FormBody, PeerCert, dpop_header, evidence, header};
 use crate::health::unavailable;
@@ -41,9 +41,10 @@ pub(crate) async fn token_endpoint(
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
+    let client = named_client(&form, &headers);
     let dpop = match dpop_header(&headers) {
         Ok(d) => d,
-        Err(e) => return ApiError(e).into_response(),
+        Err(e) => return for_client(ApiError(e).into_response(), client),
     };
     let req = token::TokenRequest {
         form: &form,
@@ -52,10 +53,17 @@ pub(crate) async fn token_endpoint(
         dpop,
         addr: addr.as_deref(),
     };
-    match token::handle(&s.p, req).await {
+    let resp = match token::handle(&s.p, req).await {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
-    }
+    };
+    for_client(resp, client)
+}
+
+/// The client a token or revocation request names (HTTP Basic or `client_id`), authenticated or
+/// not: its origins are the ones that may read the answer ([`crate::cors`]).
+fn named_client(form: &tether_core::form::Form, headers: &HeaderMap) -> Option<String> {
+    client_auth::presented(form, header(headers, AUTHORIZATION)).ok().map(|p| p.client_id().to_owned())
 }
 
 pub(crate) async fn introspect_endpoint(
@@ -76,24 +84,22 @@ pub(crate) async fn revoke_endpoint(
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
-    // B-5: revoking a DPoP-bound access token with --validate-binding takes a proof with its key.
-    let proof = match dpop_header(&headers) {
-        Ok(Some(h)) => match dpop::check_proof(&s.p, h, "POST", paths::REVOKE, None).await {
-            Ok(ok) => Some(ok),
-            Err(e) => return ApiError(e).into_response(),
-        },
-        Ok(None) => None,
-        Err(e) => return ApiError(e).into_response(),
+    let client = named_client(&form, &headers);
+    // The proof is checked (and its jti spent) by core, after the client authenticated.
+    let dpop = match dpop_header(&headers) {
+        Ok(d) => d,
+        Err(e) => return for_client(ApiError(e).into_response(), client),
     };
-    let ev = Evidence { dpop: proof.as_ref(), ..evidence(&peer, &headers) };
-    match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), &ev).await {
+    let ev = evidence(&peer, &headers);
+    let resp = match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), dpop, &ev).await {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
             no_store(r.headers_mut());
             r
         }
         Err(e) => ApiError(e).into_response(),
-    }
+    };
+    for_client(resp, client)
 }
 
 /// RFC 8628 §3.1: a device asks for a device code and a user code.
@@ -148,11 +154,13 @@ pub(crate) async fn userinfo_endpoint(
         dpop: headers.get_all("dpop").iter().map(HeaderValue::as_bytes).collect(),
         evidence: evidence(&peer, &headers),
     };
-    match userinfo::handle(&s.p, req).await {
+    let (client, answer) = userinfo::handle(&s.p, req).await;
+    let resp = match answer {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
             ApiError(e).into_response()
         }
         Err(e) => ResourceError(Refusal::Error(e)).into_response(),
-    }
+    };
+    for_client(resp, client)
 }

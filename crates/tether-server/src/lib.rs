@@ -9,7 +9,7 @@
 //! results (or [`tether_core::error::OAuthError`]s) into responses.
 //!
 //! `routes` builds the router from `endpoints` (the JSON endpoints) and `pages` (the browser
-//! pages); below them, with no module depending on one that uses it: `health`, `csrf`,
+//! pages); below them, with no module depending on one that uses it: `health`, `cors`, `csrf`,
 //! `extract`, `cookies`, `error` and `state`.
 //!
 //! `start` also puts the transport's headers on every response: `X-Content-Type-Options:
@@ -18,6 +18,7 @@
 
 pub mod config;
 mod cookies;
+mod cors;
 mod csrf;
 mod endpoints;
 mod error;
@@ -58,8 +59,8 @@ pub fn load_master_key(settings: &Settings) -> Result<MasterKey, String> {
     }
     let path = &settings.master_key_file;
     if !path.exists() {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            pki::create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let text = format!("{}\n", tether_core::secret::hex(&MasterKey::generate()));
         pki::write_private(path, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -69,11 +70,31 @@ pub fn load_master_key(settings: &Settings) -> Result<MasterKey, String> {
     MasterKey::from_text(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Open the data directory's store (creating the directory and running migrations).
+/// Open the data directory's store (creating the directory, 0700, and running migrations; a new
+/// SQLite database is created 0600 by `tether-store`).
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
-    std::fs::create_dir_all(&settings.data_dir)
+    pki::create_private_dir(&settings.data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", settings.data_dir.display()))?;
     tether_store::open(&settings.database_url, settings.database_pool_size).await
+}
+
+/// Warn about anything in the data directory (and the master key file) that the group or others
+/// may access: it holds password and token hashes and the keys that protect them.
+fn warn_wide_permissions(settings: &Settings) {
+    let mut wide = pki::wider_than_private(&settings.data_dir);
+    if !settings.master_key_file.starts_with(&settings.data_dir) && settings.master_key_file.exists() {
+        wide.extend(pki::wider_than_private(&settings.master_key_file));
+    }
+    for (path, mode) in wide {
+        let want = if path.is_dir() { "0700" } else { "0600" };
+        tracing::warn!(
+            path = %path.display(),
+            mode = %format!("{mode:04o}"),
+            "{} has mode {mode:04o}: the group or others can access it; it should be {want} (chmod {want} {})",
+            path.display(),
+            path.display(),
+        );
+    }
 }
 
 fn metrics_handle() -> PrometheusHandle {
@@ -175,6 +196,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         (Some(c), Some(k)) => pki::from_files(c, k)?,
         _ => pki::ensure_local(&settings.data_dir)?,
     };
+    warn_wide_permissions(&settings);
     let tls_cfg = tls::server_config(&material, request_client_cert)?;
     let proxy_cert = client_cert::ProxyCertConfig::parse(
         settings.tls.client_cert_header.as_deref(),

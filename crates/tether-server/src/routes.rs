@@ -1,6 +1,6 @@
 //! The router: every route (paths from `tether_core::endpoint::paths`), which of them sit behind
-//! the health check, CORS for the endpoints browsers call directly, request metrics, the JSON
-//! fallbacks (404, 405), and the separate metrics router.
+//! the health check, CORS for the endpoints browsers call directly (per app: [`crate::cors`]),
+//! request metrics, the JSON fallbacks (404, 405), and the separate metrics router.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use tether_core::error::OAuthError;
 use tether_core::provider::Provider;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::cors;
 use crate::csrf;
 use crate::endpoints;
 use crate::error::{ApiError, WithStatus};
@@ -47,7 +48,9 @@ pub fn router(p: Arc<Provider>, opts: Options) -> Router {
         .route(paths::TOKEN, post(endpoints::token_endpoint.layer(healthy.clone())).options(preflight))
         .route(paths::USERINFO, get(endpoints::userinfo_endpoint).post(endpoints::userinfo_endpoint).options(preflight))
         .route(paths::REVOKE, post(endpoints::revoke_endpoint.layer(healthy.clone())).options(preflight))
-        .layer(cors);
+        .layer(cors)
+        // Outside the CORS layer: an actual request's answer only for its own app's origins.
+        .layer(middleware::from_fn_with_state(state.clone(), cors::per_app));
     Router::new()
         .route(paths::OIDC_DISCOVERY, get(endpoints::discovery_endpoint))
         .route(paths::OAUTH_DISCOVERY, get(endpoints::discovery_endpoint))

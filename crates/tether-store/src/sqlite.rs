@@ -158,6 +158,32 @@ fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult
     }
 }
 
+/// Create a missing database file empty with mode 0600 (whatever the umask) before SQLite opens
+/// it: it holds password and token hashes. SQLite gives its `-wal` and `-shm` files the mode of
+/// the database file.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(f) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            drop(f);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl SqliteStore {
     pub async fn open(path: &str) -> Result<Self, String> {
         let path = PathBuf::from(path);
@@ -165,6 +191,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &Path) -> Result<Self, String> {
+        create_private(path).map_err(|e| format!("cannot create SQLite database {}: {e}", path.display()))?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

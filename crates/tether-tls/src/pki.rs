@@ -1,6 +1,10 @@
 //! TLS material of `tether serve`: on first start a local CA (`DATA_DIR/tls/ca.pem`) and a server
 //! certificate for `localhost` and `127.0.0.1` signed by it; or the operator's `[tls] cert_file`.
-//! Private keys are written with mode 0600.
+//!
+//! Everything Tether keeps in a data directory is private to its user, whatever the umask: the
+//! directories are created 0700 ([`create_private_dir`]) and every file 0600 ([`write_private`]),
+//! the public `ca.pem` included (it may stay so inside a 0700 directory). [`wider_than_private`]
+//! finds what an operator (or an older version) left readable by others, for the start-up warning.
 
 use std::fs;
 use std::io::Write;
@@ -16,6 +20,8 @@ pub struct TlsMaterial {
     pub key_pem: String,
 }
 
+/// Write a file readable and writable by its owner only (0600), whatever the umask and whatever
+/// mode an existing file had; the mode is set before any byte is written.
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -25,14 +31,69 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
     f.write_all(data)?;
     f.sync_all()
+}
+
+/// Create a directory (and its missing parents) accessible by its owner only (0700), whatever the
+/// umask. A directory that already exists is left as it is (see [`wider_than_private`]).
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        b.mode(0o700).create(path)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    b.create(path)
+}
+
+/// `dir` and what lies up to two levels below it (Tether's files and `tls/`; symbolic links are
+/// not followed) whose mode gives the group or others any access, with that mode (`& 0o7777`).
+/// Empty on platforms without Unix modes.
+pub fn wider_than_private(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut out = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut todo = vec![(dir.to_path_buf(), 0)];
+        while let Some((p, depth)) = todo.pop() {
+            let Ok(meta) = fs::symlink_metadata(&p) else { continue };
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                out.push((p.clone(), mode));
+            }
+            if meta.is_dir()
+                && depth < 2
+                && let Ok(entries) = fs::read_dir(&p)
+            {
+                todo.extend(entries.filter_map(Result::ok).map(|e| (e.path(), depth + 1)));
+            }
+        }
+        out.sort();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    out
 }
 
 /// Load the local CA and server certificate from `DATA_DIR/tls`, creating them if absent.
 pub fn ensure_local(data_dir: &Path) -> Result<TlsMaterial, String> {
     let dir = data_dir.join("tls");
-    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    create_private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let p = |n: &str| -> PathBuf { dir.join(n) };
     let (ca_pem, ca_key_pem) = if p("ca.pem").exists() && p("ca-key.pem").exists() {
         (read(&p("ca.pem"))?, read(&p("ca-key.pem"))?)
@@ -49,7 +110,7 @@ pub fn ensure_local(data_dir: &Path) -> Result<TlsMaterial, String> {
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
         write_private(&p("ca-key.pem"), key.serialize_pem().as_bytes()).map_err(|e| e.to_string())?;
-        fs::write(p("ca.pem"), cert.pem()).map_err(|e| e.to_string())?;
+        write_private(&p("ca.pem"), cert.pem().as_bytes()).map_err(|e| e.to_string())?;
         // A new CA invalidates any server certificate signed by an old one.
         let _ = fs::remove_file(p("server.pem"));
         (cert.pem(), key.serialize_pem())
@@ -65,7 +126,7 @@ pub fn ensure_local(data_dir: &Path) -> Result<TlsMaterial, String> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
         write_private(&p("server-key.pem"), key.serialize_pem().as_bytes()).map_err(|e| e.to_string())?;
-        fs::write(p("server.pem"), cert.pem()).map_err(|e| e.to_string())?;
+        write_private(&p("server.pem"), cert.pem().as_bytes()).map_err(|e| e.to_string())?;
     }
     let leaf = read(&p("server.pem"))?;
     Ok(TlsMaterial { chain_pem: format!("{leaf}{ca_pem}"), key_pem: read(&p("server-key.pem"))? })

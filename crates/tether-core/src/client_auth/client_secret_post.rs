@@ -8,6 +8,6 @@ use crate::model::AppRecord;
 pub fn verify(app: &AppRecord, secret: &str) -> Result<(), OAuthError> {
     match &app.secret_hash {
         Some(h) if crate::secret::verify_secret(secret, h) => Ok(()),
-        _ => Err(OAuthError::invalid_client("client authentication failed: wrong client secret")),
+        _ => Err(OAuthError::invalid_client("wrong client secret")),
     }
 }

@@ -2,6 +2,15 @@
 //! RFC 7591 §2 method names). One module per `token_endpoint_auth_method`; [`authenticate`] finds
 //! which one the request used, refuses requests that use two, and checks that it fits the method
 //! the client is registered for (either secret method for a secret client).
+//!
+//! **No client enumeration** (RFC 6749 §5.2, security hardening): every failure that depends on
+//! the client — an unknown `client_id`, a wrong secret, the wrong method, a certificate that does
+//! not fit, a public client where a confidential one is needed — answers the same `invalid_client`
+//! with the one description [`FAILED`]; the reason goes to [`OAuthError::source`], which the HTTP
+//! adapter logs (never the secret). An unknown client still has its presented secret hashed, so
+//! the CPU work does not tell it apart from a known one. Only failures that say nothing about any
+//! client (no credentials at all, a malformed `Authorization` header, two methods at once) keep
+//! their own description.
 
 pub mod client_secret_basic;
 pub mod client_secret_post;
@@ -11,7 +20,7 @@ pub mod tls_client_auth;
 
 use std::sync::Arc;
 
-use crate::error::OAuthError;
+use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
 use crate::model::{AppRecord, AuthMethod};
 use crate::provider::Provider;
@@ -65,6 +74,36 @@ pub fn presented<'a>(form: &'a Form, authorization: Option<&str>) -> Result<Pres
     }
 }
 
+/// The one description of every client authentication failure that depends on the client.
+pub const FAILED: &str = "client authentication failed";
+
+/// A SHA-256 hash (base64url) no secret has: an unknown client's secret is checked against it.
+const NO_SUCH_HASH: &str = "unknown-client-0000000000000000000000000000";
+
+/// The uniform `invalid_client` answer, with `detail` kept for the log only.
+pub fn failed(client_id: &str, used: AuthMethod, detail: impl std::fmt::Display) -> OAuthError {
+    let mut e = OAuthError::invalid_client(FAILED);
+    e.source = Some(format!("client authentication failed for client_id {client_id:?} ({used}): {detail}"));
+    e
+}
+
+impl Presented<'_> {
+    pub fn client_id(&self) -> &str {
+        match self {
+            Presented::Basic { client_id, .. } => client_id.as_str(),
+            Presented::Post { client_id, .. } | Presented::None { client_id } => client_id,
+        }
+    }
+
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            Presented::Basic { .. } => AuthMethod::ClientSecretBasic,
+            Presented::Post { .. } => AuthMethod::ClientSecretPost,
+            Presented::None { .. } => AuthMethod::None,
+        }
+    }
+}
+
 /// Authenticate the client of a request.
 /// `peer_cert`: the request's client certificate (for the RFC 8705 methods).
 pub async fn authenticate(
@@ -74,19 +113,31 @@ pub async fn authenticate(
     peer_cert: Option<&crate::cert::ClientCert>,
 ) -> Result<Arc<AppRecord>, OAuthError> {
     let presented = presented(form, authorization)?;
-    let client_id = match &presented {
-        Presented::Basic { client_id, .. } => client_id.as_str(),
-        Presented::Post { client_id, .. } | Presented::None { client_id } => client_id,
-    };
-    let Some(app) = p.find_app(client_id).await? else {
+    let (client_id, used) = (presented.client_id().to_owned(), presented.method());
+    check(p, presented, peer_cert).await.map_err(|e| match e.code {
+        ErrorCode::InvalidClient => failed(&client_id, used, e.description),
+        _ => e,
+    })
+}
+
+/// [`authenticate`] after the credentials were found; its `invalid_client` errors carry the reason,
+/// which [`authenticate`] moves to the log.
+async fn check(
+    p: &Provider,
+    presented: Presented<'_>,
+    peer_cert: Option<&crate::cert::ClientCert>,
+) -> Result<Arc<AppRecord>, OAuthError> {
+    let Some(app) = p.find_app(presented.client_id()).await? else {
+        // The same work as for a known client: hash what was presented.
+        std::hint::black_box(match &presented {
+            Presented::Basic { secret, .. } => crate::secret::verify_secret(secret.expose(), NO_SUCH_HASH),
+            Presented::Post { secret, .. } => crate::secret::verify_secret(secret, NO_SUCH_HASH),
+            Presented::None { .. } => false,
+        });
         return Err(OAuthError::invalid_client("unknown client"));
     };
     let registered = app.app.auth_method;
-    let used = match &presented {
-        Presented::Basic { .. } => AuthMethod::ClientSecretBasic,
-        Presented::Post { .. } => AuthMethod::ClientSecretPost,
-        Presented::None { .. } => AuthMethod::None,
-    };
+    let used = presented.method();
     // The two secret methods carry the same secret with the same strength; like Keycloak and WSO2
     // we accept either for a secret client (openid-client, for one, defaults to
     // client_secret_post). Everything else must be the registered method.

@@ -67,7 +67,12 @@ pub async fn handle(
 ) -> Result<Value, OAuthError> {
     let caller = client_auth::authenticate(p, form, authorization, peer_cert).await?;
     if caller.app.public {
-        return Err(OAuthError::invalid_client("public clients cannot introspect tokens"));
+        // The same answer as any failed client authentication (no client enumeration).
+        return Err(client_auth::failed(
+            &caller.app.client_id,
+            caller.app.auth_method,
+            "public clients cannot introspect",
+        ));
     }
     let token = form.require("token")?;
     if token.len() > MAX_TOKEN_LEN {

@@ -1,20 +1,32 @@
 //! Token revocation (RFC 7009). Revoking either token of a pair revokes both; revoking a refresh
 //! token revokes its whole rotation family. Unknown tokens answer 200 (§2.2).
+//!
+//! The client authenticates before anything is written: a DPoP proof's `jti` is spent only for an
+//! authenticated client, so unauthenticated requests cannot make the store write.
 
-use crate::binding::registry;
+use crate::binding::{dpop, registry};
 use crate::client_auth;
+use crate::endpoint::paths;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
 use crate::provider::Provider;
 use crate::token::{self, Found, MAX_TOKEN_LEN};
 
+/// `dpop`: the request's `DPoP` header, unverified (B-5: revoking a DPoP-bound access token with
+/// `--validate-binding` takes a proof with its key). `evidence.dpop` is ignored.
 pub async fn handle(
     p: &Provider,
     form: &Form,
     authorization: Option<&str>,
+    dpop: Option<&str>,
     evidence: &crate::binding::Evidence<'_>,
 ) -> Result<(), OAuthError> {
     let caller = client_auth::authenticate(p, form, authorization, evidence.peer_cert).await?;
+    let proof = match dpop {
+        Some(h) => Some(dpop::check_proof(p, h, "POST", paths::REVOKE, None).await?),
+        None => None,
+    };
+    let evidence = &crate::binding::Evidence { dpop: proof.as_ref(), ..*evidence };
     let token = form.require("token")?;
     if token.len() > MAX_TOKEN_LEN {
         return Ok(());

@@ -40,10 +40,19 @@ pub struct UserinfoRequest<'a> {
     pub evidence: Evidence<'a>,
 }
 
-pub async fn handle(p: &Provider, req: UserinfoRequest<'_>) -> Result<Value, OAuthError> {
+/// The answer, and the app the presented token was issued to (`None` when the token is unknown):
+/// the adapter lets a browser read the answer only from an origin of that app (CORS).
+pub async fn handle(p: &Provider, req: UserinfoRequest<'_>) -> (Option<String>, Result<Value, OAuthError>) {
+    let mut client_id = None;
+    let answer = claims(p, req, &mut client_id).await;
+    (client_id, answer)
+}
+
+async fn claims(p: &Provider, req: UserinfoRequest<'_>, client_id: &mut Option<String>) -> Result<Value, OAuthError> {
     let bad = || OAuthError::invalid_token("the access token is unknown, expired or revoked");
     let token = req.credentials.token.as_str();
     let rec = p.store.find_access(&hash_secret(token)).await?.ok_or_else(bad)?;
+    *client_id = Some(rec.client_id.clone());
     if !rec.active(p.now()) || !liveness::access_alive(p, &rec).await? {
         return Err(bad());
     }

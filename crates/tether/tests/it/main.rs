@@ -15,6 +15,7 @@ mod errors;
 mod exchange;
 mod gateway;
 mod grants;
+mod hardening;
 mod mtls;
 mod operator;
 mod resource_parity;

@@ -49,8 +49,9 @@ async fn tls_client_auth_checks_the_chain_and_the_subject_dn() {
     // Same CA, another subject.
     let other = ca.issue(&[(DnType::OrganizationName, "Acme, Inc."), (DnType::CommonName, "Billing Service")], None);
     let r = srv.client_with(&other).post(srv.url("/oauth2/token")).form(&form).send().await.unwrap();
+    // The reason (the subject) goes to the log; the answer is the same as for any failure.
     let e = assert_oauth_error(r, 401, "invalid_client").await;
-    assert!(e["error_description"].as_str().unwrap().contains("CN=Billing Service,O=Acme\\, Inc."), "{e}");
+    assert_eq!(e["error_description"], "client authentication failed", "{e}");
     // The right subject, but self-signed: it does not chain to the configured CA.
     let key = rcgen::KeyPair::generate().unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -69,7 +70,7 @@ async fn tls_client_auth_checks_the_chain_and_the_subject_dn() {
     };
     let r = srv.client_with(&forged).post(srv.url("/oauth2/token")).form(&form).send().await.unwrap();
     let e = assert_oauth_error(r, 401, "invalid_client").await;
-    assert!(e["error_description"].as_str().unwrap().contains("does not chain"), "{e}");
+    assert_eq!(e["error_description"], "client authentication failed", "{e}");
     // Right subject and CA, but expired (the test clock is in November 2026).
     let expired = ca.issue(
         &[
@@ -81,7 +82,7 @@ async fn tls_client_auth_checks_the_chain_and_the_subject_dn() {
     );
     let r = srv.client_with(&expired).post(srv.url("/oauth2/token")).form(&form).send().await.unwrap();
     let e = assert_oauth_error(r, 401, "invalid_client").await;
-    assert!(e["error_description"].as_str().unwrap().contains("expired at 2021-01-01"), "{e}");
+    assert_eq!(e["error_description"], "client authentication failed", "{e}");
     // No certificate; or a client secret instead.
     let r = srv.client().post(srv.url("/oauth2/token")).form(&form).send().await.unwrap();
     assert_oauth_error(r, 401, "invalid_client").await;
@@ -111,7 +112,7 @@ async fn tls_client_auth_checks_the_chain_and_the_subject_dn() {
     bad.tls_subject_dn = Some("CN=x".into());
     assert!(tether_core::admin::create(&bad).unwrap_err().contains("goes with --auth-method tls_client_auth"));
 
-    // A server without trust anchors refuses tls_client_auth clients, saying why (and no 500).
+    // A server without trust anchors refuses tls_client_auth clients (no 500; the log says why).
     let bare = TestServer::start().await;
     let mut ch = app(&["client_credentials"]);
     ch.auth_method = Some("tls_client_auth".into());
@@ -119,7 +120,7 @@ async fn tls_client_auth_checks_the_chain_and_the_subject_dn() {
     let b = bare.create_app(ch).await;
     let r = bare.client_with(&good).post(bare.url("/oauth2/token")).form(&cc_form(&b.client_id)).send().await.unwrap();
     let e = assert_oauth_error(r, 401, "invalid_client").await;
-    assert!(e["error_description"].as_str().unwrap().contains("client_ca_file"), "{e}");
+    assert_eq!(e["error_description"], "client authentication failed", "{e}");
 }
 
 /// `self_signed_tls_client_auth` registered with a JWKS whose key carries the certificate in `x5c`.
@@ -246,7 +247,7 @@ async fn expired_not_yet_valid_and_garbage_certificates() {
     let s = srv.create_app(ch).await;
     let r = srv.client_with(&expired).post(srv.url("/oauth2/token")).form(&cc_form(&s.client_id)).send().await.unwrap();
     let e = assert_oauth_error(r, 401, "invalid_client").await;
-    assert!(e["error_description"].as_str().unwrap().contains("expired"), "{e}");
+    assert_eq!(e["error_description"], "client authentication failed", "{e}");
 
     // Garbage in the proxy header: valid base64 and RFC 9440 framing, but not a certificate.
     let srv = TestServer::start_with(|s| {
