@@ -21,6 +21,7 @@ pub mod binding;
 pub mod cert;
 pub mod client_auth;
 pub mod clock;
+pub mod config_text;
 pub mod crypto;
 pub mod dn;
 pub mod dpop;

@@ -310,6 +310,15 @@ async fn load_secret(store: &dyn Store, master: &MasterKey, name: &str) -> Resul
     Ok(MacKey::new(&bytes))
 }
 
+/// The server secrets (opaque-token, form and DPoP-nonce keys), created sealed when missing;
+/// fails when the master key cannot open them.
+pub async fn ensure_secrets(store: &dyn Store, master: &MasterKey) -> Result<(), String> {
+    for name in ["opaque-token-key", "form-key", "dpop-nonce-key"] {
+        load_secret(store, master, name).await?;
+    }
+    Ok(())
+}
+
 /// Create the ES256 and RS256 keys on first start; check the master key opens the existing ones.
 pub async fn ensure_keys(store: &dyn Store, master: &MasterKey, now: i64) -> Result<(), String> {
     let existing = store.list_keys().await.map_err(|e| e.to_string())?;

@@ -130,8 +130,10 @@ impl Config {
 impl Config {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let file: FileConfig =
-            toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), e.message()))?;
+        let file: FileConfig = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|s| s.start);
+            format!("config {}: {}", path.display(), tether_core::config_text::locate(&text, at, e.message()))
+        })?;
         Self::from_file(file)
     }
 

@@ -125,7 +125,10 @@ impl HttpSettings {
 impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), e.message()))
+        toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|s| s.start);
+            format!("config {}: {}", path.display(), tether_core::config_text::locate(&text, at, e.message()))
+        })
     }
 }
 

@@ -49,16 +49,47 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use config::{FileConfig, Overrides, Settings};
 
-/// Read the master key from `TETHER_MASTER_KEY` or the key file, creating the file (0600) on
-/// first start.
+/// Read the master key from `TETHER_MASTER_KEY` or the key file. Never creates one.
 pub fn load_master_key(settings: &Settings) -> Result<MasterKey, String> {
+    match read_master_key(settings)? {
+        Some(k) => Ok(k),
+        None => Err(format!(
+            "no master key at {} (run `tether init`, or set TETHER_MASTER_KEY)",
+            settings.master_key_file.display()
+        )),
+    }
+}
+
+/// The master key from `TETHER_MASTER_KEY` or the key file, `None` when neither exists.
+fn read_master_key(settings: &Settings) -> Result<Option<MasterKey>, String> {
     if let Ok(v) = std::env::var("TETHER_MASTER_KEY")
         && !v.trim().is_empty()
     {
-        return MasterKey::from_text(&v).map_err(|e| format!("TETHER_MASTER_KEY: {e}"));
+        return MasterKey::from_text(&v).map(Some).map_err(|e| format!("TETHER_MASTER_KEY: {e}"));
     }
     let path = &settings.master_key_file;
     if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    MasterKey::from_text(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The master key, created (0600) when there is none and the database holds nothing sealed under
+/// another one. A database with sealed keys and no master key is refused before anything is
+/// written: a new key could never open it.
+fn master_key_for(settings: &Settings, probe: &tether_store::Probe) -> Result<MasterKey, String> {
+    if let Some(k) = read_master_key(settings)? {
+        return Ok(k);
+    }
+    let path = &settings.master_key_file;
+    if probe.sealed_keys {
+        return Err(format!(
+            "the database holds sealed keys but no master key was found at {}; restore it or set TETHER_MASTER_KEY",
+            path.display()
+        ));
+    }
+    {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             pki::create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -66,16 +97,73 @@ pub fn load_master_key(settings: &Settings) -> Result<MasterKey, String> {
         pki::write_private(path, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         tracing::info!(path = %path.display(), "created a new master key; keep it safe and outside the database backups");
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    MasterKey::from_text(&text).map_err(|e| format!("{}: {e}", path.display()))
+    load_master_key(settings)
 }
 
-/// Open the data directory's store (creating the directory, 0700, and running migrations; a new
-/// SQLite database is created 0600 by `tether-store`).
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
+/// The existing store of these settings, for the commands that must not create one (everything
+/// but `serve` and `init`). Refuses an unknown URL scheme and a missing database (on
+/// PostgreSQL: no Tether schema), naming it.
+pub async fn open_existing_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
+    let backend = tether_store::Backend::parse(&settings.database_url)?;
+    if !tether_store::probe(&backend).await?.exists {
+        return Err(format!(
+            "no Tether database at {} (run `tether init`, or pass --data-dir / --database-url)",
+            backend.display()
+        ));
+    }
+    tether_store::open(&settings.database_url, settings.database_pool_size).await
+}
+
+/// Open the store and master key of `serve` and `init`, creating what is missing: the data
+/// directory (0700), the database (SQLite file 0600, or the PostgreSQL schema) and the master
+/// key. Refuses, before writing anything, an unknown URL scheme and a database with sealed keys
+/// but no master key.
+pub async fn create_or_open(settings: &Settings) -> Result<(Arc<dyn Store>, MasterKey), String> {
+    let backend = tether_store::Backend::parse(&settings.database_url)?;
+    let probe = tether_store::probe(&backend).await?;
+    let master = master_key_for(settings, &probe)?;
     pki::create_private_dir(&settings.data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", settings.data_dir.display()))?;
-    tether_store::open(&settings.database_url, settings.database_pool_size).await
+    let store = tether_store::open(&settings.database_url, settings.database_pool_size).await?;
+    Ok((store, master))
+}
+
+/// `tether init`: create the data directory, database, master key, signing keys and (unless the
+/// config names a certificate) the local CA and server certificate, then return what exists.
+pub async fn init(settings: &Settings) -> Result<Vec<String>, String> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (store, master) = create_or_open(settings).await?;
+    let now = tether_core::clock::Clock::now(&tether_core::clock::SystemClock);
+    tether_core::provider::ensure_keys(&*store, &master, now).await?;
+    tether_core::provider::ensure_secrets(&*store, &master).await?;
+    let backend = tether_store::Backend::parse(&settings.database_url)?;
+    let mut made = vec![format!("database: {}", backend.display())];
+    if std::env::var("TETHER_MASTER_KEY").map(|v| v.trim().is_empty()).unwrap_or(true) {
+        made.push(format!("master key: {}", settings.master_key_file.display()));
+    }
+    if settings.tls.cert_file.is_none() {
+        pki::ensure_local(&settings.data_dir)?;
+        made.push(format!("local CA: {}", settings.data_dir.join("tls/ca.pem").display()));
+    }
+    Ok(made)
+}
+
+/// Hold the SQLite database file's lock for the life of this server: a second `serve` on the
+/// same file would otherwise run beside it, each with its own caches and throttles.
+fn lock_sqlite(settings: &Settings) -> Result<Option<std::fs::File>, String> {
+    let tether_store::Backend::Sqlite(path) = tether_store::Backend::parse(&settings.database_url)? else {
+        return Ok(None);
+    };
+    let f = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another `tether serve` is using the SQLite database {} (one process per SQLite database; \
+             use PostgreSQL for several nodes)",
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 /// Warn about anything in the data directory (and the master key file) that the group or others
@@ -125,6 +213,8 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     refresher: JoinHandle<()>,
     purger: Option<JoinHandle<()>>,
+    /// The SQLite database file's lock, held while serving.
+    _db_lock: Option<std::fs::File>,
 }
 
 impl Running {
@@ -148,8 +238,8 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
 /// Start `tether serve`: open everything, bind every listener, serve in the background.
 pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let master = load_master_key(&settings)?;
-    let store = open_store(&settings).await?;
+    let (store, master) = create_or_open(&settings).await?;
+    let db_lock = lock_sqlite(&settings)?;
 
     let listener = bind(settings.listen, "listen").await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -228,7 +318,19 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
         tasks.push(serve(l, None, nosniff(routes::metrics_router(metrics_handle()))));
     }
-    Ok(Running { addr, http_addr, mtls_addr, metrics_addr, issuer, provider, shutdown: tx, tasks, refresher, purger })
+    Ok(Running {
+        addr,
+        http_addr,
+        mtls_addr,
+        metrics_addr,
+        issuer,
+        provider,
+        shutdown: tx,
+        tasks,
+        refresher,
+        purger,
+        _db_lock: db_lock,
+    })
 }
 
 /// `X-Content-Type-Options: nosniff` on every response of a listener.

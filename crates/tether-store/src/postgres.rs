@@ -43,6 +43,9 @@ impl PostgresStore {
             .application_name("tether")
             // Never wait forever: a lock or a statement that takes this long answers 503.
             .options([("lock_timeout", "5s"), ("statement_timeout", "15s")]);
+        // A plain connection first: a refused connection or a failed login is then reported as
+        // such (a pool only says it timed out).
+        probe(url).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)
@@ -863,4 +866,29 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
+
+/// Is there a Tether schema at `url`, and does it hold sealed secrets? One plain connection, so a
+/// refused connection or a failed login is reported as such (a pool would only say it timed out).
+pub(crate) async fn probe(url: &str) -> Result<crate::Probe, String> {
+    use sqlx::Connection;
+    let opts = PgConnectOptions::from_str(url).map_err(|e| format!("bad PostgreSQL URL: {e}"))?;
+    let shown = crate::Backend::Postgres(url.to_string()).display();
+    let mut c = tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect_with(&opts))
+        .await
+        .map_err(|_| format!("cannot connect to PostgreSQL at {shown}: no answer within 10 s"))?
+        .map_err(|e| format!("cannot connect to PostgreSQL at {shown}: {e}"))?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('server_secrets') IS NOT NULL")
+        .fetch_one(&mut c)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sealed_keys = exists
+        && sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM server_secrets) OR EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .fetch_one(&mut c)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = c.close().await;
+    Ok(crate::Probe { exists, sealed_keys })
 }

@@ -923,3 +923,26 @@ impl Store for SqliteStore {
         .await
     }
 }
+
+/// Is there a Tether database at `path`, and does it hold sealed secrets? Opens read-only; never
+/// creates the file.
+pub(crate) fn probe(path: &Path) -> Result<crate::Probe, String> {
+    let exists = std::fs::metadata(path).map(|m| m.is_file() && m.len() > 0).unwrap_or(false);
+    if !exists {
+        return Ok(crate::Probe { exists: false, sealed_keys: false });
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| format!("cannot open SQLite database {}: {e}", path.display()))?;
+    let has_table: bool = conn
+        .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'server_secrets'", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| format!("{} is not a SQLite database: {e}", path.display()))?;
+    let sealed_keys = has_table
+        && conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM server_secrets) OR EXISTS (SELECT 1 FROM signing_keys)", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| e.to_string())?;
+    Ok(crate::Probe { exists: true, sealed_keys })
+}

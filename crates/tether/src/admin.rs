@@ -160,9 +160,19 @@ impl AppFlags {
     }
 }
 
+/// The existing database of these settings (admin commands never create one).
 async fn open(g: &Global) -> Result<std::sync::Arc<dyn tether_core::store::Store>, ExitCode> {
     let s = settings(g, Overrides::default()).map_err(usage_error)?;
-    tether_server::open_store(&s).await.map_err(runtime_error)
+    say_database(g, &s);
+    tether_server::open_existing_store(&s).await.map_err(runtime_error)
+}
+
+/// `--verbose`: which database a command uses.
+pub(crate) fn say_database(g: &Global, s: &tether_server::Settings) {
+    if g.verbose {
+        let shown = tether_store::Backend::parse(&s.database_url).map(|b| b.display()).unwrap_or_default();
+        eprintln!("database: {shown}");
+    }
 }
 
 fn app_json(a: &AppRecord, secret: Option<&Secret>) -> Value {
@@ -477,12 +487,13 @@ pub async fn keys(g: &Global, cmd: KeysCmd) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
-    let master = match tether_server::load_master_key(&s) {
-        Ok(m) => m,
+    say_database(g, &s);
+    let store = match tether_server::open_existing_store(&s).await {
+        Ok(st) => st,
         Err(e) => return runtime_error(e),
     };
-    let store = match tether_server::open_store(&s).await {
-        Ok(st) => st,
+    let master = match tether_server::load_master_key(&s) {
+        Ok(m) => m,
         Err(e) => return runtime_error(e),
     };
     let now = SystemClock.now();

@@ -18,6 +18,9 @@ pub(crate) struct Global {
     /// Database URL: sqlite://PATH (default DATA_DIR/tether.db)
     #[arg(long, env = "TETHER_DATABASE_URL", global = true)]
     pub(crate) database_url: Option<String>,
+    /// Say which database (and master key) a command uses
+    #[arg(long, short, global = true)]
+    pub(crate) verbose: bool,
 }
 
 pub(crate) fn usage_error(msg: impl std::fmt::Display) -> ExitCode {

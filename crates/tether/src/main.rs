@@ -1,6 +1,8 @@
 //! `tether`: the one binary, the only crate that depends on all the others (it only parses
-//! commands and wires crates together). `serve` runs the authorization server; `app`, `user` and `keys` act on
-//! the same database directly (no server needed); `gateway` is the PoP reverse proxy.
+//! commands and wires crates together). `serve` runs the authorization server; `init` creates
+//! what it needs and exits; `app`, `user` and `keys` act on an existing database directly (no
+//! server needed, and they never create one); `tls ca` hands out the public local CA; `gateway`
+//! is the PoP reverse proxy.
 //!
 //! Exit status: 0 success, 1 a runtime failure (database, file system), 2 a usage error (bad flags
 //! or a configuration that cannot work), each with a one-line reason on stderr.
@@ -34,8 +36,11 @@ enum LogFormat {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the authorization server
+    /// Run the authorization server (creating the database, master key and keys on first start)
     Serve(ServeArgs),
+    /// Create the data directory, database (or PostgreSQL schema), master key, signing keys and
+    /// local CA, then exit
+    Init,
     /// Run the proof-of-possession gateway
     Gateway,
     /// Manage applications (OAuth clients)
@@ -47,6 +52,19 @@ enum Cmd {
     /// Manage signing keys
     #[command(subcommand)]
     Keys(admin::KeysCmd),
+    /// The local CA clients and gateways trust
+    #[command(subcommand)]
+    Tls(TlsCmd),
+}
+
+#[derive(Subcommand)]
+enum TlsCmd {
+    /// Write the local CA certificate (public) to a file, or print it
+    Ca {
+        /// Where to write it (mode 0644); standard output when absent
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -107,8 +125,61 @@ fn main() -> ExitCode {
                 init_logging(LogFormat::Text, "warn");
                 admin::keys(&cli.global, c).await
             }
+            Cmd::Init => {
+                init_logging(LogFormat::Text, "warn");
+                init(&cli.global).await
+            }
+            Cmd::Tls(TlsCmd::Ca { out }) => tls_ca(&cli.global, out.as_deref()),
         }
     })
+}
+
+/// `tether init`.
+async fn init(g: &Global) -> ExitCode {
+    let s = match settings(g, Overrides::default()) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
+    };
+    match tether_server::init(&s).await {
+        Ok(made) => {
+            for line in made {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => runtime_error(e),
+    }
+}
+
+/// `tether tls ca [--out FILE]`: the local CA certificate is public; gateways and clients need it,
+/// and should not read the (private) data directory for it.
+fn tls_ca(g: &Global, out: Option<&std::path::Path>) -> ExitCode {
+    let s = match settings(g, Overrides::default()) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
+    };
+    let path = s.data_dir.join("tls/ca.pem");
+    let pem = match std::fs::read_to_string(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            return runtime_error(format!("no local CA at {} ({e}); run `tether init` first", path.display()));
+        }
+    };
+    match out {
+        None => {
+            print!("{pem}");
+            ExitCode::SUCCESS
+        }
+        Some(o) => {
+            use std::os::unix::fs::PermissionsExt;
+            let written = std::fs::write(o, &pem)
+                .and_then(|_| std::fs::set_permissions(o, std::fs::Permissions::from_mode(0o644)));
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => runtime_error(format!("cannot write {}: {e}", o.display())),
+            }
+        }
+    }
 }
 
 async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
@@ -124,6 +195,7 @@ async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
+    let settings_ca = settings.data_dir.join("tls/ca.pem");
     let running = match tether_server::start(settings, Arc::new(tether_core::clock::SystemClock)).await {
         Ok(r) => r,
         Err(e) => return runtime_error(e),
@@ -136,6 +208,12 @@ async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
         }
     };
     tracing::info!(issuer = %running.issuer, "tether serve ready");
+    if settings_ca.exists() {
+        tracing::info!(
+            path = %settings_ca.display(),
+            "local CA certificate (public: give clients and gateways a copy, e.g. `tether tls ca --out ca.pem`)"
+        );
+    }
     if let Some(m) = running.metrics_addr {
         tracing::info!(addr = %format!("http://{m}/metrics"), "metrics");
     }

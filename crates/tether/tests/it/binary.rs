@@ -149,6 +149,7 @@ async fn admin_cli_flags_json_and_exit_codes() {
     let dir = d.path();
     let db = tether_testkit::test_database().await;
     let cli = |dir: &Path, args: &[&str], stdin: Option<&str>| cli_db(dir, &db, args, stdin);
+    assert_eq!(cli(dir, &["init"], None).0, 0, "tether init");
     let (code, out, err) = cli(
         dir,
         &[
@@ -498,10 +499,16 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(n: usize) -> Cluster {
+    /// `n` nodes on one PostgreSQL database; `None` on the SQLite pass (one `serve` per SQLite
+    /// database: a second one is refused, see `only_serve_and_init_create_a_database`).
+    async fn start(n: usize) -> Option<Cluster> {
         let d = TempDir::new("cluster");
         let dir = d.path().to_path_buf();
         let db = tether_testkit::test_database().await;
+        if db.is_none() {
+            eprintln!("several nodes need PostgreSQL (TETHER_TEST_POSTGRES_URL); skipped on SQLite");
+            return None;
+        }
         let mut nodes = Vec::new();
         for _ in 0..n {
             let mut env: Vec<(&str, &str)> = vec![];
@@ -521,7 +528,7 @@ impl Cluster {
                 client: client(&dir.join("tls/ca.pem"), port),
             });
         }
-        Cluster { _d: d, dir, db, nodes }
+        Some(Cluster { _d: d, dir, db, nodes })
     }
 
     fn cli(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
@@ -552,7 +559,7 @@ impl Cluster {
 
 #[tokio::test]
 async fn nodes_share_tokens_and_revocation_is_immediate_everywhere() {
-    let c = Cluster::start(2).await;
+    let Some(c) = Cluster::start(2).await else { return };
     c.cli(&["user", "add", "dora", "--password-stdin"], Some("dora-pw\n"));
     let app = c.app(&["--grant-types", "password,refresh_token"]);
     let form = [("grant_type", "password"), ("username", "dora"), ("password", "dora-pw")];
@@ -581,7 +588,8 @@ async fn nodes_share_tokens_and_revocation_is_immediate_everywhere() {
 
 #[tokio::test]
 async fn single_use_holds_across_nodes_under_concurrency() {
-    let c = Arc::new(Cluster::start(2).await);
+    let Some(c) = Cluster::start(2).await else { return };
+    let c = Arc::new(c);
     c.cli(&["user", "add", "erin", "--password-stdin"], Some("erin-pw\n"));
     let app = c.app(&[
         "--grant-types",
@@ -650,7 +658,8 @@ async fn single_use_holds_across_nodes_under_concurrency() {
 
 #[tokio::test]
 async fn one_active_token_per_key_across_nodes() {
-    let c = Arc::new(Cluster::start(2).await);
+    let Some(c) = Cluster::start(2).await else { return };
+    let c = Arc::new(c);
     for token_type in ["opaque", "jwt"] {
         let app =
             c.app(&["--grant-types", "client_credentials", "--binding", "client-request", "--token-type", token_type]);
@@ -682,7 +691,7 @@ async fn one_active_token_per_key_across_nodes() {
 
 #[tokio::test]
 async fn cli_changes_and_key_rotation_reach_every_node_within_a_second() {
-    let c = Cluster::start(2).await;
+    let Some(c) = Cluster::start(2).await else { return };
     let app = c.app(&["--grant-types", "client_credentials"]);
     for i in 0..2 {
         assert_eq!(c.post(i, "/oauth2/token", &app, &[("grant_type", "client_credentials")]).await.status(), 200);
@@ -726,7 +735,7 @@ async fn cli_changes_and_key_rotation_reach_every_node_within_a_second() {
 /// then counting: every issued token is active on every node exactly unless it was revoked.
 #[tokio::test]
 async fn three_nodes_with_revocations_and_a_restart_agree_on_every_token() {
-    let mut c = Cluster::start(3).await;
+    let Some(mut c) = Cluster::start(3).await else { return };
     let app = c.app(&["--grant-types", "client_credentials"]);
     let shared = Arc::new(Mutex::new((Vec::<String>::new(), Vec::<String>::new())));
     let bases: Vec<(String, reqwest::Client)> = c.nodes.iter().map(|n| (n.base.clone(), n.client.clone())).collect();
@@ -856,4 +865,96 @@ async fn a_burst_of_sign_ins_stays_within_bounded_memory() {
     eprintln!("100 concurrent sign-ins: peak RSS {peak_mib} MiB, {busy} answered 503");
     assert!(peak_mib < 256, "peak RSS {peak_mib} MiB");
     assert!(p.term().success());
+}
+
+/// Run a command to completion within 30 s.
+fn run_bin(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_remove("TETHER_DATABASE_URL").env_remove("RUST_LOG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    });
+    let out = child.wait_with_output().expect("output");
+    drop(watchdog);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn only_serve_and_init_create_a_database() {
+    let d = TempDir::new("init");
+    let dir = d.path().join("data");
+    let ds = dir.to_str().unwrap();
+    let cwd = d.path();
+    // Admin commands refuse a missing database, and create nothing.
+    let (code, _, err) = run_bin(cwd, &["app", "list", "--data-dir", ds], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("no Tether database at {ds}/tether.db (run `tether init`")), "{err}");
+    assert!(!dir.exists(), "nothing was created");
+    let (code, _, err) = run_bin(cwd, &["user", "list", "--database-url", "mysql://u@h/db"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unsupported database URL scheme mysql://"), "{err}");
+    let started = Instant::now();
+    let (code, _, err) = run_bin(cwd, &["app", "list", "--database-url", "postgres://u@127.0.0.1:1/db"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.to_lowercase().contains("connection refused"), "the real cause: {err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "not a pool timeout");
+
+    // `tether init` creates everything, then the admin commands work and say what they use.
+    let (code, out, err) = run_bin(cwd, &["init", "--data-dir", ds], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("tether.db") && out.contains("master.key") && out.contains("ca.pem"), "{out}");
+    let (code, _, err) = run_bin(cwd, &["app", "list", "--data-dir", ds, "--verbose"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("database: {ds}/tether.db")), "{err}");
+
+    // The public CA, anywhere, readable by all.
+    let out_ca = d.path().join("ca-copy.pem");
+    let (code, _, err) = run_bin(cwd, &["tls", "ca", "--data-dir", ds, "--out", out_ca.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&out_ca).unwrap().permissions().mode() & 0o777, 0o644);
+    assert_eq!(std::fs::read(&out_ca).unwrap(), std::fs::read(dir.join("tls/ca.pem")).unwrap());
+
+    // A missing master key next to a database with sealed keys: refused before writing anything.
+    let key = std::fs::read(dir.join("master.key")).unwrap();
+    std::fs::remove_file(dir.join("master.key")).unwrap();
+    for cmd in [&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "off"][..], &["init"][..]] {
+        let (code, _, err) = run_bin(cwd, &[cmd, &["--data-dir", ds]].concat(), &[]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!("the database holds sealed keys but no master key was found at {ds}/master.key")),
+            "{err}"
+        );
+        assert!(!dir.join("master.key").exists(), "no useless new key");
+    }
+    std::fs::write(dir.join("master.key"), key).unwrap();
+    std::fs::set_permissions(dir.join("master.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // One `serve` per SQLite database.
+    let mut first =
+        Proc::spawn(cwd, &["serve", "--data-dir", ds, "--listen", "127.0.0.1:0", "--metrics-listen", "off"], &[]);
+    first.wait_for("listening on https://");
+    let (code, _, err) =
+        run_bin(cwd, &["serve", "--data-dir", ds, "--listen", "127.0.0.1:0", "--metrics-listen", "off"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("another `tether serve` is using the SQLite database"), "{err}");
+    assert!(first.term().success());
+
+    // Config errors name the line, column and key.
+    let cfg = d.path().join("bad.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\n[session]\nlifetime_seconds = \"8h\"\n").unwrap();
+    let (code, _, err) = run_bin(cwd, &["serve", "--config", cfg.to_str().unwrap(), "--data-dir", ds], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 3, column 20, key [session] lifetime_seconds: invalid type"), "{err}");
 }

@@ -324,10 +324,10 @@ fn serve(data: &Path) -> Proc {
 async fn the_data_directory_is_private_whatever_the_umask() {
     let tmp = TempDir::new("perms");
     let data = tmp.path().join("data");
-    // The CLI may create the data directory first; then the server adds the rest.
+    // `tether init` creates the data directory, database and keys; then the CLI and the server.
     let out = Command::new("/bin/sh")
         .arg("-c")
-        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg("umask 022 && \"$0\" --data-dir \"$2\" init >/dev/null && exec \"$0\" \"$@\"")
         .arg(BIN)
         .args(["--data-dir", data.to_str().unwrap(), "app", "create", "--name", "svc"])
         .args(["--grant-types", "client_credentials", "--json"])
@@ -338,8 +338,9 @@ async fn the_data_directory_is_private_whatever_the_umask() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(mode(&data), 0o700, "data dir made by the CLI");
-    assert_eq!(mode(&data.join("tether.db")), 0o600, "database made by the CLI");
+    assert_eq!(mode(&data), 0o700, "data dir made by tether init");
+    assert_eq!(mode(&data.join("tether.db")), 0o600, "database made by tether init");
+    assert_eq!(mode(&data.join("master.key")), 0o600, "master key made by tether init");
 
     let mut p = serve(&data);
     let line = p.wait_for("listening on https://");

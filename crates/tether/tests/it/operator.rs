@@ -29,6 +29,7 @@ async fn the_admin_cli_refuses_silent_damage() {
     let d = TempDir::new("operator");
     let db = test_database().await;
     let run = |args: &[&str]| cli(d.path(), &db, args);
+    assert_eq!(run(&["init"]).0, 0, "tether init");
     let base = ["app", "create", "--grant-types", "authorization_code", "--redirect-uri", "https://app.example/cb"];
     let (code, out, err) = run(&[&base[..], &["--name", "Web", "--json"]].concat());
     assert_eq!(code, 0, "{err}");
