@@ -3,8 +3,9 @@
 //! possession. **A token with a `cnf` member never passes without its proof**, whatever the
 //! modes; the modes only decide what unbound tokens get.
 //!
-//! Verified JWTs are cached by token hash until their `exp`, so a busy client does not cost a
-//! signature check per request; the proof (certificate thumbprint, DPoP) is still checked on
+//! Verified JWTs are cached by token hash until their `exp`, but at most
+//! [`crate::issuer::JWKS_MAX_AGE`] seconds, so a busy client does not cost a signature check per
+//! request while a key the issuer retires stops verifying within that time; the proof (certificate thumbprint, DPoP) is still checked on
 //! every request, since it belongs to the request, not the token.
 
 use std::collections::HashMap;
@@ -277,8 +278,8 @@ impl Guard {
         let now = self.now();
         let key = token_hash(token);
         if let Ok(c) = self.jwt_cache.read()
-            && let Some((claims, exp)) = c.get(&key)
-            && now < exp + LEEWAY
+            && let Some((claims, until)) = c.get(&key)
+            && now < *until
         {
             return Ok(claims.clone());
         }
@@ -300,7 +301,7 @@ impl Guard {
         }
         let kid =
             header.get("kid").and_then(Value::as_str).ok_or_else(|| Rejection::invalid_token("the JWT has no kid"))?;
-        let jwk = match self.issuer.key(kid).await {
+        let jwk = match self.issuer.key(kid, self.now()).await {
             Ok(Some(k)) => k,
             Ok(None) => {
                 return Err(Rejection::invalid_token("the JWT is signed with a key the issuer does not publish"));
@@ -331,7 +332,9 @@ impl Guard {
                     c.clear();
                 }
             }
-            c.insert(key, (claims.clone(), exp));
+            // Re-verified against the current key set at least every JWKS_MAX_AGE seconds.
+            let until = (exp + LEEWAY).min(now + crate::issuer::JWKS_MAX_AGE);
+            c.insert(key, (claims.clone(), until));
         }
         Ok(claims)
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -26,8 +26,16 @@ pub struct Endpoints {
 
 struct JwksState {
     keys: Vec<Value>,
-    fetched: Option<Instant>,
+    /// When the set was fetched, Unix seconds on the gateway's clock.
+    fetched: Option<i64>,
 }
+
+/// A JWKS older than this is fetched again on the next use of any key, so keys the issuer has
+/// retired stop verifying tokens within this time (and a key it stopped publishing at once when a
+/// token names an unknown kid).
+pub const JWKS_MAX_AGE: i64 = 300;
+/// An unknown kid refetches the JWKS at most this often.
+const JWKS_MIN_REFETCH: i64 = 10;
 
 /// At most this many cached introspection results; the table is cleared when it is full.
 const MAX_CACHE: usize = 50_000;
@@ -116,31 +124,48 @@ impl Issuer {
             .await
     }
 
-    /// The key with `kid`; refetches the JWKS when the kid is unknown (at most once per 10 s).
-    pub async fn key(&self, kid: &str) -> Result<Option<Value>, IssuerError> {
+    /// The key with `kid` at `now` (Unix seconds). The JWKS is fetched again when the kid is
+    /// unknown (at most once per 10 s) and when the cached set is older than [`JWKS_MAX_AGE`]; a
+    /// refetch replaces the set, so keys the issuer retired are dropped. If that refetch fails, a
+    /// cached key keeps working (the issuer being down must not stop the API).
+    pub async fn key(&self, kid: &str, now: i64) -> Result<Option<Value>, IssuerError> {
         let find = |s: &JwksState| s.keys.iter().find(|k| k.get("kid").and_then(Value::as_str) == Some(kid)).cloned();
+        let fresh = |s: &JwksState| s.fetched.is_some_and(|t| now - t < JWKS_MAX_AGE);
         if let Ok(s) = self.jwks.read()
+            && fresh(&s)
             && let Some(k) = find(&s)
         {
             return Ok(Some(k));
         }
         let _guard = self.jwks_refresh.lock().await;
-        let recent =
-            self.jwks.read().ok().and_then(|s| s.fetched).is_some_and(|t| t.elapsed() < Duration::from_secs(10));
-        if let Ok(s) = self.jwks.read() {
-            if let Some(k) = find(&s) {
+        let cached = match self.jwks.read() {
+            Ok(s) => {
+                let cached = find(&s);
+                let recent = s.fetched.is_some_and(|t| now - t < JWKS_MIN_REFETCH);
+                if (cached.is_some() && fresh(&s)) || (cached.is_none() && recent) {
+                    return Ok(cached);
+                }
+                cached
+            }
+            Err(_) => None,
+        };
+        let fetched = async {
+            let uri = self.endpoints().await?.jwks_uri.clone();
+            self.get_json(&uri).await
+        }
+        .await;
+        let jwks = match (fetched, cached) {
+            (Ok(j), _) => j,
+            (Err(e), Some(k)) => {
+                tracing::warn!(error = ?e, "cannot refresh the issuer's JWKS; using the cached key");
                 return Ok(Some(k));
             }
-            if recent {
-                return Ok(None);
-            }
-        }
-        let uri = self.endpoints().await?.jwks_uri.clone();
-        let jwks = self.get_json(&uri).await?;
+            (Err(e), None) => return Err(e),
+        };
         let keys = jwks.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
         if let Ok(mut s) = self.jwks.write() {
             s.keys = keys;
-            s.fetched = Some(Instant::now());
+            s.fetched = Some(now);
             return Ok(find(&s));
         }
         Ok(None)

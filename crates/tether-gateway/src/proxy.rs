@@ -69,6 +69,12 @@ pub async fn forward(
         .cloned()
         .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     *req.uri_mut() = uri;
+    // A proxy speaks its own HTTP version to each side (RFC 9110 §6.2): HTTP/1.1 upstream, and to
+    // the client the version it used (HTTP/1.1 for any 1.x client), never the upstream's.
+    let client_version = match req.version() {
+        http::Version::HTTP_2 => http::Version::HTTP_2,
+        _ => http::Version::HTTP_11,
+    };
     *req.version_mut() = http::Version::HTTP_11;
     let h = req.headers_mut();
     strip_hop_by_hop(h);
@@ -110,6 +116,7 @@ pub async fn forward(
     match client.request(req).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
+            parts.version = client_version;
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }

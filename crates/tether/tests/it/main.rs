@@ -14,6 +14,7 @@ mod dpop_algs;
 mod errors;
 mod exchange;
 mod gateway;
+mod gateway_fidelity;
 mod grants;
 mod hardening;
 mod mtls;
