@@ -98,7 +98,7 @@ pub fn create(changes: &AppChanges) -> Result<(AppRecord, Option<Secret>), Strin
     apply(&mut app, changes)?;
     let secret = uses_secret(&app).then(|| Secret::new(random_token()));
     let secret_hash = secret.as_ref().map(|s| hash_secret(s.expose()));
-    Ok((AppRecord { app, secret_hash }, secret))
+    Ok((AppRecord { app, secret_hash, previous_secret: None }, secret))
 }
 
 /// Apply changes to an existing app. A client that becomes confidential gets a new secret.
@@ -123,7 +123,8 @@ pub fn update(existing: &AppRecord, changes: &AppChanges) -> Result<(AppRecord, 
             (Some(hash_secret(s.expose())), Some(s))
         }
     };
-    Ok((AppRecord { app, secret_hash }, secret))
+    let previous_secret = existing.previous_secret.clone().filter(|_| secret_hash.is_some());
+    Ok((AppRecord { app, secret_hash, previous_secret }, secret))
 }
 
 fn uses_secret(app: &App) -> bool {

@@ -189,6 +189,7 @@ pub async fn establish_session(
     user_id: &str,
     current: Option<SessionRecord>,
     ev: &Evidence<'_>,
+    origin: session::Origin<'_>,
 ) -> Result<(SessionRecord, Secret), OAuthError> {
     let now = p.now();
     match current {
@@ -202,12 +203,12 @@ pub async fn establish_session(
                 s.expires_at = expires_at;
                 return Ok((s, cookie));
             }
-            session::start(p, user_id).await
+            session::start(p, user_id, origin).await
         }
         Some(other) => {
             logout::end_session(p, &other, ev).await?;
-            session::start(p, user_id).await
+            session::start(p, user_id, origin).await
         }
-        None => session::start(p, user_id).await,
+        None => session::start(p, user_id, origin).await,
     }
 }

@@ -129,6 +129,16 @@ pub struct AppRecord {
     pub app: App,
     /// SHA-256 (base64url) of the client secret; `None` for public clients.
     pub secret_hash: Option<String>,
+    /// The secret a regeneration replaced, still accepted until its time (rotation without
+    /// downtime, admin-api.md A-3 `POST /apps/{id}/secret`).
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// A replaced client secret's hash and the Unix time it stops being accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub hash: String,
+    pub until: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -140,6 +150,12 @@ pub struct User {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub created_at: i64,
+    /// `admin` (admin:read + admin:write) and/or `viewer` (admin:read), admin-api.md A-2.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// A disabled user cannot sign in, use the password grant, refresh or approve a device.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -41,8 +41,19 @@ pub async fn live_by_id(p: &Provider, session_id: &str) -> Result<bool, OAuthErr
     Ok(p.store.find_session_by_id(session_id).await?.is_some_and(|s| is_live(p, &s)))
 }
 
+/// Where a sign-in came from: the client's address and `User-Agent`, kept with the session for
+/// the admin API's session list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// At most this many bytes of a `User-Agent` are kept.
+const MAX_USER_AGENT: usize = 256;
+
 /// Start a login session. Returns the cookie value (shown once, stored as a hash).
-pub async fn start(p: &Provider, user_id: &str) -> Result<(SessionRecord, Secret), OAuthError> {
+pub async fn start(p: &Provider, user_id: &str, origin: Origin<'_>) -> Result<(SessionRecord, Secret), OAuthError> {
     let now = p.now();
     let cookie = Secret::generate();
     let s = SessionRecord {
@@ -53,6 +64,14 @@ pub async fn start(p: &Provider, user_id: &str) -> Result<(SessionRecord, Secret
         expires_at: now + p.config.session_lifetime,
         last_seen: now,
         ended_at: None,
+        ip: origin.ip.map(str::to_string),
+        user_agent: origin.user_agent.map(|ua| {
+            let mut end = ua.len().min(MAX_USER_AGENT);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].to_string()
+        }),
     };
     p.store.create_session(&s).await?;
     Ok((s, cookie))

@@ -30,6 +30,6 @@ pub fn parse(authorization: Option<&str>) -> Result<Option<(String, Secret)>, OA
     Ok(Some((id, Secret::new(decode(secret)))))
 }
 
-pub fn verify(app: &AppRecord, secret: &str) -> Result<(), OAuthError> {
-    super::client_secret_post::verify(app, secret)
+pub fn verify(app: &AppRecord, secret: &str, now: i64) -> Result<(), OAuthError> {
+    super::client_secret_post::verify(app, secret, now)
 }

@@ -5,9 +5,11 @@
 use crate::error::OAuthError;
 use crate::model::AppRecord;
 
-pub fn verify(app: &AppRecord, secret: &str) -> Result<(), OAuthError> {
-    match &app.secret_hash {
-        Some(h) if crate::secret::verify_secret(secret, h) => Ok(()),
-        _ => Err(OAuthError::invalid_client("wrong client secret")),
-    }
+/// The current secret, or a regenerated one's predecessor within its grace period (`now` < its
+/// `until`).
+pub fn verify(app: &AppRecord, secret: &str, now: i64) -> Result<(), OAuthError> {
+    let current = app.secret_hash.as_deref().is_some_and(|h| crate::secret::verify_secret(secret, h));
+    let previous =
+        app.previous_secret.as_ref().is_some_and(|p| now < p.until && crate::secret::verify_secret(secret, &p.hash));
+    if current || previous { Ok(()) } else { Err(OAuthError::invalid_client("wrong client secret")) }
 }

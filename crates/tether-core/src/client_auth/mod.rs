@@ -151,8 +151,8 @@ async fn check(
         )));
     }
     match presented {
-        Presented::Basic { secret, .. } => client_secret_basic::verify(&app, secret.expose())?,
-        Presented::Post { secret, .. } => client_secret_post::verify(&app, secret)?,
+        Presented::Basic { secret, .. } => client_secret_basic::verify(&app, secret.expose(), p.now())?,
+        Presented::Post { secret, .. } => client_secret_post::verify(&app, secret, p.now())?,
         Presented::None { .. } if registered == AuthMethod::TlsClientAuth => {
             tls_client_auth::verify(p, &app, peer_cert)?
         }

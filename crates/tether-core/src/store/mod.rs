@@ -128,6 +128,68 @@ pub struct SessionRecord {
     pub expires_at: i64,
     pub last_seen: i64,
     pub ended_at: Option<i64>,
+    /// The client address and `User-Agent` the session was started from (at most 256 bytes).
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// An audit event (admin-api.md A-4). `client_id` / `username` are the actor; what was acted on
+/// is in `detail.target`. Never holds a token, secret, password or code.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventRecord {
+    /// Sortable and unique: `time` in microseconds, then random (see `crate::audit`).
+    pub id: String,
+    /// Unix seconds.
+    pub time: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Which events to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Any of these types (empty: every type).
+    pub types: Vec<String>,
+    /// `time >= since`, `time < until`.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Only events with an id below this one (the cursor: the last id of the previous page).
+    pub before_id: Option<String>,
+    pub limit: u32,
+}
+
+/// Which tokens to list (metadata only), by public id ascending.
+#[derive(Debug, Clone, Default)]
+pub struct TokenQuery {
+    pub client_id: Option<String>,
+    pub user_id: Option<String>,
+    pub binding: Option<BindingType>,
+    /// Only tokens whose public id is above this one (the cursor).
+    pub after_id: Option<String>,
+    pub limit: u32,
+}
+
+/// What an access or refresh token is, never what it is worth: no value, hash or derivation id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenMeta {
+    /// Public id: the `jti` of an access token, the row id of a refresh token.
+    pub id: String,
+    pub refresh: bool,
+    /// The access token's format (refresh tokens are always opaque).
+    pub format: TokenType,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub binding_type: Option<BindingType>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
 }
 
 /// A device authorization (RFC 8628). Both codes are kept only as hashes (B-11).
@@ -343,6 +405,26 @@ pub trait Store: Send + Sync + 'static {
     async fn reauthenticate_session(&self, id: &str, cookie_hash: &str, now: i64, expires_at: i64)
     -> StoreResult<bool>;
     async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// The user's sessions that have not ended (live or expired), newest first.
+    async fn list_sessions(&self, user_id: &str) -> StoreResult<Vec<SessionRecord>>;
+    /// End every session of the user; returns how many.
+    async fn end_user_sessions(&self, user_id: &str, now: i64) -> StoreResult<u64>;
+    /// Change a user's email, name, roles, disabled flag and password hash (found by id; the
+    /// username never changes). False when there is no such user.
+    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool>;
+    /// Retire a signing key now: it stops signing and leaves the JWKS. False when unknown.
+    async fn retire_key(&self, kid: &str, now: i64) -> StoreResult<bool>;
+    /// Token metadata matching the query.
+    async fn list_tokens(&self, q: &TokenQuery) -> StoreResult<Vec<TokenMeta>>;
+    /// Revoke the token with this public id (an access token's `jti` or a refresh token's id)
+    /// and its pair. False when there is no such unrevoked token.
+    async fn revoke_by_public_id(&self, id: &str, now: i64) -> StoreResult<bool>;
+    /// Store audit events (one transaction).
+    async fn insert_events(&self, events: &[EventRecord]) -> StoreResult<()>;
+    /// Audit events matching the query, newest first.
+    async fn list_events(&self, q: &EventQuery) -> StoreResult<Vec<EventRecord>>;
+    /// Delete at most `limit` events older than `before`; returns how many.
+    async fn purge_events(&self, before: i64, limit: u32) -> StoreResult<u64>;
     async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()>;
     async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>>;
 

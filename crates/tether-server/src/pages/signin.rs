@@ -54,7 +54,9 @@ pub(crate) async fn submit(s: &AppState, headers: &HeaderMap, form: &Form, addr:
         Err(e) => return Outcome::Page(error_page(&e)),
     };
     let ev = Evidence { atbv: cookies::get(headers, ATBV), ..Default::default() };
-    let (session, cookie) = match login::establish_session(p, &user.user.id, current, &ev).await {
+    let ua = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let origin = session::Origin { ip: addr, user_agent: ua };
+    let (session, cookie) = match login::establish_session(p, &user.user.id, current, &ev, origin).await {
         Ok(x) => x,
         Err(e) => return Outcome::Page(error_page(&e)),
     };
