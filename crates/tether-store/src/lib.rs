@@ -10,8 +10,8 @@
 //! decisions are `tether_core::store`'s (the issuance and revocation flows, the conditions of a bulk
 //! revocation, how stored values are read back), and each backend only runs them with its own SQL.
 //! What they share besides lives here: the row mappers and column lists (`rows`), the rendering of
-//! revocation conditions per dialect (`filter`) and the migration list. `tests/conformance.rs` runs
-//! the same cases against both.
+//! revocation conditions and of the admin listings' filters per dialect (`filter`) and the
+//! migration list. `tests/conformance.rs` runs the same cases against both.
 
 /// The embedded migrations of one dialect (`migrations/<dialect>/`), applied in order. Both
 /// dialects have the same migrations, numbered alike; each is additive only (a rolling upgrade runs
@@ -25,6 +25,7 @@ macro_rules! migrations {
             (4, include_str!(concat!("../migrations/", $dialect, "/0004_act.sql"))),
             (5, include_str!(concat!("../migrations/", $dialect, "/0005_device.sql"))),
             (6, include_str!(concat!("../migrations/", $dialect, "/0006_dpop_jti.sql"))),
+            (7, include_str!(concat!("../migrations/", $dialect, "/0007_admin.sql"))),
         ]
     };
 }

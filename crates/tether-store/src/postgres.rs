@@ -13,8 +13,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgExecutor, Row};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgExecutor, Postgres, Row};
 use tether_core::error::StoreError;
 use tether_core::keys::KeyRecord;
 use tether_core::model::{AppRecord, BindingType, UserRecord};
@@ -24,7 +24,7 @@ use tether_core::store::rows::audience_to_json;
 use tether_core::store::*;
 
 use crate::errors::map_pg as map;
-use crate::filter::{Dialect, Param, revoke_where};
+use crate::filter::{Dialect, Param, TokenTable, event_listing, merge_tokens, revoke_where, token_listing};
 use crate::rows::*;
 
 const MIGRATIONS: &[(i64, &str)] = migrations!("postgres");
@@ -119,6 +119,27 @@ async fn one<'c, T>(c: impl PgExecutor<'c>, sql: &str, key: &str, f: Mapper<T>) 
 
 async fn all<T>(pool: &PgPool, sql: &str, f: Mapper<T>) -> StoreResult<Vec<T>> {
     let rows = sqlx::query(sql).fetch_all(pool).await.map_err(map)?;
+    rows.iter().map(|r| f(r)).collect()
+}
+
+/// Bind the values of a clause of [`crate::filter`], in placeholder order.
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    vals: &'q [Param],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    for v in vals {
+        q = match v {
+            Param::Text(t) => q.bind(t),
+            Param::List(l) => q.bind(l),
+            Param::Int(i) => q.bind(i),
+        };
+    }
+    q
+}
+
+/// Every row a statement built from a [`crate::filter::Clause`] selects, read by `f`.
+async fn listed<'c, T>(c: impl PgExecutor<'c>, sql: &str, vals: &[Param], f: Mapper<T>) -> StoreResult<Vec<T>> {
+    let rows = bind_all(sqlx::query(sql), vals).fetch_all(c).await.map_err(map)?;
     rows.iter().map(|r| f(r)).collect()
 }
 
@@ -336,14 +357,7 @@ async fn revoke_matching_tx(c: &mut PgConnection, cond: &str, vals: &[Param], no
     let mut n = 0u64;
     for table in ["access_tokens", "refresh_tokens"] {
         let sql = format!("UPDATE {table} SET revoked_at = $1 WHERE revoked_at IS NULL AND {cond}");
-        let mut q = sqlx::query(&sql).bind(now);
-        for v in vals {
-            q = match v {
-                Param::Text(t) => q.bind(t),
-                Param::List(l) => q.bind(l),
-            };
-        }
-        n += q.execute(&mut *c).await.map_err(map)?.rows_affected();
+        n += bind_all(sqlx::query(&sql).bind(now), vals).execute(&mut *c).await.map_err(map)?.rows_affected();
     }
     Ok(n)
 }
@@ -374,14 +388,18 @@ impl Store for PostgresStore {
     async fn create_app(&self, a: &AppRecord) -> StoreResult<()> {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let (id, hash) = (a.app.client_id.clone(), a.secret_hash.clone());
+        let (prev_hash, prev_until) = previous_secret_cols(a);
         self.write(move |pool| async move {
             tx!(pool, |c| {
                 sqlx::query(
-                    "INSERT INTO apps (client_id, secret_hash, settings, created_at) VALUES ($1, $2, $3, extract(epoch from now())::bigint)",
+                    "INSERT INTO apps (client_id, secret_hash, settings, created_at, previous_secret_hash, previous_secret_until) \
+                     VALUES ($1, $2, $3, extract(epoch from now())::bigint, $4, $5)",
                 )
                 .bind(id)
                 .bind(hash)
                 .bind(settings)
+                .bind(prev_hash)
+                .bind(prev_until)
                 .execute(&mut *c)
                 .await
                 .map_err(map)?;
@@ -394,15 +412,21 @@ impl Store for PostgresStore {
     async fn update_app(&self, a: &AppRecord) -> StoreResult<()> {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let (id, hash) = (a.app.client_id.clone(), a.secret_hash.clone());
+        let (prev_hash, prev_until) = previous_secret_cols(a);
         self.write(move |pool| async move {
             tx!(pool, |c| {
-                let r = sqlx::query("UPDATE apps SET secret_hash = $1, settings = $2 WHERE client_id = $3")
-                    .bind(hash)
-                    .bind(settings)
-                    .bind(id)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(map)?;
+                let r = sqlx::query(
+                    "UPDATE apps SET secret_hash = $1, settings = $2, previous_secret_hash = $4, previous_secret_until = $5 \
+                     WHERE client_id = $3",
+                )
+                .bind(hash)
+                .bind(settings)
+                .bind(id)
+                .bind(prev_hash)
+                .bind(prev_until)
+                .execute(&mut *c)
+                .await
+                .map_err(map)?;
                 if r.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
@@ -451,16 +475,21 @@ impl Store for PostgresStore {
         let u = u.clone();
         self.write(move |pool| async move {
             tx!(pool, |c| {
-                sqlx::query("INSERT INTO users (id, username, password_hash, email, name, created_at) VALUES ($1,$2,$3,$4,$5,$6)")
-                    .bind(&u.user.id)
-                    .bind(&u.user.username)
-                    .bind(&u.password_hash)
-                    .bind(&u.user.email)
-                    .bind(&u.user.name)
-                    .bind(u.user.created_at)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(map)?;
+                sqlx::query(
+                    "INSERT INTO users (id, username, password_hash, email, name, created_at, roles, disabled) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                )
+                .bind(&u.user.id)
+                .bind(&u.user.username)
+                .bind(&u.password_hash)
+                .bind(&u.user.email)
+                .bind(&u.user.name)
+                .bind(u.user.created_at)
+                .bind(roles_col(&u.user))
+                .bind(i64::from(u.user.disabled))
+                .execute(&mut *c)
+                .await
+                .map_err(map)?;
                 bump(c).await?
             })
         })
@@ -586,7 +615,8 @@ impl Store for PostgresStore {
         let s = s.clone();
         self.write(move |pool| async move {
             sqlx::query(
-                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at) VALUES ($1,$2,$3,$4,$5,$6,NULL)",
+                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at, ip, user_agent) \
+                 VALUES ($1,$2,$3,$4,$5,$6,NULL,$7,$8)",
             )
             .bind(&s.id)
             .bind(&s.cookie_hash)
@@ -594,6 +624,8 @@ impl Store for PostgresStore {
             .bind(s.auth_time)
             .bind(s.expires_at)
             .bind(s.last_seen)
+            .bind(&s.ip)
+            .bind(&s.user_agent)
             .execute(&pool)
             .await
             .map_err(map)?;
@@ -651,6 +683,166 @@ impl Store for PostgresStore {
 
     async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
         one(&self.pool, select!(sessions, "WHERE id = $1"), id, session_from).await
+    }
+
+    async fn list_sessions(&self, user_id: &str) -> StoreResult<Vec<SessionRecord>> {
+        let sql = select!(sessions, "WHERE user_id = $1 AND ended_at IS NULL ORDER BY auth_time DESC, id");
+        let rows = sqlx::query(sql).bind(user_id).fetch_all(&self.pool).await.map_err(map)?;
+        rows.iter().map(|r| session_from(r)).collect()
+    }
+
+    async fn end_user_sessions(&self, user_id: &str, now: i64) -> StoreResult<u64> {
+        let id = user_id.to_string();
+        self.write(move |pool| async move {
+            update(&pool, "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL", now, &id).await
+        })
+        .await
+    }
+
+    async fn update_user(&self, u: &UserRecord) -> StoreResult<bool> {
+        let u = u.clone();
+        self.write(move |pool| async move {
+            tx!(pool, |c| {
+                let r = sqlx::query(
+                    "UPDATE users SET email = $1, name = $2, roles = $3, disabled = $4, password_hash = $5 WHERE id = $6",
+                )
+                .bind(&u.user.email)
+                .bind(&u.user.name)
+                .bind(roles_col(&u.user))
+                .bind(i64::from(u.user.disabled))
+                .bind(&u.password_hash)
+                .bind(&u.user.id)
+                .execute(&mut *c)
+                .await
+                .map_err(map)?;
+                if r.rows_affected() == 0 {
+                    false
+                } else {
+                    bump(c).await?;
+                    true
+                }
+            })
+        })
+        .await
+    }
+
+    async fn retire_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
+        let kid = kid.to_string();
+        self.write(move |pool| async move {
+            tx!(pool, |c| {
+                let sql =
+                    "UPDATE signing_keys SET rotated_at = COALESCE(rotated_at, $1), publish_until = $1 WHERE kid = $2";
+                if update(&mut *c, sql, now, &kid).await? == 0 {
+                    false
+                } else {
+                    bump(c).await?;
+                    true
+                }
+            })
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, q: &TokenQuery) -> StoreResult<Vec<TokenMeta>> {
+        let access = token_listing(q, Dialect::Postgres, TokenTable::Access);
+        let refresh = token_listing(q, Dialect::Postgres, TokenTable::Refresh);
+        let limit = q.limit;
+        // One snapshot for both tables.
+        let pool = self.pool.clone();
+        tx!(pool, |c| {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *c)
+                .await
+                .map_err(map)?;
+            let mut out = listed(&mut *c, &access.0, &access.1, access_meta_from).await?;
+            out.extend(listed(&mut *c, &refresh.0, &refresh.1, refresh_meta_from).await?);
+            merge_tokens(out, limit)
+        })
+    }
+
+    async fn revoke_by_public_id(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |pool| async move {
+            tx!(pool, |c| {
+                let access: Option<String> = sqlx::query_scalar(
+                    "SELECT token_hash FROM access_tokens WHERE jti = $1 AND revoked_at IS NULL LIMIT 1 FOR UPDATE",
+                )
+                .bind(&id)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map)?;
+                if let Some(hash) = access {
+                    drive!(c, Cascade::access(hash, true), now);
+                    true
+                } else {
+                    let family: Option<String> = sqlx::query_scalar(
+                        "SELECT family_id FROM refresh_tokens WHERE id = $1 AND revoked_at IS NULL LIMIT 1 FOR UPDATE",
+                    )
+                    .bind(&id)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map)?;
+                    match family {
+                        Some(family) => {
+                            drive!(c, Cascade::family(family), now);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn insert_events(&self, events: &[EventRecord]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows = events.iter().map(|e| Ok((e.clone(), detail_json(e)?))).collect::<StoreResult<Vec<_>>>()?;
+        self.write(move |pool| async move {
+            tx!(pool, |c| {
+                for (e, detail) in &rows {
+                    sqlx::query(
+                        "INSERT INTO events (id, time, type, client_id, username, ip, user_agent, detail) \
+                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                    )
+                    .bind(&e.id)
+                    .bind(e.time)
+                    .bind(&e.kind)
+                    .bind(&e.client_id)
+                    .bind(&e.username)
+                    .bind(&e.ip)
+                    .bind(&e.user_agent)
+                    .bind(detail)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map)?;
+                }
+            })
+        })
+        .await
+    }
+
+    async fn list_events(&self, q: &EventQuery) -> StoreResult<Vec<EventRecord>> {
+        let (sql, vals) = event_listing(q, Dialect::Postgres);
+        listed(&self.pool, &sql, &vals, event_from).await
+    }
+
+    async fn purge_events(&self, before: i64, limit: u32) -> StoreResult<u64> {
+        // SKIP LOCKED: nodes purging at the same time take different rows instead of waiting.
+        self.write(move |pool| async move {
+            let r = sqlx::query(
+                "DELETE FROM events WHERE ctid IN (SELECT ctid FROM events WHERE time < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&pool)
+            .await
+            .map_err(map)?;
+            Ok(r.rows_affected())
+        })
+        .await
     }
 
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {

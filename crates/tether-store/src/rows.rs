@@ -6,7 +6,7 @@
 
 use tether_core::error::StoreError;
 use tether_core::keys::{Alg, KeyRecord};
-use tether_core::model::{App, AppRecord, TokenType, User, UserRecord};
+use tether_core::model::{App, AppRecord, BindingType, PreviousSecret, TokenType, User, UserRecord};
 use tether_core::store::rows::{audience_from_json, binding_from_columns, parse_column};
 use tether_core::store::*;
 
@@ -15,16 +15,16 @@ use tether_core::store::*;
 /// PostgreSQL, an ordinary quoted identifier in SQLite.
 macro_rules! cols {
     (apps) => {
-        "settings, secret_hash"
+        "settings, secret_hash, previous_secret_hash, previous_secret_until"
     };
     (users) => {
-        "id, username, email, name, created_at, password_hash"
+        "id, username, email, name, created_at, password_hash, roles, disabled"
     };
     (signing_keys) => {
         "kid, alg, private_sealed, public_jwk, created_at, rotated_at, publish_until"
     };
     (sessions) => {
-        "id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at"
+        "id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at, ip, user_agent"
     };
     (codes) => {
         "code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, code_challenge, code_challenge_method, \
@@ -43,6 +43,16 @@ macro_rules! cols {
     (device_codes) => {
         "device_hash, user_code_hash, client_id, scope, audience, expires_at, \"interval\", last_polled, status, \
          user_id, session_id, auth_time"
+    };
+    (events) => {
+        "id, time, type, client_id, username, ip, user_agent, detail"
+    };
+    // Token metadata (`list_tokens`): the public id first, never a hash or derivation id.
+    (access_meta) => {
+        "jti, token_type, client_id, username, binding_type, issued_at, expires_at, revoked_at"
+    };
+    (refresh_meta) => {
+        "id, client_id, username, binding_type, issued_at, expires_at, revoked_at"
     };
 }
 pub(crate) use cols;
@@ -126,6 +136,11 @@ impl<'r> Cursor<'r> {
     fn audience(&mut self) -> StoreResult<Vec<String>> {
         audience_from_json(self.table, &self.text()?)
     }
+    /// `binding_type` alone (NULL: unbound).
+    fn binding_type(&mut self) -> StoreResult<Option<BindingType>> {
+        let table = self.table;
+        self.opt_text()?.map(|t| parse_column(table, "binding_type", &t, BindingType::parse)).transpose()
+    }
     /// `binding_type, binding_ref, binding_hash` and, `with_cnf`, `binding_cnf`.
     fn binding(&mut self, with_cnf: bool) -> StoreResult<Option<BindingRecord>> {
         let (kind, reference, hash) = (self.opt_text()?, self.opt_text()?, self.opt_text()?);
@@ -142,21 +157,38 @@ pub(crate) fn app_from(row: &dyn Columns) -> StoreResult<AppRecord> {
         column: "settings",
         detail: e.to_string(),
     })?;
-    Ok(AppRecord { app, secret_hash: c.opt_text()? })
+    let secret_hash = c.opt_text()?;
+    let previous_secret = match (c.opt_text()?, c.opt_int()?) {
+        (Some(hash), Some(until)) => Some(PreviousSecret { hash, until }),
+        _ => None,
+    };
+    Ok(AppRecord { app, secret_hash, previous_secret })
+}
+
+/// The `previous_secret_hash, previous_secret_until` columns an app is written with.
+pub(crate) fn previous_secret_cols(a: &AppRecord) -> (Option<String>, Option<i64>) {
+    match &a.previous_secret {
+        Some(p) => (Some(p.hash.clone()), Some(p.until)),
+        None => (None, None),
+    }
 }
 
 pub(crate) fn user_from(row: &dyn Columns) -> StoreResult<UserRecord> {
     let mut c = Cursor::new(row, "users");
-    Ok(UserRecord {
-        user: User {
-            id: c.text()?,
-            username: c.text()?,
-            email: c.opt_text()?,
-            name: c.opt_text()?,
-            created_at: c.int()?,
-        },
-        password_hash: c.text()?,
-    })
+    let (id, username, email, name, created_at) = (c.text()?, c.text()?, c.opt_text()?, c.opt_text()?, c.int()?);
+    let password_hash = c.text()?;
+    let (roles, disabled) = (roles_from(&c.text()?), c.int()? != 0);
+    Ok(UserRecord { user: User { id, username, email, name, created_at, roles, disabled }, password_hash })
+}
+
+/// The `roles` column: space-separated role names; empty is none.
+fn roles_from(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+/// The `roles` text a user is written with.
+pub(crate) fn roles_col(u: &User) -> String {
+    u.roles.join(" ")
 }
 
 pub(crate) fn key_from(row: &dyn Columns) -> StoreResult<KeyRecord> {
@@ -182,6 +214,63 @@ pub(crate) fn session_from(row: &dyn Columns) -> StoreResult<SessionRecord> {
         expires_at: c.int()?,
         last_seen: c.int()?,
         ended_at: c.opt_int()?,
+        ip: c.opt_text()?,
+        user_agent: c.opt_text()?,
+    })
+}
+
+pub(crate) fn event_from(row: &dyn Columns) -> StoreResult<EventRecord> {
+    let mut c = Cursor::new(row, "events");
+    Ok(EventRecord {
+        id: c.text()?,
+        time: c.int()?,
+        kind: c.text()?,
+        client_id: c.opt_text()?,
+        username: c.opt_text()?,
+        ip: c.opt_text()?,
+        user_agent: c.opt_text()?,
+        detail: serde_json::from_str(&c.text()?).map_err(|e| StoreError::Corrupt {
+            table: "events",
+            column: "detail",
+            detail: e.to_string(),
+        })?,
+    })
+}
+
+/// The JSON text an event's `detail` is stored as.
+pub(crate) fn detail_json(e: &EventRecord) -> StoreResult<String> {
+    serde_json::to_string(&e.detail).map_err(|e| StoreError::Other(format!("cannot encode an event: {e}")))
+}
+
+/// An access token's metadata ([`cols!`]`(access_meta)`).
+pub(crate) fn access_meta_from(row: &dyn Columns) -> StoreResult<TokenMeta> {
+    let mut c = Cursor::new(row, "access_tokens");
+    Ok(TokenMeta {
+        id: c.text()?,
+        refresh: false,
+        format: parse_column("access_tokens", "token_type", &c.text()?, TokenType::parse)?,
+        client_id: c.text()?,
+        username: c.opt_text()?,
+        binding_type: c.binding_type()?,
+        issued_at: c.int()?,
+        expires_at: c.int()?,
+        revoked_at: c.opt_int()?,
+    })
+}
+
+/// A refresh token's metadata ([`cols!`]`(refresh_meta)`); refresh tokens are always opaque.
+pub(crate) fn refresh_meta_from(row: &dyn Columns) -> StoreResult<TokenMeta> {
+    let mut c = Cursor::new(row, "refresh_tokens");
+    Ok(TokenMeta {
+        id: c.text()?,
+        refresh: true,
+        format: TokenType::Opaque,
+        client_id: c.text()?,
+        username: c.opt_text()?,
+        binding_type: c.binding_type()?,
+        issued_at: c.int()?,
+        expires_at: c.int()?,
+        revoked_at: c.opt_int()?,
     })
 }
 

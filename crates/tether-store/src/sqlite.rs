@@ -14,7 +14,8 @@
 //!   a reuse key), and `BEGIN IMMEDIATE` serialises it against other processes (the admin CLI).
 //! - **Reads** are point lookups by primary or unique key on read-only connections. In WAL mode
 //!   they never wait for the writer and take microseconds from the page cache, so they run inline
-//!   on the calling task: a hop to a blocking thread would cost more than the query.
+//!   on the calling task: a hop to a blocking thread would cost more than the query. The admin
+//!   listings (sessions, token metadata, events) are index range scans bounded by their `limit`.
 //!
 //! Durability: `synchronous = NORMAL` in WAL mode. A process crash loses nothing committed; a
 //! power cut can forget the last transactions before the cut. Forgotten tokens then introspect as
@@ -38,7 +39,7 @@ use tether_core::store::*;
 use tokio::sync::oneshot;
 
 use crate::errors::map;
-use crate::filter::{Dialect, Param, revoke_where};
+use crate::filter::{Dialect, Param, TokenTable, event_listing, merge_tokens, revoke_where, token_listing};
 use crate::rows::*;
 
 /// Embedded migrations, applied in order; additive only (rolling upgrades run N and N+1 side by side).
@@ -304,9 +305,34 @@ fn one<T>(c: &Connection, sql: &str, params: impl rusqlite::Params, f: Mapper<T>
 }
 
 fn all<T>(c: &Connection, sql: &str, f: Mapper<T>) -> StoreResult<Vec<T>> {
+    many(c, sql, [], f)
+}
+
+/// Every row `params` select, read by `f`.
+fn many<T>(c: &Connection, sql: &str, params: impl rusqlite::Params, f: Mapper<T>) -> StoreResult<Vec<T>> {
     let mut s = c.prepare_cached(sql).map_err(map)?;
-    let rows = s.query_map([], |r| Ok(f(r))).map_err(map)?;
+    let rows = s.query_map(params, |r| Ok(f(r))).map_err(map)?;
     rows.map(|r| r.map_err(map)?).collect()
+}
+
+/// Every row a statement built from a [`crate::filter::Clause`] selects. Not `prepare_cached`: its shape varies
+/// with the query; the cache is kept for the hot statements.
+fn listed<T>(c: &Connection, sql: &str, vals: &[Param], f: Mapper<T>) -> StoreResult<Vec<T>> {
+    let mut s = c.prepare(sql).map_err(map)?;
+    let rows = s.query_map(params_from_iter(values(vals)?), |r| Ok(f(r))).map_err(map)?;
+    rows.map(|r| r.map_err(map)?).collect()
+}
+
+/// Bound values of a clause of [`crate::filter`], one per placeholder.
+fn values(vals: &[Param]) -> StoreResult<Vec<Value>> {
+    vals.iter()
+        .map(|v| match v {
+            Param::Text(t) => Ok(Value::Text(t.clone())),
+            Param::Int(i) => Ok(Value::Integer(*i)),
+            // The SQLite dialect binds one value per placeholder.
+            Param::List(_) => Err(StoreError::Other("a list parameter in a SQLite statement".into())),
+        })
+        .collect()
 }
 
 fn insert_access(c: &Connection, a: &AccessTokenRecord) -> StoreResult<()> {
@@ -491,13 +517,7 @@ fn revoke_matching_tx(c: &Connection, cond: &str, vals: &[Param], now: i64) -> S
         // the hot statements.
         let sql = format!("UPDATE {table} SET revoked_at = ?1 WHERE revoked_at IS NULL AND {cond}");
         let mut p = vec![Value::Integer(now)];
-        for v in vals {
-            match v {
-                Param::Text(t) => p.push(Value::Text(t.clone())),
-                // The SQLite dialect binds one value per placeholder.
-                Param::List(_) => return Err(StoreError::Other("a list parameter in a SQLite statement".into())),
-            }
-        }
+        p.extend(values(vals)?);
         n += c.execute(&sql, params_from_iter(p)).map_err(map)? as u64;
     }
     Ok(n)
@@ -520,11 +540,13 @@ impl Store for SqliteStore {
     async fn create_app(&self, a: &AppRecord) -> StoreResult<()> {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let (id, hash) = (a.app.client_id.clone(), a.secret_hash.clone());
+        let (prev_hash, prev_until) = previous_secret_cols(a);
         self.write(move |c| {
             exec(
                 c,
-                "INSERT INTO apps (client_id, secret_hash, settings, created_at) VALUES (?1, ?2, ?3, strftime('%s','now'))",
-                params![id, hash, settings],
+                "INSERT INTO apps (client_id, secret_hash, settings, created_at, previous_secret_hash, previous_secret_until) \
+                 VALUES (?1, ?2, ?3, strftime('%s','now'), ?4, ?5)",
+                params![id, hash, settings, prev_hash, prev_until],
             )?;
             bump(c)
         })
@@ -534,11 +556,13 @@ impl Store for SqliteStore {
     async fn update_app(&self, a: &AppRecord) -> StoreResult<()> {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let (id, hash) = (a.app.client_id.clone(), a.secret_hash.clone());
+        let (prev_hash, prev_until) = previous_secret_cols(a);
         self.write(move |c| {
             if exec(
                 c,
-                "UPDATE apps SET secret_hash = ?1, settings = ?2 WHERE client_id = ?3",
-                params![hash, settings, id],
+                "UPDATE apps SET secret_hash = ?1, settings = ?2, previous_secret_hash = ?4, previous_secret_until = ?5 \
+                 WHERE client_id = ?3",
+                params![hash, settings, id, prev_hash, prev_until],
             )? == 0
             {
                 return Err(StoreError::NotFound);
@@ -584,8 +608,18 @@ impl Store for SqliteStore {
         self.write(move |c| {
             exec(
                 c,
-                "INSERT INTO users (id, username, password_hash, email, name, created_at) VALUES (?1,?2,?3,?4,?5,?6)",
-                params![u.user.id, u.user.username, u.password_hash, u.user.email, u.user.name, u.user.created_at],
+                "INSERT INTO users (id, username, password_hash, email, name, created_at, roles, disabled) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                params![
+                    u.user.id,
+                    u.user.username,
+                    u.password_hash,
+                    u.user.email,
+                    u.user.name,
+                    u.user.created_at,
+                    roles_col(&u.user),
+                    i64::from(u.user.disabled)
+                ],
             )?;
             bump(c)
         })
@@ -676,8 +710,9 @@ impl Store for SqliteStore {
         self.write(move |c| {
             exec(
                 c,
-                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at) VALUES (?1,?2,?3,?4,?5,?6,NULL)",
-                params![s.id, s.cookie_hash, s.user_id, s.auth_time, s.expires_at, s.last_seen],
+                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at, ip, user_agent) \
+                 VALUES (?1,?2,?3,?4,?5,?6,NULL,?7,?8)",
+                params![s.id, s.cookie_hash, s.user_id, s.auth_time, s.expires_at, s.last_seen, s.ip, s.user_agent],
             )?;
             Ok(())
         })
@@ -728,6 +763,137 @@ impl Store for SqliteStore {
 
     async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
         self.read(|c| one(c, select!(sessions, "WHERE id = ?1"), [id], session_from))
+    }
+
+    async fn list_sessions(&self, user_id: &str) -> StoreResult<Vec<SessionRecord>> {
+        self.read(|c| {
+            many(
+                c,
+                select!(sessions, "WHERE user_id = ?1 AND ended_at IS NULL ORDER BY auth_time DESC, id"),
+                [user_id],
+                session_from,
+            )
+        })
+    }
+
+    async fn end_user_sessions(&self, user_id: &str, now: i64) -> StoreResult<u64> {
+        let id = user_id.to_string();
+        self.write(move |c| {
+            let n =
+                exec(c, "UPDATE sessions SET ended_at = ?1 WHERE user_id = ?2 AND ended_at IS NULL", params![now, id])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn update_user(&self, u: &UserRecord) -> StoreResult<bool> {
+        let u = u.clone();
+        self.write(move |c| {
+            let n = exec(
+                c,
+                "UPDATE users SET email = ?1, name = ?2, roles = ?3, disabled = ?4, password_hash = ?5 WHERE id = ?6",
+                params![
+                    u.user.email,
+                    u.user.name,
+                    roles_col(&u.user),
+                    i64::from(u.user.disabled),
+                    u.password_hash,
+                    u.user.id
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            bump(c)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn retire_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
+        let kid = kid.to_string();
+        self.write(move |c| {
+            if !update(
+                c,
+                "UPDATE signing_keys SET rotated_at = COALESCE(rotated_at, ?1), publish_until = ?1 WHERE kid = ?2",
+                now,
+                &kid,
+            )? {
+                return Ok(false);
+            }
+            bump(c)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, q: &TokenQuery) -> StoreResult<Vec<TokenMeta>> {
+        let access = token_listing(q, Dialect::Sqlite, TokenTable::Access);
+        let refresh = token_listing(q, Dialect::Sqlite, TokenTable::Refresh);
+        self.read(|c| {
+            // One read transaction: both tables as of one moment.
+            let tx = c.unchecked_transaction().map_err(map)?;
+            let mut out = listed(&tx, &access.0, &access.1, access_meta_from)?;
+            out.extend(listed(&tx, &refresh.0, &refresh.1, refresh_meta_from)?);
+            drop(tx);
+            Ok(merge_tokens(out, q.limit))
+        })
+    }
+
+    async fn revoke_by_public_id(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |c| {
+            if let Some(hash) =
+                lookup(c, "SELECT token_hash FROM access_tokens WHERE jti = ?1 AND revoked_at IS NULL LIMIT 1", &id)?
+            {
+                run_sync(Cascade::access(hash, true), |op| run_op(c, op, now))?;
+                return Ok(true);
+            }
+            if let Some(family) =
+                lookup(c, "SELECT family_id FROM refresh_tokens WHERE id = ?1 AND revoked_at IS NULL LIMIT 1", &id)?
+            {
+                run_sync(Cascade::family(family), |op| run_op(c, op, now))?;
+                return Ok(true);
+            }
+            Ok(false)
+        })
+        .await
+    }
+
+    async fn insert_events(&self, events: &[EventRecord]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows = events.iter().map(|e| Ok((e.clone(), detail_json(e)?))).collect::<StoreResult<Vec<_>>>()?;
+        self.write(move |c| {
+            for (e, detail) in &rows {
+                exec(
+                    c,
+                    "INSERT INTO events (id, time, type, client_id, username, ip, user_agent, detail) \
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                    params![e.id, e.time, e.kind, e.client_id, e.username, e.ip, e.user_agent, detail],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_events(&self, q: &EventQuery) -> StoreResult<Vec<EventRecord>> {
+        let (sql, vals) = event_listing(q, Dialect::Sqlite);
+        self.read(|c| listed(c, &sql, &vals, event_from))
+    }
+
+    async fn purge_events(&self, before: i64, limit: u32) -> StoreResult<u64> {
+        self.write(move |c| {
+            let n = exec(
+                c,
+                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE time < ?1 LIMIT ?2)",
+                params![before, limit],
+            )?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {

@@ -5,7 +5,9 @@
 //!
 //! The cases check what the protocol relies on: codes and refresh tokens redeemed once with
 //! revocation on replay, the B-3 reuse policies (also under concurrency), the revocation cascades,
-//! the B-6 logout filters, the purge, the DPoP replay cache, and that a corrupt row is an error.
+//! the B-6 logout filters, the purge, the DPoP replay cache, that a corrupt row is an error, and
+//! what the admin API stores: user roles and the disabled flag, previous client secrets, session
+//! origins, key retirement, token metadata and revocation by public id, audit events.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -162,6 +164,13 @@ conformance!(
     purge_removes_dead_rows_and_keeps_used_live_refresh_tokens,
     dpop_jti_is_fresh_once,
     corrupt_rows_are_errors,
+    user_roles_disabled_and_update,
+    previous_secret_round_trips,
+    sessions_listed_and_ended_per_user,
+    retire_key_leaves_the_jwks_now,
+    list_tokens_filters_and_pages,
+    revoke_by_public_id_revokes_the_pair,
+    events_insert_list_and_purge,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -303,6 +312,7 @@ fn app_record(client_id: &str) -> AppRecord {
             tls_client_certificates: vec![],
         },
         secret_hash: Some("secret-hash".into()),
+        previous_secret: None,
     }
 }
 
@@ -333,6 +343,8 @@ async fn records_round_trip(b: &Backend) {
             email: Some("a@example".into()),
             name: None,
             created_at: NOW,
+            roles: vec!["admin".into(), "viewer".into()],
+            disabled: true,
         },
         password_hash: "ph".into(),
     };
@@ -363,6 +375,8 @@ async fn records_round_trip(b: &Backend) {
         expires_at: NOW + HOUR,
         last_seen: NOW,
         ended_at: None,
+        ip: Some("192.0.2.7".into()),
+        user_agent: Some("Mozilla/5.0 (Test)".into()),
     };
     s.create_session(&session).await.unwrap();
     let got = s.find_session("ch").await.unwrap().unwrap();
@@ -370,6 +384,7 @@ async fn records_round_trip(b: &Backend) {
         (got.id.as_str(), got.user_id.as_str(), got.auth_time, got.expires_at),
         ("sid", "u1", NOW - 5, NOW + HOUR)
     );
+    assert_eq!((got.ip, got.user_agent), (session.ip.clone(), session.user_agent.clone()));
     assert!(s.find_session_by_id("sid").await.unwrap().is_some());
 
     let c = code("C", "G");
@@ -771,6 +786,8 @@ async fn purge_removes_dead_rows_and_keeps_used_live_refresh_tokens(b: &Backend)
         expires_at,
         last_seen: NOW - HOUR,
         ended_at: None,
+        ip: None,
+        user_agent: None,
     };
     s.create_session(&session("expired", NOW - grace - 1)).await.unwrap();
     s.create_session(&session("ended", NOW + HOUR)).await.unwrap();
@@ -885,4 +902,384 @@ async fn corrupt_rows_are_errors(b: &Backend) {
     s.create_app(&app_record("app")).await.unwrap();
     b.raw.exec("UPDATE apps SET settings = '{\"client_id\": 1}'").await;
     assert_corrupt(s.get_app("app").await, "apps", "settings");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin API
+
+fn user(id: &str, username: &str, roles: &[&str], disabled: bool) -> UserRecord {
+    UserRecord {
+        user: User {
+            id: id.into(),
+            username: username.into(),
+            email: Some(format!("{username}@example")),
+            name: Some(format!("User {username}")),
+            created_at: NOW,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            disabled,
+        },
+        password_hash: format!("ph-{username}"),
+    }
+}
+
+async fn user_roles_disabled_and_update(b: &Backend) {
+    let s = &*b.store;
+    let admin = user("u1", "alice", &["admin", "viewer"], false);
+    let plain = user("u2", "bob", &[], true);
+    s.create_user(&admin).await.unwrap();
+    s.create_user(&plain).await.unwrap();
+    assert_eq!(s.get_user("u1").await.unwrap().unwrap().user, admin.user);
+    let got = s.get_user_by_name("bob").await.unwrap().unwrap();
+    assert_eq!((got.user.roles.len(), got.user.disabled), (0, true));
+    assert_eq!(b.raw.count("SELECT COUNT(*) FROM users WHERE roles = ''").await, 1, "no roles: the empty string");
+    // A row written by a node that predates the columns reads as no roles, enabled.
+    b.raw
+        .exec("INSERT INTO users (id, username, password_hash, created_at) VALUES ('u3', 'carol', 'ph', 1800000000)")
+        .await;
+    let old = s.get_user("u3").await.unwrap().unwrap().user;
+    assert_eq!((old.roles.len(), old.disabled), (0, false));
+    let names: Vec<_> = s.list_users().await.unwrap().into_iter().map(|u| (u.user.username, u.user.roles)).collect();
+    assert_eq!(
+        names,
+        [
+            ("alice".to_string(), vec!["admin".to_string(), "viewer".to_string()]),
+            ("bob".into(), vec![]),
+            ("carol".into(), vec![])
+        ]
+    );
+
+    let gen0 = s.generation().await.unwrap();
+    let mut changed = plain.clone();
+    changed.user.username = "mallory".into();
+    changed.user.email = None;
+    changed.user.name = Some("Robert".into());
+    changed.user.roles = vec!["viewer".into()];
+    changed.user.disabled = false;
+    changed.password_hash = "ph-new".into();
+    assert!(s.update_user(&changed).await.unwrap());
+    assert!(s.generation().await.unwrap() > gen0, "caches reload");
+    let got = s.get_user("u2").await.unwrap().unwrap();
+    assert_eq!(got.user.username, "bob", "the username never changes");
+    assert_eq!(
+        (got.user.email, got.user.name.as_deref(), got.user.roles, got.user.disabled, got.password_hash.as_str()),
+        (None, Some("Robert"), vec!["viewer".to_string()], false, "ph-new")
+    );
+    assert!(s.get_user_by_name("mallory").await.unwrap().is_none());
+    assert_eq!(s.get_user("u1").await.unwrap().unwrap().user, admin.user, "others unchanged");
+    let gen1 = s.generation().await.unwrap();
+    assert!(!s.update_user(&user("nobody", "nobody", &[], false)).await.unwrap(), "no such id");
+    assert_eq!(s.generation().await.unwrap(), gen1);
+    assert!(s.get_user_by_name("nobody").await.unwrap().is_none(), "nothing created");
+}
+
+async fn previous_secret_round_trips(b: &Backend) {
+    let s = &*b.store;
+    let mut app = app_record("app");
+    app.previous_secret = Some(tether_core::model::PreviousSecret { hash: "old-hash".into(), until: NOW + HOUR });
+    s.create_app(&app).await.unwrap();
+    s.create_app(&app_record("other")).await.unwrap();
+    assert_eq!(s.get_app("app").await.unwrap().unwrap().previous_secret, app.previous_secret);
+    assert_eq!(s.get_app("other").await.unwrap().unwrap().previous_secret, None);
+
+    // Regenerated again: the secret that was current becomes the previous one.
+    let mut regenerated = app.clone();
+    regenerated.secret_hash = Some("new-hash".into());
+    regenerated.previous_secret =
+        Some(tether_core::model::PreviousSecret { hash: "secret-hash".into(), until: NOW + 2 * HOUR });
+    s.update_app(&regenerated).await.unwrap();
+    let got = s.get_app("app").await.unwrap().unwrap();
+    assert_eq!((got.secret_hash, got.previous_secret), (regenerated.secret_hash.clone(), regenerated.previous_secret));
+    let listed = s.list_apps().await.unwrap();
+    assert_eq!(listed.iter().filter(|a| a.previous_secret.is_some()).count(), 1);
+
+    let mut cleared = app_record("app");
+    cleared.secret_hash = Some("new-hash".into());
+    s.update_app(&cleared).await.unwrap();
+    assert_eq!(s.get_app("app").await.unwrap().unwrap().previous_secret, None);
+    assert_eq!(b.raw.count("SELECT COUNT(*) FROM apps WHERE previous_secret_hash IS NOT NULL").await, 0);
+    assert_eq!(b.raw.count("SELECT COUNT(*) FROM apps WHERE previous_secret_until IS NOT NULL").await, 0);
+    // A hash without its time is no previous secret.
+    b.raw.exec("UPDATE apps SET previous_secret_hash = 'h' WHERE client_id = 'app'").await;
+    assert_eq!(s.get_app("app").await.unwrap().unwrap().previous_secret, None);
+    assert!(matches!(s.update_app(&app_record("missing")).await, Err(StoreError::NotFound)));
+}
+
+fn session(id: &str, user_id: &str, auth_time: i64) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        cookie_hash: format!("c-{id}"),
+        user_id: user_id.into(),
+        auth_time,
+        expires_at: auth_time + HOUR,
+        last_seen: auth_time,
+        ended_at: None,
+        ip: None,
+        user_agent: None,
+    }
+}
+
+async fn sessions_listed_and_ended_per_user(b: &Backend) {
+    let s = &*b.store;
+    let mut newest = session("new", "u1", NOW);
+    newest.ip = Some("2001:db8::1".into());
+    newest.user_agent = Some("curl/8.0".into());
+    s.create_session(&newest).await.unwrap();
+    s.create_session(&session("old", "u1", NOW - 3 * HOUR)).await.unwrap(); // expired, not ended: listed
+    s.create_session(&session("mid", "u1", NOW - 60)).await.unwrap();
+    s.create_session(&session("ended", "u1", NOW - 30)).await.unwrap();
+    s.end_session("ended", NOW - 10).await.unwrap();
+    s.create_session(&session("bobs", "u2", NOW)).await.unwrap();
+
+    let listed = s.list_sessions("u1").await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(ids, ["new", "mid", "old"], "not ended, newest first");
+    assert_eq!((listed[0].ip.as_deref(), listed[0].user_agent.as_deref()), (Some("2001:db8::1"), Some("curl/8.0")));
+    assert_eq!((listed[1].ip.as_deref(), listed[1].user_agent.as_deref()), (None, None));
+    assert!(s.list_sessions("nobody").await.unwrap().is_empty());
+
+    assert_eq!(s.end_user_sessions("u1", NOW + 5).await.unwrap(), 3);
+    assert!(s.list_sessions("u1").await.unwrap().is_empty());
+    assert_eq!(s.find_session_by_id("new").await.unwrap().unwrap().ended_at, Some(NOW + 5));
+    assert_eq!(s.find_session_by_id("ended").await.unwrap().unwrap().ended_at, Some(NOW - 10), "ended once");
+    assert_eq!(s.list_sessions("u2").await.unwrap().len(), 1, "another user's session stays");
+    assert_eq!(s.end_user_sessions("u1", NOW + 6).await.unwrap(), 0);
+}
+
+fn key(kid: &str, alg: Alg) -> KeyRecord {
+    KeyRecord {
+        kid: kid.into(),
+        alg,
+        private_sealed: vec![1, 2, 3],
+        public_jwk: "{}".into(),
+        created_at: NOW - HOUR,
+        rotated_at: None,
+        publish_until: None,
+    }
+}
+
+async fn retire_key_leaves_the_jwks_now(b: &Backend) {
+    let s = &*b.store;
+    s.add_keys(&[key("rsa1", Alg::RS256), key("ec1", Alg::ES256)], NOW - HOUR, NOW - HOUR).await.unwrap();
+    // rsa1 rotated out by rsa2, still published for a while.
+    s.add_keys(&[key("rsa2", Alg::RS256)], NOW - 50, NOW + HOUR).await.unwrap();
+    let gen0 = s.generation().await.unwrap();
+
+    assert!(s.retire_key("ec1", NOW).await.unwrap());
+    assert!(s.generation().await.unwrap() > gen0, "every node reloads its keys");
+    assert!(s.retire_key("rsa1", NOW).await.unwrap());
+    assert!(!s.retire_key("unknown", NOW).await.unwrap());
+    let keys: Vec<_> =
+        s.list_keys().await.unwrap().into_iter().map(|k| (k.kid, k.rotated_at, k.publish_until)).collect();
+    let find = |kid: &str| keys.iter().find(|k| k.0 == kid).cloned().unwrap();
+    assert_eq!(find("ec1"), ("ec1".into(), Some(NOW), Some(NOW)), "stops signing, leaves the JWKS now");
+    assert_eq!(find("rsa1"), ("rsa1".into(), Some(NOW - 50), Some(NOW)), "rotation time kept, JWKS left now");
+    assert_eq!(find("rsa2"), ("rsa2".into(), None, None), "the current key is untouched");
+}
+
+/// A token pair with distinct secret-looking values, so a listing that leaked one would show.
+fn pair(
+    n: u32,
+    client: &str,
+    user: Option<&str>,
+    binding: Option<BindingRecord>,
+) -> (AccessTokenRecord, RefreshTokenRecord) {
+    let mut a = access(&format!("secret-ahash-{n}"));
+    a.id = format!("derive-{n}");
+    a.jti = format!("t{n:02}-a");
+    a.client_id = client.into();
+    a.user_id = user.map(str::to_string);
+    a.username = user.map(|u| format!("name-{u}"));
+    a.binding = binding.clone();
+    a.token_type = if n.is_multiple_of(2) { TokenType::Jwt } else { TokenType::Opaque };
+    let mut r = refresh(&format!("secret-rhash-{n}"), &format!("family-{n}"), &a.token_hash);
+    r.id = format!("t{n:02}-r");
+    r.client_id = client.into();
+    r.user_id = a.user_id.clone();
+    r.username = a.username.clone();
+    r.binding = binding;
+    (a, r)
+}
+
+async fn list_tokens_filters_and_pages(b: &Backend) {
+    let s = &*b.store;
+    let pairs = [
+        pair(1, "app", Some("u1"), None),
+        pair(2, "app", Some("u1"), bound(BindingType::Dpop, "jkt")),
+        pair(3, "other", Some("u2"), bound(BindingType::Cookie, "atbv")),
+        pair(4, "other", None, None),
+    ];
+    for (i, (a, r)) in pairs.iter().enumerate() {
+        // Pair 4 is a client-credentials token: no refresh token.
+        issue_plain(s, a.clone(), (i < 3).then(|| r.clone())).await;
+    }
+    s.revoke_access("secret-ahash-1", NOW + 1).await.unwrap();
+    let q = |f: fn(&mut TokenQuery)| {
+        let mut q = TokenQuery { limit: 100, ..Default::default() };
+        f(&mut q);
+        q
+    };
+    let ids = |v: &[TokenMeta]| v.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+
+    let all = s.list_tokens(&q(|_| {})).await.unwrap();
+    assert_eq!(ids(&all), ["t01-a", "t01-r", "t02-a", "t02-r", "t03-a", "t03-r", "t04-a"], "by public id");
+    let shown = format!("{all:?}");
+    assert!(!shown.contains("secret") && !shown.contains("derive"), "no hash or derivation id: {shown}");
+    assert_eq!(
+        all[0],
+        TokenMeta {
+            id: "t01-a".into(),
+            refresh: false,
+            format: TokenType::Opaque,
+            client_id: "app".into(),
+            username: Some("name-u1".into()),
+            binding_type: None,
+            issued_at: NOW,
+            expires_at: NOW + HOUR,
+            revoked_at: Some(NOW + 1),
+        }
+    );
+    assert_eq!(all[1].revoked_at, Some(NOW + 1), "the pair was revoked with it");
+    assert_eq!((all[1].refresh, all[1].format, all[1].expires_at), (true, TokenType::Opaque, NOW + 24 * HOUR));
+    assert_eq!((all[2].format, all[2].binding_type), (TokenType::Jwt, Some(BindingType::Dpop)));
+    assert_eq!(
+        (all[3].refresh, all[3].format, all[3].binding_type),
+        (true, TokenType::Opaque, Some(BindingType::Dpop))
+    );
+
+    let by_client = s.list_tokens(&q(|q| q.client_id = Some("other".into()))).await.unwrap();
+    assert_eq!(ids(&by_client), ["t03-a", "t03-r", "t04-a"]);
+    let by_user = s.list_tokens(&q(|q| q.user_id = Some("u1".into()))).await.unwrap();
+    assert_eq!(ids(&by_user), ["t01-a", "t01-r", "t02-a", "t02-r"]);
+    let cookie = s.list_tokens(&q(|q| q.binding = Some(BindingType::Cookie))).await.unwrap();
+    assert_eq!(ids(&cookie), ["t03-a", "t03-r"]);
+    let unbound = s.list_tokens(&q(|q| q.binding = Some(BindingType::None))).await.unwrap();
+    assert_eq!(ids(&unbound), ["t01-a", "t01-r", "t04-a"]);
+    let both = s.list_tokens(&q(|q| (q.client_id, q.user_id) = (Some("app".into()), Some("u2".into())))).await.unwrap();
+    assert!(both.is_empty(), "every condition holds");
+
+    // Pages of 3, each after the last id of the one before.
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page =
+            s.list_tokens(&TokenQuery { after_id: after.clone(), limit: 3, ..Default::default() }).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|t| t.id.clone());
+        pages.push(ids(&page));
+    }
+    assert_eq!(
+        pages,
+        [vec!["t01-a", "t01-r", "t02-a"], vec!["t02-r", "t03-a", "t03-r"], vec!["t04-a"]],
+        "access and refresh tokens interleaved in one order"
+    );
+    let after_filtered = s
+        .list_tokens(&TokenQuery {
+            user_id: Some("u1".into()),
+            after_id: Some("t01-r".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&after_filtered), ["t02-a"]);
+}
+
+async fn revoke_by_public_id_revokes_the_pair(b: &Backend) {
+    let s = &*b.store;
+    let (a1, r1) = pair(1, "app", Some("u1"), None);
+    let (a2, r2) = pair(2, "app", Some("u1"), None);
+    let (a3, r3) = pair(3, "app", Some("u1"), None);
+    for (a, r) in [(&a1, &r1), (&a2, &r2), (&a3, &r3)] {
+        issue_plain(s, a.clone(), Some(r.clone())).await;
+    }
+    // By an access token's jti: it and its refresh token.
+    assert!(s.revoke_by_public_id("t01-a", NOW).await.unwrap());
+    assert!(revoked(s, &a1.token_hash).await && refresh_revoked(s, &r1.token_hash).await);
+    assert!(!s.revoke_by_public_id("t01-a", NOW + 5).await.unwrap(), "already revoked");
+    assert!(!s.revoke_by_public_id("t01-r", NOW + 5).await.unwrap(), "its pair too");
+    assert_eq!(s.find_access(&a1.token_hash).await.unwrap().unwrap().revoked_at, Some(NOW));
+    // By a refresh token's id: it and its access token.
+    assert!(s.revoke_by_public_id("t02-r", NOW).await.unwrap());
+    assert!(refresh_revoked(s, &r2.token_hash).await && revoked(s, &a2.token_hash).await);
+    assert!(!s.revoke_by_public_id("t02-a", NOW).await.unwrap());
+    // Nothing else, and nothing for an unknown id or a value that is not a public id.
+    for unknown in ["nope", a3.token_hash.as_str(), a3.id.as_str(), r3.token_hash.as_str()] {
+        assert!(!s.revoke_by_public_id(unknown, NOW).await.unwrap(), "{unknown}");
+    }
+    assert!(!revoked(s, &a3.token_hash).await && !refresh_revoked(s, &r3.token_hash).await);
+}
+
+fn event(time: i64, seq: u32, kind: &str, client: Option<&str>, username: Option<&str>) -> EventRecord {
+    EventRecord {
+        id: format!("{:016}-{seq:04}", time * 1_000_000 + i64::from(seq)),
+        time,
+        kind: kind.into(),
+        client_id: client.map(str::to_string),
+        username: username.map(str::to_string),
+        ip: Some("192.0.2.1".into()),
+        user_agent: None,
+        detail: serde_json::json!({"target": {"user": "bob"}, "n": seq, "ok": true}),
+    }
+}
+
+async fn events_insert_list_and_purge(b: &Backend) {
+    let s = &*b.store;
+    let events = vec![
+        event(NOW - 300, 1, "login", None, Some("alice")),
+        event(NOW - 200, 2, "token", Some("app"), Some("alice")),
+        event(NOW - 200, 3, "login_failed", None, Some("bob")),
+        event(NOW - 100, 4, "token", Some("other"), None),
+        event(NOW, 5, "app.update", Some("admin-cli"), Some("alice")),
+    ];
+    s.insert_events(&events).await.unwrap();
+    s.insert_events(&[]).await.unwrap();
+    let list = |f: fn(&mut EventQuery)| {
+        let mut q = EventQuery { limit: 100, ..Default::default() };
+        f(&mut q);
+        async move { s.list_events(&q).await.unwrap() }
+    };
+    let seqs = |v: &[EventRecord]| v.iter().map(|e| e.detail["n"].as_u64().unwrap()).collect::<Vec<_>>();
+
+    let all = list(|_| {}).await;
+    assert_eq!(seqs(&all), [5, 4, 3, 2, 1], "newest first");
+    assert_eq!(all[4], events[0], "read back as written, detail as JSON");
+    assert_eq!(seqs(&list(|q| q.types = vec!["token".into(), "login".into()]).await), [4, 2, 1]);
+    assert_eq!(seqs(&list(|q| q.since = Some(NOW - 200)).await), [5, 4, 3, 2]);
+    assert_eq!(seqs(&list(|q| q.until = Some(NOW - 100)).await), [3, 2, 1]);
+    assert_eq!(seqs(&list(|q| (q.since, q.until) = (Some(NOW - 200), Some(NOW - 199))).await), [3, 2]);
+    assert_eq!(seqs(&list(|q| q.client_id = Some("app".into())).await), [2]);
+    assert_eq!(seqs(&list(|q| q.username = Some("alice".into())).await), [5, 2, 1]);
+    assert_eq!(
+        seqs(&list(|q| (q.types, q.username) = (vec!["token".into()], Some("alice".into()))).await),
+        [2],
+        "every condition holds"
+    );
+    assert!(list(|q| q.types = vec!["unknown".into()]).await.is_empty());
+
+    // Pages of 2 by cursor.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page =
+            s.list_events(&EventQuery { before_id: before.clone(), limit: 2, ..Default::default() }).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|e| e.id.clone());
+        pages.push(seqs(&page));
+    }
+    assert_eq!(pages, [vec![5, 4], vec![3, 2], vec![1]]);
+
+    // One transaction: a batch with a duplicate id stores nothing.
+    let batch = [event(NOW + 10, 6, "login", None, None), events[0].clone()];
+    assert!(matches!(s.insert_events(&batch).await, Err(StoreError::Conflict(_))));
+    assert_eq!(list(|_| {}).await.len(), 5);
+
+    // Purged oldest first by time, at most `limit` at once.
+    assert_eq!(s.purge_events(NOW - 100, 2).await.unwrap(), 2);
+    assert_eq!(s.purge_events(NOW - 100, 100).await.unwrap(), 1);
+    assert_eq!(s.purge_events(NOW - 100, 100).await.unwrap(), 0);
+    assert_eq!(seqs(&list(|_| {}).await), [5, 4]);
 }

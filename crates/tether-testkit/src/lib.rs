@@ -188,6 +188,8 @@ impl TestServer {
                 email: Some(format!("{username}@example.com")),
                 name: Some(format!("User {username}")),
                 created_at: T0,
+                roles: vec![],
+                disabled: false,
             },
             password_hash: tether_core::password::hash(password).expect("hash"),
         };

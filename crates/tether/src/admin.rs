@@ -399,7 +399,15 @@ pub async fn user(g: &Global, cmd: UserCmd) -> ExitCode {
                 Err(code) => return code,
             };
             let rec = UserRecord {
-                user: User { id: uuid_v4(), username: username.clone(), email, name, created_at: SystemClock.now() },
+                user: User {
+                    id: uuid_v4(),
+                    username: username.clone(),
+                    email,
+                    name,
+                    created_at: SystemClock.now(),
+                    roles: vec![],
+                    disabled: false,
+                },
                 password_hash,
             };
             match store.create_user(&rec).await {
