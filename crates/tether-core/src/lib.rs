@@ -17,6 +17,8 @@
 //! pipeline lives.
 
 pub mod admin;
+pub mod admin_ops;
+pub mod audit;
 pub mod binding;
 pub mod cert;
 pub mod client_auth;

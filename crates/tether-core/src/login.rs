@@ -16,6 +16,9 @@
 //! Every attempt is reserved in its throttles *before* the hash is computed and counts as a
 //! failure until it succeeds, so a parallel burst cannot all pass the check.
 
+use serde_json::json;
+
+use crate::audit::{Actor, kind};
 use crate::binding::Evidence;
 use crate::endpoint::logout;
 use crate::error::{ErrorCode, OAuthError};
@@ -108,7 +111,19 @@ pub async fn sign_in(p: &Provider, a: Attempt<'_>) -> Result<(UserRecord, Option
             }
         }
     }
-    reserve_all(&keys, now).map_err(Refused::Throttled)?;
+    let actor = Actor {
+        client_id: match a.via {
+            Via::PasswordGrant { client_id } => Some(client_id.to_string()),
+            Via::Page { .. } => None,
+        },
+        username: Some(user.to_string()),
+        ip: a.addr.map(str::to_string),
+        user_agent: None,
+    };
+    if let Err(wait) = reserve_all(&keys, now) {
+        p.event(kind::THROTTLE_BLOCKED, &actor, json!({"target": user, "retry_after": wait}));
+        return Err(Refused::Throttled(wait));
+    }
     let release = |keys: &[(&Throttle, String)]| keys.iter().for_each(|(t, k)| t.release(k));
     let found = match p.store.get_user_by_name(user).await {
         Ok(u) => u,
@@ -126,8 +141,14 @@ pub async fn sign_in(p: &Provider, a: Attempt<'_>) -> Result<(UserRecord, Option
         }
     };
     match found {
+        Some(u) if ok && u.user.disabled => {
+            // Answered as a wrong password; the event says why.
+            p.event(kind::LOGIN_FAILURE, &actor, json!({"reason": "disabled"}));
+            Err(Refused::Wrong)
+        }
         Some(u) if ok => {
             release(&keys);
+            p.event(kind::LOGIN_SUCCESS, &actor, json!({}));
             if let (Some(id), Via::Page { .. }) = (&device, &a.via) {
                 t.login_device.clear(&format!("{user}\u{0}{id}"));
             }
@@ -139,6 +160,7 @@ pub async fn sign_in(p: &Provider, a: Attempt<'_>) -> Result<(UserRecord, Option
         }
         _ => {
             tracing::info!(username = %user, addr = a.addr.unwrap_or("-"), "sign-in failed");
+            p.event(kind::LOGIN_FAILURE, &actor, json!({"reason": "invalid_credentials"}));
             Err(Refused::Wrong)
         }
     }

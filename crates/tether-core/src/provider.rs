@@ -39,6 +39,9 @@ pub struct ProviderConfig {
     /// `[dpop] require_nonce` and `proof_lifetime_seconds`.
     pub dpop_require_nonce: bool,
     pub dpop_proof_lifetime: i64,
+    /// `[audit] retention_days` (stored events older than this are purged) and `token_events`.
+    pub audit_retention_days: i64,
+    pub audit_token_events: bool,
 }
 
 impl ProviderConfig {
@@ -56,6 +59,8 @@ impl ProviderConfig {
             device_interval: 5,
             dpop_require_nonce: false,
             dpop_proof_lifetime: 300,
+            audit_retention_days: 90,
+            audit_token_events: true,
         }
     }
 }
@@ -72,7 +77,7 @@ pub struct Provider {
     pub config: ProviderConfig,
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
-    master: MasterKey,
+    pub(crate) master: MasterKey,
     /// Derives opaque tokens from stored ids.
     pub opaque_key: MacKey,
     /// Signs hidden form state on pages (CSRF, pending authorization requests).
@@ -89,6 +94,8 @@ pub struct Provider {
     pub throttles: crate::throttle::Throttles,
     /// Bounded password checks (one per core, reused working memory).
     pub passwords: crate::password::Verifier,
+    /// Audit events: logged at once, stored in batches ([`crate::audit`]).
+    pub audit: crate::audit::Auditor,
 }
 
 impl Provider {
@@ -102,6 +109,7 @@ impl Provider {
         let opaque_key = load_secret(&*store, &master, "opaque-token-key").await?;
         let form_key = load_secret(&*store, &master, "form-key").await?;
         let dpop_nonce_key = load_secret(&*store, &master, "dpop-nonce-key").await?;
+        let token_events = config.audit_token_events;
         let p = Arc::new(Self {
             config,
             store,
@@ -117,6 +125,7 @@ impl Provider {
             healthy: AtomicBool::new(true),
             throttles: Default::default(),
             passwords: crate::password::Verifier::for_this_machine(),
+            audit: crate::audit::Auditor::new(token_events),
         });
         ensure_keys(&*p.store, &p.master, p.clock.now()).await?;
         p.reload().await.map_err(|e| e.to_string())?;
@@ -237,7 +246,32 @@ impl Provider {
                 break;
             }
         }
+        let before = self.now() - self.config.audit_retention_days.max(1) * 86_400;
+        for _ in 0..PURGE_BATCHES_PER_RUN {
+            let n = self.store.purge_events(before, PURGE_BATCH).await?;
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                break;
+            }
+        }
         Ok(total)
+    }
+
+    /// Record an audit event at the provider's `now` ([`crate::audit`]).
+    pub fn event(&self, kind: &str, actor: &crate::audit::Actor, detail: serde_json::Value) {
+        self.audit.record(crate::audit::event(self.now(), kind, actor, detail));
+    }
+
+    /// The background writer of audit events.
+    pub fn spawn_auditor(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let Some(p) = weak.upgrade() else { return };
+                p.audit.flush(&*p.store).await;
+            }
+        })
     }
 
     /// The background purge: on by default, every `purge_interval` seconds, on every node (the

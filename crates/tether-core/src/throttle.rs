@@ -135,6 +135,13 @@ impl Throttle {
         }
     }
 
+    /// Forget every key that starts with `prefix`.
+    pub fn clear_prefix(&self, prefix: &str) {
+        if let Ok(mut e) = self.entries.lock() {
+            e.retain(|k, _| !k.starts_with(prefix));
+        }
+    }
+
     /// Forget every key (an operator's unlock).
     pub fn clear_all(&self) {
         if let Ok(mut e) = self.entries.lock() {
@@ -155,6 +162,17 @@ pub struct Throttles {
     pub password_grant: Throttle,
     pub user_code_session: Throttle,
     pub user_code_addr: Throttle,
+}
+
+impl Throttles {
+    /// An operator's unlock: forget the user's sign-in failures (every device, the backoff, the
+    /// password grant's counters) on this node.
+    pub fn unlock_user(&self, username: &str) {
+        self.login_user.clear(username);
+        self.login_device.clear_prefix(&format!("{username}\u{0}"));
+        self.password_grant.clear_prefix(&format!("client\u{0}{username}\u{0}"));
+        self.password_grant.clear_prefix(&format!("addr\u{0}{username}\u{0}"));
+    }
 }
 
 impl Default for Throttles {

@@ -392,6 +392,17 @@ impl Guard {
     /// The checks every admitted token passes, whatever carried it (also a session's): `aud`
     /// when `audience` is configured, then `required_scopes` (403).
     pub fn policy(&self, claims: &Value) -> Result<(), Rejection> {
+        // An admin API token (its audience is the issuer's admin API) is never forwarded to an
+        // upstream unless the configuration names that audience (admin-api.md A-2).
+        let admin_aud = format!("{}{}", self.cfg.issuer, tether_core::endpoint::paths::ADMIN_API);
+        let names_admin = match claims.get("aud") {
+            Some(Value::String(s)) => *s == admin_aud,
+            Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(admin_aud.as_str())),
+            _ => false,
+        };
+        if names_admin && self.cfg.audience.as_deref() != Some(admin_aud.as_str()) {
+            return Err(Rejection::invalid_token("an admin API token is not accepted here"));
+        }
         if let Some(aud) = &self.cfg.audience {
             let ok = match claims.get("aud") {
                 Some(Value::String(s)) => s == aud,

@@ -32,6 +32,30 @@ pub struct FileConfig {
     pub dpop: DpopSection,
     #[serde(default)]
     pub http: HttpSection,
+    /// The admin API's own listener (admin-api.md A-1); when set, the main listener hides it.
+    pub admin_listen: Option<String>,
+    #[serde(default)]
+    pub audit: AuditSection,
+    #[serde(default)]
+    pub security: SecuritySection,
+}
+
+/// `[audit]` (admin-api.md A-4).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Stored events are kept this many days (default 90).
+    pub retention_days: Option<i64>,
+    /// Record `token.issued` / `token.refreshed` (default true).
+    pub token_events: Option<bool>,
+}
+
+/// `[security]`.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// A password change over the admin API revokes the user's tokens (default true).
+    pub revoke_on_password_change: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -141,6 +165,7 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     pub database_url: Option<String>,
     pub issuer: Option<String>,
+    pub admin_listen: Option<String>,
 }
 
 /// Everything `serve` (and the admin commands) need, resolved.
@@ -166,6 +191,13 @@ pub struct Settings {
     pub dpop_proof_lifetime: i64,
     /// `[http]`.
     pub http: HttpSettings,
+    /// `admin_listen`: the admin API on its own listener only.
+    pub admin_listen: Option<SocketAddr>,
+    /// `[audit]`.
+    pub audit_retention_days: i64,
+    pub audit_token_events: bool,
+    /// `[security] revoke_on_password_change`.
+    pub revoke_on_password_change: bool,
 }
 
 pub(crate) fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
@@ -215,6 +247,17 @@ impl Settings {
             return Err("[dpop] proof_lifetime_seconds must be between 10 and 3600".into());
         }
         let http = HttpSettings::resolve(&file.http)?;
+        let admin_listen = o
+            .admin_listen
+            .as_deref()
+            .or(file.admin_listen.as_deref())
+            .filter(|a| *a != "off")
+            .map(|a| addr("admin_listen", a))
+            .transpose()?;
+        let audit_retention_days = file.audit.retention_days.unwrap_or(90);
+        if !(1..=36_500).contains(&audit_retention_days) {
+            return Err("[audit] retention_days must be between 1 and 36500".into());
+        }
         if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {
             return Err("[tls] cert_file and key_file must be given together".into());
         }
@@ -236,6 +279,10 @@ impl Settings {
             dpop_require_nonce: file.dpop.require_nonce.unwrap_or(false),
             dpop_proof_lifetime,
             http,
+            admin_listen,
+            audit_retention_days,
+            audit_token_events: file.audit.token_events.unwrap_or(true),
+            revoke_on_password_change: file.security.revoke_on_password_change.unwrap_or(true),
         })
     }
 }

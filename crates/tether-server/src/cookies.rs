@@ -44,10 +44,12 @@ pub(crate) fn clear_session(secure: bool) -> HeaderValue {
     header_value(&c.build())
 }
 
-/// The pre-session browser cookie the page forms' CSRF values are bound to: like the session
-/// cookie, no expiry.
+/// The pre-session cookie the page forms' CSRF values are bound to (see `csrf`).
+pub(crate) const BROWSER_COOKIE: &str = "tether_browser";
+
+/// The pre-session browser cookie: like the session cookie, no expiry.
 pub(crate) fn browser(value: &str, secure: bool) -> HeaderValue {
-    let mut c = Cookie::build((crate::csrf::BROWSER_COOKIE, value)).path("/").http_only(true).same_site(SameSite::Lax);
+    let mut c = Cookie::build((BROWSER_COOKIE, value)).path("/").http_only(true).same_site(SameSite::Lax);
     if secure {
         c = c.secure(true);
     }

@@ -20,8 +20,7 @@ use crate::cookies;
 use crate::extract::header;
 use crate::state::AppState;
 
-/// The pre-session cookie the page forms are bound to.
-pub(crate) const BROWSER_COOKIE: &str = "tether_browser";
+pub(crate) use crate::cookies::BROWSER_COOKIE;
 
 /// Give every page request a browser cookie: a request without one gets a new value, seen by the
 /// handler as if the browser had sent it, and set on the response.

@@ -16,6 +16,7 @@
 //! nosniff` on every listener, `Strict-Transport-Security` (`[http] hsts_max_age`) on the HTTPS
 //! ones only; the connection limits of `[http]` come from `tether_tls::limits`.
 
+mod admin_api;
 pub mod config;
 mod cookies;
 mod cors;
@@ -207,11 +208,14 @@ pub struct Running {
     /// The `[tls] mtls_listen` listener.
     pub mtls_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The `admin_listen` listener (the admin API only).
+    pub admin_addr: Option<SocketAddr>,
     pub issuer: String,
     pub provider: Arc<Provider>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     refresher: JoinHandle<()>,
+    auditor: JoinHandle<()>,
     purger: Option<JoinHandle<()>>,
     /// The SQLite database file's lock, held while serving.
     _db_lock: Option<std::fs::File>,
@@ -225,6 +229,8 @@ impl Running {
             let _ = t.await;
         }
         self.refresher.abort();
+        self.provider.audit.flush(&*self.provider.store).await;
+        self.auditor.abort();
         if let Some(p) = self.purger {
             p.abort();
         }
@@ -278,9 +284,12 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     pcfg.device_interval = settings.device_interval;
     pcfg.dpop_require_nonce = settings.dpop_require_nonce;
     pcfg.dpop_proof_lifetime = settings.dpop_proof_lifetime;
+    pcfg.audit_retention_days = settings.audit_retention_days;
+    pcfg.audit_token_events = settings.audit_token_events;
     let provider = Provider::open(pcfg, store, clock, master).await?;
     let refresher = provider.spawn_refresher();
     let purger = provider.spawn_purger();
+    let auditor = provider.spawn_auditor();
 
     let material = match (&settings.tls.cert_file, &settings.tls.key_file) {
         (Some(c), Some(k)) => pki::from_files(c, k)?,
@@ -297,7 +306,12 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     let grace = Duration::from_secs(20);
     // One connection cap for every listener of the process.
     let limits = settings.http.limits();
-    let app = routes::router(provider.clone(), state::Options { secure_cookies: true, proxy_cert });
+    let opts = || state::Options {
+        secure_cookies: true,
+        proxy_cert: proxy_cert.clone(),
+        revoke_on_password_change: settings.revoke_on_password_change,
+    };
+    let app = routes::router(provider.clone(), opts(), settings.admin_listen.is_none());
     let app = nosniff(app);
     let https_app = hsts(app.clone(), settings.http.hsts_max_age);
     let serve = |l, tls, app| tokio::spawn(tls::serve(l, tls, app, rx.clone(), grace, limits.clone()));
@@ -318,7 +332,16 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
         tasks.push(serve(l, None, nosniff(routes::metrics_router(metrics_handle()))));
     }
+    let mut admin_addr = None;
+    if let Some(a) = settings.admin_listen {
+        let l = bind(a, "admin_listen").await?;
+        admin_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+        let cfg = tls::server_config(&material, true)?;
+        let admin = hsts(nosniff(routes::admin_router(provider.clone(), opts())), settings.http.hsts_max_age);
+        tasks.push(serve(l, Some(cfg), admin));
+    }
     Ok(Running {
+        admin_addr,
         addr,
         http_addr,
         mtls_addr,
@@ -328,6 +351,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         shutdown: tx,
         tasks,
         refresher,
+        auditor,
         purger,
         _db_lock: db_lock,
     })

@@ -19,6 +19,7 @@ use tether_core::error::OAuthError;
 use tether_core::provider::Provider;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::admin_api;
 use crate::cors;
 use crate::csrf;
 use crate::endpoints;
@@ -27,8 +28,10 @@ use crate::health;
 use crate::pages::{authorize, device, logout};
 use crate::state::{AppState, Options};
 
-pub fn router(p: Arc<Provider>, opts: Options) -> Router {
+/// The main listener's router; with `admin` the admin API too (no `admin_listen`).
+pub fn router(p: Arc<Provider>, opts: Options, admin: bool) -> Router {
     let state = AppState { p, opts: Arc::new(opts) };
+    let admin_routes = if admin { Router::new().nest(paths::ADMIN_API, admin_api::routes()) } else { Router::new() };
     // Endpoints that need the database answer 503 while the provider is unhealthy. Userinfo
     // checks for itself, after it has refused requests without credentials.
     let healthy = middleware::from_fn_with_state(state.clone(), health::require_healthy);
@@ -62,9 +65,21 @@ pub fn router(p: Arc<Provider>, opts: Options) -> Router {
         .route(paths::LOGOUT, get(logout::get).post(logout::post).layer(browser_cookie))
         .route(paths::HEALTH, get(health::healthz))
         .merge(browser)
+        .merge(admin_routes)
         .route_layer(middleware::from_fn(track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// The `admin_listen` listener's router: the admin API only (admin-api.md A-1).
+pub fn admin_router(p: Arc<Provider>, opts: Options) -> Router {
+    let state = AppState { p, opts: Arc::new(opts) };
+    Router::new()
+        .nest(paths::ADMIN_API, admin_api::routes())
+        .route(paths::HEALTH, get(health::healthz))
+        .route_layer(middleware::from_fn(track))
+        .fallback(not_found)
         .with_state(state)
 }
 

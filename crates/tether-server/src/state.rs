@@ -11,6 +11,8 @@ pub struct Options {
     pub secure_cookies: bool,
     /// Which peers may forward a client certificate, and in which header.
     pub proxy_cert: ProxyCertConfig,
+    /// `[security] revoke_on_password_change`.
+    pub revoke_on_password_change: bool,
 }
 
 /// The router's state.

@@ -1062,10 +1062,10 @@ impl Store for PostgresStore {
 
 /// Is there a Tether schema at `url`, and does it hold sealed secrets? One plain connection, so a
 /// refused connection or a failed login is reported as such (a pool would only say it timed out).
-pub(crate) async fn probe(url: &str) -> Result<crate::Probe, String> {
+pub(crate) async fn probe(url: &str) -> Result<crate::backend::Probe, String> {
     use sqlx::Connection;
     let opts = PgConnectOptions::from_str(url).map_err(|e| format!("bad PostgreSQL URL: {e}"))?;
-    let shown = crate::Backend::Postgres(url.to_string()).display();
+    let shown = crate::backend::Backend::Postgres(url.to_string()).display();
     let mut c = tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect_with(&opts))
         .await
         .map_err(|_| format!("cannot connect to PostgreSQL at {shown}: no answer within 10 s"))?
@@ -1082,5 +1082,5 @@ pub(crate) async fn probe(url: &str) -> Result<crate::Probe, String> {
         .await
         .map_err(|e| e.to_string())?;
     let _ = c.close().await;
-    Ok(crate::Probe { exists, sealed_keys })
+    Ok(crate::backend::Probe { exists, sealed_keys })
 }

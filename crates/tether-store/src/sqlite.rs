@@ -1092,10 +1092,10 @@ impl Store for SqliteStore {
 
 /// Is there a Tether database at `path`, and does it hold sealed secrets? Opens read-only; never
 /// creates the file.
-pub(crate) fn probe(path: &Path) -> Result<crate::Probe, String> {
+pub(crate) fn probe(path: &Path) -> Result<crate::backend::Probe, String> {
     let exists = std::fs::metadata(path).map(|m| m.is_file() && m.len() > 0).unwrap_or(false);
     if !exists {
-        return Ok(crate::Probe { exists: false, sealed_keys: false });
+        return Ok(crate::backend::Probe { exists: false, sealed_keys: false });
     }
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| format!("cannot open SQLite database {}: {e}", path.display()))?;
@@ -1110,5 +1110,5 @@ pub(crate) fn probe(path: &Path) -> Result<crate::Probe, String> {
                 r.get(0)
             })
             .map_err(|e| e.to_string())?;
-    Ok(crate::Probe { exists: true, sealed_keys })
+    Ok(crate::backend::Probe { exists: true, sealed_keys })
 }

@@ -81,6 +81,9 @@ struct ServeArgs {
     /// Issuer URL (default https://localhost:PORT)
     #[arg(long, env = "TETHER_ISSUER")]
     issuer: Option<String>,
+    /// Serve the admin API on this HTTPS address only ("off": on the main listener)
+    #[arg(long, env = "TETHER_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// Log format
     #[arg(long, env = "TETHER_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -189,6 +192,7 @@ async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
         http_listen: a.http_listen,
         metrics_listen: a.metrics_listen,
         issuer: a.issuer,
+        admin_listen: a.admin_listen,
         ..Default::default()
     };
     let settings = match settings(g, extra) {
@@ -216,6 +220,9 @@ async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
     }
     if let Some(m) = running.metrics_addr {
         tracing::info!(addr = %format!("http://{m}/metrics"), "metrics");
+    }
+    if let Some(m) = running.admin_addr {
+        tracing::info!(addr = %format!("https://{m}/api/admin/v1"), "admin API listener");
     }
     if let Some(m) = running.mtls_addr {
         tracing::info!(addr = %format!("https://{m}"), "mutual-TLS listener (mtls_endpoint_aliases)");

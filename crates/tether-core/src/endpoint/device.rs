@@ -120,7 +120,18 @@ pub async fn decide(
     approve: bool,
     session: &SessionRecord,
 ) -> Result<bool, OAuthError> {
-    Ok(p.store.decide_device(&rec.device_hash, approve, &session.user_id, &session.id, session.auth_time).await?)
+    let user = p.store.get_user(&session.user_id).await?;
+    if user.as_ref().is_none_or(|u| u.user.disabled) {
+        return Err(OAuthError::new(crate::error::ErrorCode::AccessDenied, "this account cannot approve devices"));
+    }
+    let decided =
+        p.store.decide_device(&rec.device_hash, approve, &session.user_id, &session.id, session.auth_time).await?;
+    if decided {
+        let kind = if approve { crate::audit::kind::DEVICE_APPROVED } else { crate::audit::kind::DEVICE_DENIED };
+        let actor = crate::audit::Actor::client(&rec.client_id).with_user(user.map(|u| u.user.username).as_deref());
+        p.event(kind, &actor, json!({"target": rec.client_id}));
+    }
+    Ok(decided)
 }
 
 #[cfg(test)]

@@ -141,5 +141,8 @@ pub async fn end_session(p: &Provider, session: &SessionRecord, ev: &Evidence<'_
         }
     }
     tracing::info!(sid = %session.id, revoked, "login session ended");
+    let username = p.store.get_user(&session.user_id).await?.map(|u| u.user.username);
+    let actor = crate::audit::Actor { username, ..Default::default() };
+    p.event(crate::audit::kind::LOGOUT, &actor, serde_json::json!({"target": session.id, "revoked": revoked}));
     Ok(revoked)
 }

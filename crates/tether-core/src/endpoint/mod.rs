@@ -1,5 +1,6 @@
 //! Orchestration of each endpoint: the protocol steps, in order, independent of HTTP.
 
+pub mod admin;
 pub mod authorize;
 pub mod device;
 pub mod discovery;

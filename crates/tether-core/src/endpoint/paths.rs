@@ -14,3 +14,5 @@ pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
 pub const OAUTH_DISCOVERY: &str = "/.well-known/oauth-authorization-server";
 pub const HEALTH: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
+/// The admin REST API (admin-api.md A-1).
+pub const ADMIN_API: &str = "/api/admin/v1";

@@ -4,6 +4,9 @@
 //! The client authenticates before anything is written: a DPoP proof's `jti` is spent only for an
 //! authenticated client, so unauthenticated requests cannot make the store write.
 
+use serde_json::json;
+
+use crate::audit::{Actor, kind};
 use crate::binding::{dpop, registry};
 use crate::client_auth;
 use crate::endpoint::paths;
@@ -44,12 +47,17 @@ pub async fn handle(
                 && caller.app.validate_binding
                 && !registry::binder(b.kind).proven(p, b, evidence).await?
             {
+                let actor = Actor::client(&caller.app.client_id).with_user(a.username.as_deref());
+                let detail = json!({"target": a.jti, "where": "revoke", "binding_type": b.kind.as_str()});
+                p.event(kind::BINDING_MISMATCH, &actor, detail);
                 return Err(OAuthError::new(
                     ErrorCode::AccessDenied,
                     "Valid token binding value not present in the request.",
                 ));
             }
             p.store.revoke_access(&a.token_hash, now).await?;
+            let actor = Actor::client(&caller.app.client_id).with_user(a.username.as_deref());
+            p.event(kind::TOKEN_REVOKED, &actor, json!({"target": a.jti, "kind": "access_token"}));
             Ok(())
         }
         Some(Found::Refresh(r)) => {
@@ -57,6 +65,8 @@ pub async fn handle(
                 return Err(OAuthError::invalid_request("the token was issued to another client; it was not revoked"));
             }
             p.store.revoke_family(&r.family_id, now).await?;
+            let actor = Actor::client(&caller.app.client_id).with_user(r.username.as_deref());
+            p.event(kind::TOKEN_REVOKED, &actor, json!({"target": r.id, "kind": "refresh_token"}));
             Ok(())
         }
     }

@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use crate::audit::{Actor, kind};
 use crate::binding::registry;
 use crate::binding::{self, BindContext, dpop};
 use crate::client_auth;
@@ -67,7 +68,17 @@ async fn resolve_binding(
 ) -> Result<Option<BindingRecord>, OAuthError> {
     if let Some(inherited) = &v.inherited {
         return match &inherited.binding {
-            Some(b) => Ok(Some(registry::binder(b.kind).rebind(p, app, b, ctx).await?)),
+            Some(b) => match registry::binder(b.kind).rebind(p, app, b, ctx).await {
+                Ok(r) => Ok(Some(r)),
+                Err(e) => {
+                    // A bound refresh token without its proof: probably stolen.
+                    let actor =
+                        Actor::client(&app.client_id).with_user(v.subject.as_ref().map(|s| s.username.as_str()));
+                    let detail = json!({"where": "refresh", "binding_type": b.kind.as_str()});
+                    p.event(kind::BINDING_MISMATCH, &actor, detail);
+                    Err(e)
+                }
+            },
             None => Ok(None),
         };
     }
@@ -87,8 +98,37 @@ fn reuse_policy(app: &App, grant: GrantType) -> ReusePolicy {
     }
 }
 
+/// The admin API's scopes (admin-api.md A-2): `admin:read` (every GET) and `admin:write`.
+pub const ADMIN_READ: &str = "admin:read";
+pub const ADMIN_WRITE: &str = "admin:write";
+
+/// The audience of every token carrying an admin scope, and the only one the admin API accepts.
+pub fn admin_audience(issuer: &str) -> String {
+    format!("{issuer}{}", paths::ADMIN_API)
+}
+
+/// a user's token carries admin scopes only as far as the user's roles allow (`admin`: both,
+/// `viewer`: `admin:read`), re-checked at every issuance including refresh; a token with any admin
+/// scope is audience-restricted to the admin API alone.
+async fn admin_scopes(p: &Provider, mut v: Validated) -> Result<Validated, OAuthError> {
+    if !v.scopes.iter().any(|s| s == ADMIN_READ || s == ADMIN_WRITE) {
+        return Ok(v);
+    }
+    if let Some(subject) = &v.subject {
+        let roles = p.store.get_user(&subject.user_id).await?.map(|u| u.user.roles).unwrap_or_default();
+        let admin = roles.iter().any(|r| r == "admin");
+        let viewer = admin || roles.iter().any(|r| r == "viewer");
+        v.scopes.retain(|s| (s != ADMIN_WRITE || admin) && (s != ADMIN_READ || viewer));
+    }
+    if v.scopes.iter().any(|s| s == ADMIN_READ || s == ADMIN_WRITE) {
+        v.audience = vec![admin_audience(p.issuer())];
+    }
+    Ok(v)
+}
+
 /// Mint, store and answer. Every grant ends here.
 pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>) -> Result<Value, OAuthError> {
+    let v = admin_scopes(p, v).await?;
     let now = p.now();
     let binding = resolve_binding(p, app, &v, ctx).await?;
     let mut access = access_record(app, &v, binding, now);
@@ -101,6 +141,7 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
     let refresh = refresh_value.as_ref().map(|rt| refresh_record(app, &v, &access, rt));
     let token_type = registry::token_type(access.binding.as_ref());
     let scope = access.scope.clone();
+    let (jti, binding_kind) = (access.jti.clone(), access.binding.as_ref().map(|b| b.kind.as_str()));
     let policy = reuse_policy(app, v.grant);
     let req = IssueRequest { access, refresh, policy, precondition: v.precondition.clone(), now };
     let (token, expires_in) = match p.store.issue(&req).await? {
@@ -108,8 +149,25 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
         IssueOutcome::Reused(existing) => {
             (opaque::derive(&p.opaque_key, &existing.id), (existing.expires_at - now).max(0))
         }
-        IssueOutcome::Replayed => return Err(replayed(v.grant)),
+        IssueOutcome::Replayed => {
+            if v.grant == GrantType::RefreshToken {
+                let actor = Actor::client(&app.client_id).with_user(v.subject.as_ref().map(|s| s.username.as_str()));
+                p.event(kind::TOKEN_REFRESH_REUSE, &actor, json!({"family_revoked": true}));
+            }
+            return Err(replayed(v.grant));
+        }
     };
+    if p.audit.token_events {
+        let event = if v.grant == GrantType::RefreshToken { kind::TOKEN_REFRESHED } else { kind::TOKEN_ISSUED };
+        let actor = Actor::client(&app.client_id).with_user(v.subject.as_ref().map(|s| s.username.as_str()));
+        let detail = json!({
+            "target": jti,
+            "grant_type": v.grant.as_str(),
+            "token_type": app.token_type.as_str(),
+            "binding_type": binding_kind,
+        });
+        p.event(event, &actor, detail);
+    }
     metrics::counter!("tether_tokens_issued_total", "grant_type" => v.grant.as_str(), "token_type" => app.token_type.as_str())
         .increment(1);
     let mut body = json!({"access_token": token, "token_type": token_type, "expires_in": expires_in});

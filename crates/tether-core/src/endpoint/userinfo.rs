@@ -19,7 +19,7 @@ use crate::token::id_token::profile_claims;
 use crate::token::liveness;
 
 /// DPoP proofs at the authorization server: its issuer (or mTLS alias) URLs, its replay table.
-struct Proofs<'a>(&'a Provider);
+pub(crate) struct Proofs<'a>(pub(crate) &'a Provider);
 
 #[async_trait]
 impl ProofChecker for Proofs<'_> {
@@ -64,11 +64,21 @@ async fn claims(p: &Provider, req: UserinfoRequest<'_>, client_id: &mut Option<S
         dpop: req.dpop,
         cert_thumbprint: thumbprint.as_deref(),
     };
-    resource::check(&rr, &Confirmation::of(rec.binding.as_ref()), Policy::OPTIONAL, &Proofs(p)).await?;
+    let mismatch = |b: &crate::store::BindingRecord| {
+        let actor = crate::audit::Actor::client(&rec.client_id).with_user(rec.username.as_deref());
+        let detail = json!({"target": rec.jti, "where": "userinfo", "binding_type": b.kind.as_str()});
+        p.event(crate::audit::kind::BINDING_MISMATCH, &actor, detail);
+    };
+    let checked = resource::check(&rr, &Confirmation::of(rec.binding.as_ref()), Policy::OPTIONAL, &Proofs(p)).await;
+    if let (Err(_), Some(b)) = (&checked, &rec.binding) {
+        mismatch(b);
+    }
+    checked?;
     if let Some(b) = &rec.binding {
         let binder = binder(b.kind);
         let validate = p.find_app(&rec.client_id).await?.is_some_and(|a| a.app.validate_binding);
         if !binder.sender_constrained() && validate && !binder.proven(p, b, &req.evidence).await? {
+            mismatch(b);
             return Err(OAuthError::invalid_request("Valid token binding value not present in the request."));
         }
     }

@@ -2,9 +2,12 @@
 //! family; presenting a rotated one revokes the family (OAuth 2.0 Security BCP §4.14.2). The new
 //! access token inherits the refresh token's binding (token-binding.md B-1).
 
+use serde_json::json;
+
 use async_trait::async_trait;
 
 use super::{Grant, GrantContext, Inherited, Subject, Validated};
+use crate::audit::{Actor, kind};
 use crate::error::OAuthError;
 use crate::form::Form;
 use crate::model::{App, GrantType};
@@ -42,6 +45,8 @@ async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuth
     }
     if rec.used_at.is_some() {
         p.store.revoke_family(&rec.family_id, now).await?;
+        let actor = Actor::client(&app.client_id).with_user(rec.username.as_deref());
+        p.event(kind::TOKEN_REFRESH_REUSE, &actor, json!({"target": rec.id, "family_revoked": true}));
         return Err(OAuthError::invalid_grant(
             "the refresh token was already used; as a precaution every token of its family has been revoked",
         ));
@@ -51,6 +56,11 @@ async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuth
     }
     if !crate::token::liveness::refresh_alive(p, &rec).await? {
         return Err(OAuthError::invalid_grant("the login session this refresh token belongs to has ended"));
+    }
+    if let Some(uid) = &rec.user_id
+        && p.store.get_user(uid).await?.is_none_or(|u| u.user.disabled)
+    {
+        return Err(OAuthError::invalid_grant("the user of this refresh token is disabled or deleted"));
     }
     let granted: Vec<String> = rec.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
     let scopes = match form.get("scope") {

@@ -27,12 +27,25 @@ pub async fn find(p: &Provider, token: &str, hint: Option<&str>) -> Result<Optio
         return Ok(Some(Found::Refresh(r)));
     }
     if let Some(a) = p.store.find_access(&h).await? {
+        // A JWT signed with a key that has left the JWKS (retired by an operator) no longer
+        // verifies anywhere, so it is unknown here too.
+        if a.token_type == crate::model::TokenType::Jwt && !signed_by_published_key(p, token) {
+            return Ok(None);
+        }
         return Ok(Some(Found::Access(a)));
     }
     if !refresh_first && let Some(r) = p.store.find_refresh(&h).await? {
         return Ok(Some(Found::Refresh(r)));
     }
     Ok(None)
+}
+
+/// Is this JWT's `kid` one of the keys the JWKS publishes now?
+pub fn signed_by_published_key(p: &Provider, jwt: &str) -> bool {
+    let Some(header) = jwt.split('.').next().and_then(crate::secret::b64url_decode) else { return false };
+    let Ok(h) = serde_json::from_slice::<serde_json::Value>(&header) else { return false };
+    let Some(kid) = h.get("kid").and_then(serde_json::Value::as_str) else { return false };
+    p.keys().jwks.iter().any(|k| k.get("kid").and_then(serde_json::Value::as_str) == Some(kid))
 }
 
 /// Tokens never exceed this size; anything larger is not ours and is not hashed or looked up.

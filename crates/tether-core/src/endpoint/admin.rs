@@ -1,0 +1,72 @@
+//! Who may call the admin API (admin-api.md A-2): an access token of this Tether whose audience
+//! is the admin API (and nothing else), active, its binding proven exactly as at userinfo (a
+//! DPoP- or certificate-bound admin token without its proof is refused), carrying `admin:read`
+//! for reads and `admin:write` for everything else (`admin:write` implies `admin:read`).
+//! Refusals are `invalid_token` (401) or `insufficient_scope` (403), with their challenges.
+
+use super::token::{ADMIN_READ, ADMIN_WRITE, admin_audience};
+use super::userinfo::Proofs;
+use crate::audit::Actor;
+use crate::binding::Evidence;
+use crate::error::{ErrorCode, OAuthError};
+use crate::provider::Provider;
+use crate::resource::{self, Confirmation, Credentials, Policy, ResourceRequest};
+use crate::token::liveness;
+
+pub struct AdminRequest<'a> {
+    pub method: &'a str,
+    /// The request path (for a DPoP proof's `htu`).
+    pub path: &'a str,
+    pub credentials: &'a Credentials,
+    pub dpop: Vec<&'a [u8]>,
+    pub evidence: Evidence<'a>,
+    /// Needs `admin:write` (every method but GET).
+    pub write: bool,
+}
+
+/// The authenticated caller.
+pub struct AdminCaller {
+    pub actor: Actor,
+    pub client_id: String,
+}
+
+pub async fn authenticate(p: &Provider, req: AdminRequest<'_>) -> Result<AdminCaller, OAuthError> {
+    let bad = || OAuthError::invalid_token("the access token is unknown, expired or revoked");
+    let rec = match crate::token::find(p, &req.credentials.token, Some("access_token")).await? {
+        Some(crate::token::Found::Access(a)) => a,
+        _ => return Err(bad()),
+    };
+    if !rec.active(p.now()) || !liveness::access_alive(p, &rec).await? {
+        return Err(bad());
+    }
+    let aud = admin_audience(p.issuer());
+    if rec.audience != [aud.clone()] {
+        return Err(OAuthError::invalid_token(format!(
+            "this token is not for the admin API (its audience must be {aud}: request the admin:read or admin:write scope)"
+        )));
+    }
+    let thumbprint = req.evidence.peer_cert.map(|c| c.thumbprint());
+    let rr = ResourceRequest {
+        method: req.method,
+        path: req.path,
+        credentials: req.credentials,
+        dpop: req.dpop,
+        cert_thumbprint: thumbprint.as_deref(),
+    };
+    let checked = resource::check(&rr, &Confirmation::of(rec.binding.as_ref()), Policy::OPTIONAL, &Proofs(p)).await;
+    if let (Err(_), Some(b)) = (&checked, &rec.binding) {
+        let actor = Actor::client(&rec.client_id).with_user(rec.username.as_deref());
+        let detail = serde_json::json!({"target": rec.jti, "where": "admin_api", "binding_type": b.kind.as_str()});
+        p.event(crate::audit::kind::BINDING_MISMATCH, &actor, detail);
+    }
+    checked?;
+    let scopes: Vec<&str> = rec.scope.split(' ').collect();
+    let allowed = scopes.contains(&ADMIN_WRITE) || (!req.write && scopes.contains(&ADMIN_READ));
+    if !allowed {
+        let need = if req.write { ADMIN_WRITE } else { ADMIN_READ };
+        return Err(OAuthError::new(ErrorCode::InsufficientScope, format!("this request needs the {need} scope")));
+    }
+    let actor =
+        Actor { client_id: Some(rec.client_id.clone()), username: rec.username.clone(), ip: None, user_agent: None };
+    Ok(AdminCaller { actor, client_id: rec.client_id })
+}

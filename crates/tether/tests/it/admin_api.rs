@@ -1,0 +1,320 @@
+//! The admin REST API, as an operator drives it with a client-credentials admin app: apps, secrets,
+//! users, sessions, tokens, keys, events; who may call it; what it refuses.
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use tether_testkit::*;
+
+const API: &str = "/api/admin/v1";
+
+struct Admin<'a> {
+    srv: &'a TestServer,
+    c: Client,
+    token: String,
+}
+
+impl<'a> Admin<'a> {
+    /// An admin app (client credentials, admin:read admin:write) and its token.
+    async fn new(srv: &'a TestServer, scopes: &str) -> Admin<'a> {
+        let mut ch = app(&["client_credentials"]);
+        ch.scopes = Some(scopes.split(' ').map(str::to_string).collect());
+        ch.name = Some(format!("ops {scopes}"));
+        let a = srv.create_app(ch).await;
+        let r = srv.token(&a, &[("grant_type", "client_credentials"), ("scope", scopes)]).await;
+        assert_eq!(r.status(), 200);
+        let t: Value = r.json().await.unwrap();
+        Admin { srv, c: srv.client(), token: t["access_token"].as_str().unwrap().to_string() }
+    }
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut r = self.c.request(method, self.srv.url(&format!("{API}{path}"))).bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let (status, headers) = (r.status(), r.headers().clone());
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null), headers)
+    }
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self.call(Method::GET, path, None).await;
+        (s, v)
+    }
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, v, _) = self.call(Method::POST, path, Some(body)).await;
+        (s, v)
+    }
+    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .c
+            .patch(self.srv.url(&format!("{API}{path}")))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn creds(v: &Value) -> AppCreds {
+    AppCreds {
+        client_id: v["client_id"].as_str().unwrap().to_string(),
+        client_secret: v["client_secret"].as_str().map(str::to_string),
+    }
+}
+
+#[tokio::test]
+async fn an_operator_manages_apps_and_secrets_over_the_api() {
+    let srv = TestServer::start().await;
+    let admin = Admin::new(&srv, "admin:read admin:write").await;
+    // The admin token is audience-restricted to the admin API.
+    let claims_aud = srv.introspect(&srv.create_app(app(&["client_credentials"])).await, &admin.token).await;
+    assert_eq!(claims_aud["active"], false, "another client cannot even see it");
+
+    let (status, created, headers) = admin
+        .call(
+            Method::POST,
+            "/apps",
+            Some(json!({"name": "billing", "grant_types": ["client_credentials"], "token_type": "jwt"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["client_id"].as_str().unwrap();
+    assert_eq!(headers["location"], format!("{API}/apps/{id}"));
+    assert!(headers.contains_key("etag"));
+    let billing = creds(&created);
+    // Usable at once.
+    let r = srv.token(&billing, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(r.status(), 200);
+    // The secret is shown once.
+    let (_, shown) = admin.get(&format!("/apps/{id}")).await;
+    assert!(shown.get("client_secret").is_none());
+
+    // Change the binding type: the next token is bound.
+    let (status, v) =
+        admin.patch(&format!("/apps/{id}"), json!({"binding": "client-request", "validate_binding": true})).await;
+    assert_eq!(status, 200, "{v}");
+    let t: Value = srv
+        .token(&billing, &[("grant_type", "client_credentials"), ("tokenBindingId", "k1")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwt_claims(t["access_token"].as_str().unwrap())["binding_type"], "client-request");
+    // A change that would make the app invalid is refused with the B-10 message and changes nothing.
+    let (status, v) = admin.patch(&format!("/apps/{id}"), json!({"binding": "device-flow"})).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("device_code"), "{v}");
+    assert_eq!(v["errors"][0]["pointer"], "#/grant_types", "{v}");
+    assert_eq!(admin.get(&format!("/apps/{id}")).await.1["binding"], "client-request");
+    // Unknown members are named.
+    let (status, v) = admin.patch(&format!("/apps/{id}"), json!({"bindng": "none"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["errors"][0]["pointer"], "#/bindng", "{v}");
+
+    // A new secret: the old one is refused at once (no grace), the new one works.
+    let (status, v) = admin.post(&format!("/apps/{id}/secret"), json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    let fresh = creds(&v);
+    assert_eq!(
+        srv.token(&billing, &[("grant_type", "client_credentials"), ("tokenBindingId", "k")]).await.status(),
+        401
+    );
+    assert_eq!(srv.token(&fresh, &[("grant_type", "client_credentials"), ("tokenBindingId", "k")]).await.status(), 200);
+    // With a grace period both work until it ends.
+    let (_, v) = admin.post(&format!("/apps/{id}/secret"), json!({"grace_seconds": 60})).await;
+    let newest = creds(&v);
+    assert_eq!(srv.token(&fresh, &[("grant_type", "client_credentials"), ("tokenBindingId", "k")]).await.status(), 200);
+    srv.clock.advance(61);
+    assert_eq!(srv.token(&fresh, &[("grant_type", "client_credentials"), ("tokenBindingId", "k")]).await.status(), 401);
+    assert_eq!(
+        srv.token(&newest, &[("grant_type", "client_credentials"), ("tokenBindingId", "k")]).await.status(),
+        200
+    );
+
+    // Names are unique; unknown ids are 404; If-Match mismatches are 412.
+    let (status, _) = admin.post("/apps", json!({"name": "billing", "grant_types": ["client_credentials"]})).await;
+    assert_eq!(status, 409);
+    assert_eq!(admin.get("/apps/nope").await.0, 404);
+    let r = admin
+        .c
+        .patch(srv.url(&format!("{API}/apps/{id}")))
+        .bearer_auth(&admin.token)
+        .header("content-type", "application/json")
+        .header("if-match", "\"stale\"")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let r = admin.c.post(srv.url(&format!("{API}/apps"))).bearer_auth(&admin.token).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    // Pagination.
+    let (_, page1) = admin.get("/apps?limit=1").await;
+    assert_eq!(page1["items"].as_array().unwrap().len(), 1);
+    let cursor = page1["next_cursor"].as_str().unwrap();
+    let (_, page2) = admin.get(&format!("/apps?limit=1&cursor={cursor}")).await;
+    assert_ne!(page1["items"][0]["client_id"], page2["items"][0]["client_id"]);
+
+    // Delete: its tokens stop working at once.
+    let t = srv.token(&newest, &[("grant_type", "client_credentials"), ("tokenBindingId", "k9")]).await;
+    let at = t.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let (status, _, _) = admin.call(Method::DELETE, &format!("/apps/{id}"), None).await;
+    assert_eq!(status, 204);
+    let mut rs = app(&["client_credentials"]);
+    rs.introspect_any = Some(true);
+    rs.name = Some("rs".into());
+    let rs = srv.create_app(rs).await;
+    assert_eq!(srv.introspect(&rs, &at).await["active"], false);
+
+    // The audit trail names the actor.
+    let (_, ev) = admin.get("/events?type=admin.change").await;
+    let actions: Vec<&str> =
+        ev["items"].as_array().unwrap().iter().map(|e| e["detail"]["action"].as_str().unwrap()).collect();
+    for a in ["app.create", "app.update", "app.secret", "app.delete"] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+    let update = ev["items"].as_array().unwrap().iter().find(|e| e["detail"]["action"] == "app.update").unwrap();
+    assert!(update["client_id"].as_str().unwrap().len() > 10, "the actor: {update}");
+    assert_eq!(update["detail"]["target"], id);
+    assert_eq!(update["detail"]["changes"]["binding"]["after"], "client-request", "{update}");
+    assert!(!ev.to_string().contains(fresh.client_secret.as_deref().unwrap()), "no secret in events");
+}
+
+#[tokio::test]
+async fn users_sessions_and_tokens_end_together() {
+    let srv = TestServer::start().await;
+    let admin = Admin::new(&srv, "admin:read admin:write").await;
+    let (status, u) = admin
+        .post("/users", json!({"username": "dana", "password": "dana-pw", "email": "d@example.com", "roles": []}))
+        .await;
+    assert_eq!(status, 201, "{u}");
+    assert!(u.get("password").is_none());
+    let web = srv.create_app(app(&["authorization_code", "password", "refresh_token"])).await;
+    // A browser session and a token.
+    let browser = srv.browser();
+    let q = format!(
+        "response_type=code&client_id={}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&scope=openid",
+        web.client_id
+    );
+    let loc = login_flow(&srv, &browser, &q, "dana", "dana-pw").await;
+    assert!(query_param(&loc, "code").is_some());
+    let t: Value = srv
+        .token(&web, &[("grant_type", "password"), ("username", "dana"), ("password", "dana-pw")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let (_, sessions) = admin.get("/users/dana/sessions").await;
+    assert_eq!(sessions["items"].as_array().unwrap().len(), 1, "{sessions}");
+    assert_eq!(sessions["items"][0]["ip"], "127.0.0.1");
+
+    // One call: every session ended, every token revoked.
+    let (status, v) = admin.post("/users/dana/logout", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(srv.introspect(&web, at).await["active"], false);
+    assert!(admin.get("/users/dana/sessions").await.1["items"].as_array().unwrap().is_empty());
+    let r = browser.get(srv.url(&format!("/oauth2/authorize?{q}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a fresh authorize asks for a login");
+
+    // Tokens by user, revoked one by one or all at once; metadata only.
+    for _ in 0..2 {
+        srv.token(&web, &[("grant_type", "password"), ("username", "dana"), ("password", "dana-pw")]).await;
+    }
+    let (_, list) = admin.get("/tokens?username=dana").await;
+    let items = list["items"].as_array().unwrap();
+    assert!(items.len() >= 4, "access and refresh tokens: {list}");
+    assert!(items.iter().all(|t| !t.to_string().contains(at)), "never a token value");
+    let active: Vec<&Value> = items.iter().filter(|t| t["state"] == "active").collect();
+    let one = active[0]["id"].as_str().unwrap();
+    assert_eq!(admin.post(&format!("/tokens/{one}/revoke"), json!({})).await.0, 200);
+    let (status, v) = admin.post("/tokens/revoke", json!({"username": "dana"})).await;
+    assert_eq!(status, 200);
+    assert!(v["revoked"].as_u64().unwrap() >= 1);
+    assert_eq!(admin.post("/tokens/revoke", json!({})).await.0, 400, "an empty filter");
+
+    // Disabled: sign-in refused as a wrong password would be; the event says why.
+    let (status, _) = admin.patch("/users/dana", json!({"disabled": true})).await;
+    assert_eq!(status, 200);
+    let r = srv.token(&web, &[("grant_type", "password"), ("username", "dana"), ("password", "dana-pw")]).await;
+    assert_oauth_error(r, 400, "invalid_grant").await;
+    let (_, ev) = admin.get("/events?type=login.failure&username=dana").await;
+    assert_eq!(ev["items"][0]["detail"]["reason"], "disabled", "{ev}");
+    assert_eq!(ev["items"][0]["username"], "dana");
+}
+
+#[tokio::test]
+async fn who_may_call_the_admin_api() {
+    let srv = TestServer::start().await;
+    let reader = Admin::new(&srv, "admin:read").await;
+    assert_eq!(reader.get("/apps").await.0, 200);
+    let (status, v, h) = reader.call(Method::POST, "/keys/rotate", Some(json!({}))).await;
+    assert_eq!(status, 403, "{v}");
+    let challenge = h["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("insufficient_scope") && challenge.contains("admin:write"), "{challenge}");
+    assert_eq!(h["content-type"], "application/problem+json");
+    // No token, a bad token, an ordinary token of another audience: 401 with a challenge.
+    let r = srv.client().get(srv.url(&format!("{API}/apps"))).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let plain = srv.create_app(app(&["client_credentials"])).await;
+    let t: Value = srv.token(&plain, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+    let r = srv.client().get(srv.url(&format!("{API}/apps"))).bearer_auth(t["access_token"].as_str().unwrap());
+    assert_eq!(r.send().await.unwrap().status(), 401, "not an admin-audience token");
+
+    // A user's admin scopes go only as far as their roles.
+    srv.add_user("eve", "pw").await;
+    let mut ch = app(&["password"]);
+    ch.scopes = Some(vec!["openid".into(), "admin:read".into(), "admin:write".into()]);
+    ch.name = Some("console-like".into());
+    let ui = srv.create_app(ch).await;
+    let form = [
+        ("grant_type", "password"),
+        ("username", "eve"),
+        ("password", "pw"),
+        ("scope", "openid admin:read admin:write"),
+    ];
+    let t: Value = srv.token(&ui, &form).await.json().await.unwrap();
+    assert_eq!(t["scope"], "openid", "no roles, no admin scopes: {t}");
+    let writer = Admin::new(&srv, "admin:read admin:write").await;
+    assert_eq!(writer.patch("/users/eve", json!({"roles": ["viewer"]})).await.0, 200);
+    let t: Value = srv.token(&ui, &form).await.json().await.unwrap();
+    assert_eq!(t["scope"], "admin:read openid", "{t}");
+    assert_eq!(writer.patch("/users/eve", json!({"roles": ["nobody"]})).await.0, 400);
+}
+
+#[tokio::test]
+async fn retiring_a_key_ends_its_tokens_and_the_last_key_stays() {
+    let srv = TestServer::start().await;
+    let admin = Admin::new(&srv, "admin:read admin:write").await;
+    let mut ch = app(&["client_credentials"]);
+    ch.token_type = Some("jwt".into());
+    ch.introspect_any = Some(true);
+    ch.name = Some("jwt app".into());
+    let a = srv.create_app(ch).await;
+    let t: Value = srv.token(&a, &[("grant_type", "client_credentials")]).await.json().await.unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let kid = jwt_header(at)["kid"].as_str().unwrap().to_string();
+    assert_eq!(srv.introspect(&a, at).await["active"], true);
+    let (status, v, _) = admin.call(Method::DELETE, &format!("/keys/{kid}"), None).await;
+    assert_eq!(status, 409, "the only active ES256 key: {v}");
+    assert_eq!(admin.post("/keys/rotate", json!({})).await.0, 200);
+    let (status, _, _) = admin.call(Method::DELETE, &format!("/keys/{kid}"), None).await;
+    assert_eq!(status, 204);
+    let jwks: Value = srv.client().get(srv.url("/oauth2/jwks")).send().await.unwrap().json().await.unwrap();
+    assert!(!jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid.as_str()), "left the JWKS at once");
+    assert_eq!(srv.introspect(&a, at).await["active"], false, "its JWTs stop verifying");
+    let (_, keys) = admin.get("/keys").await;
+    let retired = keys["items"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap().clone();
+    assert_eq!(retired["state"], "retired");
+}
