@@ -10,4 +10,6 @@
 pub mod accept;
 pub mod client_cert;
 pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pki;
