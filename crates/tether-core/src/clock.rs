@@ -46,3 +46,32 @@ impl Clock for ManualClock {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// Is a time a client or browser sent (`iat`, a cookie's or form's timestamp) acceptable at `now`:
+/// at most `future_skew` seconds ahead and at most `lifetime` seconds old? Saturating, so an
+/// extreme value (`i64::MIN`) is refused instead of overflowing `now - iat` into an accepted
+/// negative age (or a panic with overflow checks).
+pub fn issued_within(iat: UnixTime, now: UnixTime, future_skew: i64, lifetime: i64) -> bool {
+    iat <= now.saturating_add(future_skew) && now.saturating_sub(iat) <= lifetime
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issued_within;
+
+    #[test]
+    fn issued_within_the_window_and_never_overflows() {
+        let now = 1_700_000_000;
+        assert!(issued_within(now, now, 5, 300));
+        assert!(issued_within(now + 5, now, 5, 300));
+        assert!(issued_within(now - 300, now, 5, 300));
+        assert!(!issued_within(now + 6, now, 5, 300));
+        assert!(!issued_within(now - 301, now, 5, 300));
+        // `now - i64::MIN` overflowed to a negative age: accepted in release builds.
+        assert!(!issued_within(i64::MIN, now, 5, 300));
+        assert!(!issued_within(i64::MIN + 1, now, 5, 300));
+        assert!(!issued_within(i64::MAX, now, 5, 300));
+        assert!(!issued_within(now, i64::MAX, i64::MAX, 300));
+        assert!(issued_within(i64::MAX, i64::MAX, 5, 300));
+    }
+}

@@ -12,6 +12,7 @@
 
 use serde_json::Value;
 
+use crate::clock::issued_within;
 use crate::crypto::MacKey;
 use crate::keys::{jwk_thumbprint, parse_jws, verify_with_jwk};
 use crate::secret::{b64url, b64url_decode, ct_eq, sha256};
@@ -98,7 +99,7 @@ fn nonce_ok(key: &MacKey, nonce: &str, now: i64, lifetime: i64) -> bool {
     let mut t = [0u8; 8];
     t.copy_from_slice(&raw[..8]);
     let issued = i64::from_be_bytes(t);
-    ct_eq(&raw[8..], &key.mac(&t)[..16]) && issued <= now + FUTURE_SKEW && now - issued <= lifetime
+    ct_eq(&raw[8..], &key.mac(&t)[..16]) && issued_within(issued, now, FUTURE_SKEW, lifetime)
 }
 
 /// Verify one `DPoP` header value against everything RFC 9449 §4.3 requires.
@@ -134,7 +135,7 @@ pub fn verify(proof: &str, e: &Expect<'_>) -> Result<ProofOk, DpopError> {
         return Err(bad(format!("the DPoP proof's htu {htu:?} is not the URL of this request ({want})")));
     }
     let iat = claims.get("iat").and_then(Value::as_i64).ok_or_else(|| bad("the DPoP proof has no numeric iat"))?;
-    if iat > e.now + FUTURE_SKEW || e.now - iat > e.lifetime {
+    if !issued_within(iat, e.now, FUTURE_SKEW, e.lifetime) {
         return Err(bad("the DPoP proof's iat is outside the acceptable window (check the client's clock)"));
     }
     match (e.access_token, s("ath")) {
@@ -182,6 +183,31 @@ mod tests {
         assert!(matches!(verify(RFC_PROOF, &Expect { method: "GET", ..e }), Err(DpopError::Invalid(_))));
         let late = Expect { method: "POST", url: "https://server.example.com/token", now: 1_562_262_616 + 301, ..e };
         assert!(verify(RFC_PROOF, &late).is_err());
+    }
+
+    /// Found while writing the fuzz target's window invariant: `now - iat` with an `iat` near
+    /// `i64::MIN` overflowed (a panic with overflow checks; in release a negative age, so the proof
+    /// was accepted forever and its jti forgotten after one lifetime).
+    #[test]
+    fn extreme_iat_is_refused_without_overflow() {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let key = Ed25519KeyPair::from_seed_unchecked(&[3; 32]).unwrap();
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(key.public_key().as_ref())});
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk});
+        let e = Expect {
+            method: "POST",
+            url: "https://as.example/t",
+            access_token: None,
+            now: 1_700_000_000,
+            lifetime: 300,
+            nonce: None,
+        };
+        for (iat, ok) in [(i64::MIN, false), (i64::MIN + 1_700_000_000, false), (1_700_000_000, true)] {
+            let claims = serde_json::json!({"jti": "j", "htm": "POST", "htu": "https://as.example/t", "iat": iat});
+            let input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+            let proof = format!("{input}.{}", b64url(key.sign(input.as_bytes()).as_ref()));
+            assert_eq!(verify(&proof, &e).is_ok(), ok, "iat {iat}");
+        }
     }
 
     #[test]

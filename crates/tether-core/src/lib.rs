@@ -30,6 +30,8 @@ pub mod dpop;
 pub mod endpoint;
 pub mod error;
 pub mod form;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod keys;
 pub mod login;

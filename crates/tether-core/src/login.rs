@@ -194,7 +194,7 @@ fn device_id(p: &Provider, cookie: &str, user: &str, now: i64) -> Option<String>
     let mut parts = cookie.splitn(3, '.');
     let (id, iat, mac) = (parts.next()?, parts.next()?, parts.next()?);
     let iat: i64 = iat.parse().ok()?;
-    if id.len() != 22 || iat > now + 60 || now - iat > DEVICE_LIFETIME {
+    if id.len() != 22 || !crate::clock::issued_within(iat, now, 60, DEVICE_LIFETIME) {
         return None;
     }
     let tag = b64url_decode(mac)?;

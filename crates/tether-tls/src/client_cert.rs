@@ -99,8 +99,11 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
         let unescaped = unescaped
             .replace("-----BEGIN+CERTIFICATE-----", "-----BEGIN CERTIFICATE-----")
             .replace("-----END+CERTIFICATE-----", "-----END CERTIFICATE-----");
-        let body = match (unescaped.find("-----BEGIN CERTIFICATE-----"), unescaped.find("-----END CERTIFICATE-----")) {
-            (Some(b), Some(e)) if b < e => unescaped[b + "-----BEGIN CERTIFICATE-----".len()..e].to_string(),
+        const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+        // The END line must start after the BEGIN line ends: in `-----BEGIN CERTIFICATE-----END
+        // CERTIFICATE-----` they share dashes, and slicing between them panicked (found by fuzzing).
+        let body = match (unescaped.find(BEGIN), unescaped.find("-----END CERTIFICATE-----")) {
+            (Some(b), Some(e)) if b + BEGIN.len() <= e => unescaped[b + BEGIN.len()..e].to_string(),
             _ => unescaped,
         };
         let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
@@ -219,6 +222,10 @@ mod tests {
             assert_eq!(decode(&form).as_deref(), Some(der.as_slice()), "{form}");
         }
         assert!(decode("not a certificate").is_none());
+        // Regression (fuzz/corpus/client_cert/regression-armor-overlap): the armor lines overlap.
+        assert!(decode("-----BEGIN CERTIFICATE-----END CERTIFICATE-----").is_none());
+        assert!(decode("-----BEGIN+CERTIFICATE-----END+CERTIFICATE-----").is_none());
+        assert!(decode("-----BEGIN CERTIFICATE----------END CERTIFICATE-----").is_none());
         let cfg = ProxyCertConfig::parse(Some("x-client-cert"), &["10.0.0.0/8".into(), "127.0.0.1".into()]).unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-client-cert", b64.parse().unwrap());

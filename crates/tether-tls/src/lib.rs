@@ -13,5 +13,7 @@ pub mod accept;
 pub mod body;
 pub mod client_cert;
 pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod pki;

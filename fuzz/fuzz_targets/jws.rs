@@ -1,0 +1,5 @@
+#![no_main]
+// The body lives in the product crate, shared with its corpus test (tests/fuzz_corpus.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = tether_core::fuzzing::jws(data);
+});
