@@ -1,7 +1,7 @@
 //! `tether serve` configuration: the TOML file (every key optional, unknown keys refused with
 //! their name), flags and `TETHER_*` variables. Precedence: flag > variable > file > default
 //! (interface.md §1). Validated once, at start. `[http]` (timeouts, connection cap, HSTS) is
-//! Tether's own section, documented in the README.
+//! Tether's own section, documented in the README; `[log] access` is the admin spec's.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,16 @@ pub struct FileConfig {
     pub dpop: DpopSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[log]`: `access = false` turns the access log (one `info` line per request on the log
+/// target `access`) off; it is on by default.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub access: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -166,6 +176,8 @@ pub struct Settings {
     pub dpop_proof_lifetime: i64,
     /// `[http]`.
     pub http: HttpSettings,
+    /// `[log] access`: the access log (default on).
+    pub access_log: bool,
 }
 
 pub(crate) fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
@@ -236,6 +248,7 @@ impl Settings {
             dpop_require_nonce: file.dpop.require_nonce.unwrap_or(false),
             dpop_proof_lifetime,
             http,
+            access_log: file.log.access.unwrap_or(true),
         })
     }
 }
