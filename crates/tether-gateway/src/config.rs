@@ -42,6 +42,16 @@ pub struct FileConfig {
     /// `[http]`: connection timeouts and cap (Tether's own section, as for `tether serve`).
     #[serde(default)]
     pub http: HttpSection,
+    /// `[log]`: the access log (as for `tether serve`).
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[log]` of the gateway's file: `access = false` turns the access log off (default on).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub access: Option<bool>,
 }
 
 /// `[http]` of the gateway's file: the same timeouts and cap as `tether serve`'s (no HSTS: the
@@ -105,6 +115,8 @@ pub struct Config {
     pub upstream_token_header: (http::HeaderName, Option<String>),
     /// `[http]`, defaults filled in (`max_connections` `None`: derived from the open-file limit).
     pub http: HttpSection,
+    /// `[log] access`: one `info` line per request on the log target `access` (default on).
+    pub access_log: bool,
 }
 
 impl Config {
@@ -253,6 +265,7 @@ impl Config {
             redirect_uri,
             upstream_token_header: (hname, scheme),
             http,
+            access_log: f.log.access.unwrap_or(true),
         })
     }
 }

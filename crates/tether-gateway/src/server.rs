@@ -1,5 +1,7 @@
 //! `tether gateway --config FILE`: the HTTPS listener (requesting, never requiring, a client
-//! certificate), the [`crate::GuardLayer`], and the proxy to `upstream`.
+//! certificate), the [`crate::GuardLayer`], and the proxy to `upstream`; around them the access
+//! log (`[log] access`, `tether_tls::access`), which names the verified token's client and, from
+//! a `trusted_proxies` peer, the forwarded client address.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use http::{Request, Response};
 use tether_core::clock::SharedClock;
+use tether_tls::access::{AccessLogLayer, AuthenticatedClient};
 use tether_tls::{accept as tls, pki};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,12 +46,18 @@ pub fn router(guard: Arc<Guard>) -> Router {
         let client = client.clone();
         async move {
             let remote = req.extensions().get::<tls::ConnInfo>().map(|c| c.remote);
-            let Some(who) = req.extensions().get::<Authenticated>().cloned() else {
+            let mut req = req;
+            let Some(who) = req.extensions_mut().remove::<Authenticated>() else {
                 return Ok::<Response<Body>, Infallible>(
                     g.reject(crate::guard::Rejection::invalid_token("not authenticated")),
                 );
             };
-            Ok(proxy::forward(&g, &client, req, &who, remote).await)
+            let mut resp = proxy::forward(&g, &client, req, &who, remote).await;
+            // The access log names the verified token's client.
+            if let Some(c) = who.client_id {
+                resp.extensions_mut().insert(AuthenticatedClient(c));
+            }
+            Ok(resp)
         }
     });
     let guarded = tower::ServiceBuilder::new().layer(GuardLayer::new(guard.clone())).service(svc);
@@ -97,6 +106,12 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
     let limits = guard.cfg.limits();
     let (tx, rx) = watch::channel(false);
     let app = router(guard.clone());
+    let app = if guard.cfg.access_log {
+        let trusted = tether_tls::client_cert::ProxyCertConfig::parse(None, &guard.cfg.trusted_proxies)?.trusted;
+        app.layer(AccessLogLayer::new(&trusted))
+    } else {
+        app
+    };
     let task = tokio::spawn(tls::serve(listener, Some(tls_cfg), app, rx, Duration::from_secs(20), limits));
     Ok(Running { addr, guard, shutdown: tx, task })
 }

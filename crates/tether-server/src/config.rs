@@ -1,7 +1,7 @@
 //! `tether serve` configuration: the TOML file (every key optional, unknown keys refused with
 //! their name), flags and `TETHER_*` variables. Precedence: flag > variable > file > default
 //! (interface.md §1). Validated once, at start. `[http]` (timeouts, connection cap, HSTS) is
-//! Tether's own section, documented in the README.
+//! Tether's own section, documented in the README; `[log] access` is the admin spec's.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub audit: AuditSection,
     #[serde(default)]
     pub security: SecuritySection,
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 /// `[audit]` (admin-api.md A-4).
@@ -56,6 +58,14 @@ pub struct AuditSection {
 pub struct SecuritySection {
     /// A password change over the admin API revokes the user's tokens (default true).
     pub revoke_on_password_change: Option<bool>,
+}
+
+/// `[log]`: `access = false` turns the access log (one `info` line per request on the log
+/// target `access`) off; it is on by default.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub access: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -198,6 +208,8 @@ pub struct Settings {
     pub audit_token_events: bool,
     /// `[security] revoke_on_password_change`.
     pub revoke_on_password_change: bool,
+    /// `[log] access`: the access log (default on).
+    pub access_log: bool,
 }
 
 pub(crate) fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
@@ -283,6 +295,7 @@ impl Settings {
             audit_retention_days,
             audit_token_events: file.audit.token_events.unwrap_or(true),
             revoke_on_password_change: file.security.revoke_on_password_change.unwrap_or(true),
+            access_log: file.log.access.unwrap_or(true),
         })
     }
 }

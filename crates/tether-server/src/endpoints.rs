@@ -14,6 +14,7 @@ use tether_core::client_auth;
 use tether_core::endpoint::{device, discovery, introspect, revoke, token, userinfo};
 use tether_core::error::ErrorCode;
 use tether_core::resource::{self, Refusal};
+use tether_tls::access::AuthenticatedClient;
 
 use crate::cors::for_client;
 use crate::error::{ApiError, ResourceError, json_no_store, no_store};
@@ -53,11 +54,20 @@ pub(crate) async fn token_endpoint(
         dpop,
         addr: addr.as_deref(),
     };
-    let resp = match token::handle(&s.p, req).await {
+    let (who, answer) = token::handle(&s.p, req).await;
+    let resp = match answer {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
     };
-    for_client(resp, client)
+    authenticated(for_client(resp, client), who)
+}
+
+/// Tag an answer with the client that authenticated for it (the access log's `client_id`).
+fn authenticated(mut resp: Response, client_id: Option<String>) -> Response {
+    if let Some(c) = client_id {
+        resp.extensions_mut().insert(AuthenticatedClient(c));
+    }
+    resp
 }
 
 /// The client a token or revocation request names (HTTP Basic or `client_id`), authenticated or
@@ -72,10 +82,12 @@ pub(crate) async fn introspect_endpoint(
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
-    match introspect::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await {
+    let (who, answer) = introspect::handle(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await;
+    let resp = match answer {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
-    }
+    };
+    authenticated(resp, who)
 }
 
 pub(crate) async fn revoke_endpoint(
@@ -91,7 +103,8 @@ pub(crate) async fn revoke_endpoint(
         Err(e) => return for_client(ApiError(e).into_response(), client),
     };
     let ev = evidence(&peer, &headers);
-    let resp = match revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), dpop, &ev).await {
+    let (who, answer) = revoke::handle(&s.p, &form, header(&headers, AUTHORIZATION), dpop, &ev).await;
+    let resp = match answer {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
             no_store(r.headers_mut());
@@ -99,7 +112,7 @@ pub(crate) async fn revoke_endpoint(
         }
         Err(e) => ApiError(e).into_response(),
     };
-    for_client(resp, client)
+    authenticated(for_client(resp, client), who)
 }
 
 /// RFC 8628 §3.1: a device asks for a device code and a user code.
@@ -109,10 +122,12 @@ pub(crate) async fn device_authorize(
     headers: HeaderMap,
     FormBody(form): FormBody,
 ) -> Response {
-    match device::authorize(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await {
+    let (who, answer) = device::authorize(&s.p, &form, header(&headers, AUTHORIZATION), peer.as_ref()).await;
+    let resp = match answer {
         Ok(body) => json_no_store(body),
         Err(e) => ApiError(e).into_response(),
-    }
+    };
+    authenticated(resp, who)
 }
 
 /// A protected resource of the server's own: credentials first (none is a 401 whatever the
@@ -155,6 +170,8 @@ pub(crate) async fn userinfo_endpoint(
         evidence: evidence(&peer, &headers),
     };
     let (client, answer) = userinfo::handle(&s.p, req).await;
+    // The access log names the token's client only when the token was accepted.
+    let who = answer.is_ok().then(|| client.clone()).flatten();
     let resp = match answer {
         Ok(body) => json_no_store(body),
         Err(e) if matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError) => {
@@ -162,5 +179,5 @@ pub(crate) async fn userinfo_endpoint(
         }
         Err(e) => ResourceError(Refusal::Error(e)).into_response(),
     };
-    for_client(resp, client)
+    authenticated(for_client(resp, client), who)
 }

@@ -14,7 +14,10 @@
 //!
 //! `start` also puts the transport's headers on every response: `X-Content-Type-Options:
 //! nosniff` on every listener, `Strict-Transport-Security` (`[http] hsts_max_age`) on the HTTPS
-//! ones only; the connection limits of `[http]` come from `tether_tls::limits`.
+//! ones only; the connection limits of `[http]` come from `tether_tls::limits`. Every listener
+//! (the metrics one too) writes the access log (`tether_tls::access`, `[log] access`), with the
+//! client's address by the `[tls] trusted_proxies` rule; the endpoints that authenticate a
+//! client tag their answers with it (`AuthenticatedClient`).
 
 mod admin_api;
 pub mod config;
@@ -42,6 +45,7 @@ use tether_core::clock::SharedClock;
 use tether_core::crypto::MasterKey;
 use tether_core::provider::{Provider, ProviderConfig};
 use tether_core::store::Store;
+use tether_tls::access::AccessLogLayer;
 use tether_tls::{accept as tls, client_cert, pki};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -306,6 +310,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     let grace = Duration::from_secs(20);
     // One connection cap for every listener of the process.
     let limits = settings.http.limits();
+    let access = settings.access_log.then(|| AccessLogLayer::new(&proxy_cert.trusted));
     let opts = || state::Options {
         secure_cookies: true,
         proxy_cert: proxy_cert.clone(),
@@ -313,7 +318,8 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     };
     let app = routes::router(provider.clone(), opts(), settings.admin_listen.is_none());
     let app = nosniff(app);
-    let https_app = hsts(app.clone(), settings.http.hsts_max_age);
+    let https_app = access_log(hsts(app.clone(), settings.http.hsts_max_age), &access);
+    let app = access_log(app, &access);
     let serve = |l, tls, app| tokio::spawn(tls::serve(l, tls, app, rx.clone(), grace, limits.clone()));
     let mut tasks = vec![serve(listener, Some(tls_cfg), https_app.clone())];
     if let Some(l) = mtls_listener {
@@ -330,7 +336,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     if let Some(a) = settings.metrics_listen {
         let l = bind(a, "metrics_listen").await?;
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
-        tasks.push(serve(l, None, nosniff(routes::metrics_router(metrics_handle()))));
+        tasks.push(serve(l, None, access_log(nosniff(routes::metrics_router(metrics_handle())), &access)));
     }
     let mut admin_addr = None;
     if let Some(a) = settings.admin_listen {
@@ -338,6 +344,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         admin_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
         let cfg = tls::server_config(&material, true)?;
         let admin = hsts(nosniff(routes::admin_router(provider.clone(), opts())), settings.http.hsts_max_age);
+        let admin = access_log(admin, &access);
         tasks.push(serve(l, Some(cfg), admin));
     }
     Ok(Running {
@@ -355,6 +362,14 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         purger,
         _db_lock: db_lock,
     })
+}
+
+/// The access log around every route of a listener (`[log] access`; `None`: off).
+fn access_log(app: Router, layer: &Option<AccessLogLayer>) -> Router {
+    match layer {
+        Some(l) => app.layer(l.clone()),
+        None => app,
+    }
 }
 
 /// `X-Content-Type-Options: nosniff` on every response of a listener.

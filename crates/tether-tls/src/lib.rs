@@ -5,11 +5,12 @@
 //! Owns: the accept loop that hands each request its connection's client certificate
 //! ([`accept`]), with its timeouts and connection cap ([`limits`], [`body`]); certificates
 //! forwarded by trusted proxies and trust in client CAs ([`client_cert`]); the client's address
-//! behind those proxies ([`forwarded`]); and the local PKI a first start generates ([`pki`]).
+//! behind those proxies ([`forwarded`]); the access log of both products ([`access`]); and the local PKI a first start generates ([`pki`]).
 //! Depends on `tether-core` for the protocol's view of a certificate, and on nothing of the
 //! server's.
 
 pub mod accept;
+pub mod access;
 pub mod body;
 pub mod client_cert;
 pub mod forwarded;

@@ -51,13 +51,28 @@ pub fn display_user_code(normalized: &str) -> String {
 }
 
 /// `POST /oauth2/device_authorize` (RFC 8628 §3.1–3.2).
+///
+/// Returns the answer and the client that authenticated (`None` when none did), for the access log.
 pub async fn authorize(
     p: &Provider,
     form: &Form,
     authorization: Option<&str>,
     peer_cert: Option<&crate::cert::ClientCert>,
+) -> (Option<String>, Result<Value, OAuthError>) {
+    let mut client_id = None;
+    let answer = device_authorization(p, form, authorization, peer_cert, &mut client_id).await;
+    (client_id, answer)
+}
+
+async fn device_authorization(
+    p: &Provider,
+    form: &Form,
+    authorization: Option<&str>,
+    peer_cert: Option<&crate::cert::ClientCert>,
+    client_id: &mut Option<String>,
 ) -> Result<Value, OAuthError> {
     let app = client_auth::authenticate(p, form, authorization, peer_cert).await?;
+    *client_id = Some(app.app.client_id.clone());
     if !app.app.allows_grant(GrantType::DeviceCode) {
         return Err(OAuthError::unauthorized_client("this client is not allowed the device_code grant"));
     }

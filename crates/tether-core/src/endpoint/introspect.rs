@@ -59,11 +59,24 @@ fn members(
     v
 }
 
+/// The answer, and the client that authenticated (`None` when none did), for the access log.
 pub async fn handle(
     p: &Provider,
     form: &Form,
     authorization: Option<&str>,
     peer_cert: Option<&crate::cert::ClientCert>,
+) -> (Option<String>, Result<Value, OAuthError>) {
+    let mut client_id = None;
+    let answer = run(p, form, authorization, peer_cert, &mut client_id).await;
+    (client_id, answer)
+}
+
+async fn run(
+    p: &Provider,
+    form: &Form,
+    authorization: Option<&str>,
+    peer_cert: Option<&crate::cert::ClientCert>,
+    client_id: &mut Option<String>,
 ) -> Result<Value, OAuthError> {
     let caller = client_auth::authenticate(p, form, authorization, peer_cert).await?;
     if caller.app.public {
@@ -74,6 +87,7 @@ pub async fn handle(
             "public clients cannot introspect",
         ));
     }
+    *client_id = Some(caller.app.client_id.clone());
     let token = form.require("token")?;
     if token.len() > MAX_TOKEN_LEN {
         return Ok(inactive());

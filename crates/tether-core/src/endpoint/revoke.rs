@@ -17,14 +17,30 @@ use crate::token::{self, Found, MAX_TOKEN_LEN};
 
 /// `dpop`: the request's `DPoP` header, unverified (B-5: revoking a DPoP-bound access token with
 /// `--validate-binding` takes a proof with its key). `evidence.dpop` is ignored.
+///
+/// Returns the answer and the client that authenticated (`None` when none did), for the access log.
 pub async fn handle(
     p: &Provider,
     form: &Form,
     authorization: Option<&str>,
     dpop: Option<&str>,
     evidence: &crate::binding::Evidence<'_>,
+) -> (Option<String>, Result<(), OAuthError>) {
+    let mut client_id = None;
+    let answer = run(p, form, authorization, dpop, evidence, &mut client_id).await;
+    (client_id, answer)
+}
+
+async fn run(
+    p: &Provider,
+    form: &Form,
+    authorization: Option<&str>,
+    dpop: Option<&str>,
+    evidence: &crate::binding::Evidence<'_>,
+    client_id: &mut Option<String>,
 ) -> Result<(), OAuthError> {
     let caller = client_auth::authenticate(p, form, authorization, evidence.peer_cert).await?;
+    *client_id = Some(caller.app.client_id.clone());
     let proof = match dpop {
         Some(h) => Some(dpop::check_proof(p, h, "POST", paths::REVOKE, None).await?),
         None => None,

@@ -35,10 +35,18 @@ pub struct TokenRequest<'a> {
     pub addr: Option<&'a str>,
 }
 
-pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> Result<Value, OAuthError> {
+/// The answer, and the client that authenticated (`None` when none did), for the access log.
+pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> (Option<String>, Result<Value, OAuthError>) {
+    let mut client_id = None;
+    let answer = run(p, req, &mut client_id).await;
+    (client_id, answer)
+}
+
+async fn run(p: &Provider, req: TokenRequest<'_>, client_id: &mut Option<String>) -> Result<Value, OAuthError> {
     // Enumerated values are trimmed: the seeds' curl commands, as printed, send `grant_type=password &…`.
     let gt = req.form.require("grant_type")?.trim();
     let app = client_auth::authenticate(p, req.form, req.authorization, req.evidence.peer_cert).await?;
+    *client_id = Some(app.app.client_id.clone());
     let grant = grant::registry::find(gt).ok_or_else(|| {
         OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type {gt:?} is not supported"))
     })?;

@@ -2,6 +2,7 @@
 //! One test binary with modules keeps link time down.
 #![allow(clippy::unwrap_used)]
 
+mod access_log;
 mod admin_api;
 mod audit;
 mod binary;
