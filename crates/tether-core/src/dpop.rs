@@ -134,7 +134,9 @@ pub fn verify(proof: &str, e: &Expect<'_>) -> Result<ProofOk, DpopError> {
         return Err(bad(format!("the DPoP proof's htu {htu:?} is not the URL of this request ({want})")));
     }
     let iat = claims.get("iat").and_then(Value::as_i64).ok_or_else(|| bad("the DPoP proof has no numeric iat"))?;
-    if iat > e.now + FUTURE_SKEW || e.now - iat > e.lifetime {
+    // A range, not `e.now - iat`: `iat` is the client's, and may be any i64 (`now - i64::MIN`
+    // would overflow: a panic in debug builds, a proof fresh forever in release builds).
+    if !(e.now.saturating_sub(e.lifetime)..=e.now.saturating_add(FUTURE_SKEW)).contains(&iat) {
         return Err(bad("the DPoP proof's iat is outside the acceptable window (check the client's clock)"));
     }
     match (e.access_token, s("ath")) {
@@ -150,7 +152,11 @@ pub fn verify(proof: &str, e: &Expect<'_>) -> Result<ProofOk, DpopError> {
             None => return Err(DpopError::UseNonce("this server requires a DPoP nonce; use the one provided".into())),
         }
     }
-    Ok(ProofOk { jkt, jti: jti.to_string(), replay_until: iat.max(e.now) + e.lifetime + FUTURE_SKEW })
+    Ok(ProofOk {
+        jkt,
+        jti: jti.to_string(),
+        replay_until: iat.max(e.now).saturating_add(e.lifetime).saturating_add(FUTURE_SKEW),
+    })
 }
 
 #[cfg(test)]

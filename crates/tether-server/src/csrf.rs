@@ -69,7 +69,8 @@ pub(crate) fn verify(p: &Provider, headers: &HeaderMap, subject: &str, token: &s
     let Some(tag) = tether_core::secret::b64url_decode(mac) else { return false };
     let now = p.now();
     let input = format!("{t}|{}|{subject}", browser(headers));
-    t <= now + 60 && now - t <= FORM_LIFETIME && p.form_key.verify(input.as_bytes(), &tag)
+    // A range, not `now - t`: `t` is the submitter's, and may be any i64.
+    (now - FORM_LIFETIME..=now + 60).contains(&t) && p.form_key.verify(input.as_bytes(), &tag)
 }
 
 /// Login CSRF defence for form posts: browsers say where a submission comes from; a cross-site
