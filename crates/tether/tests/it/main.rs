@@ -16,6 +16,7 @@ mod exchange;
 mod gateway;
 mod grants;
 mod hardening;
+mod hostile;
 mod mtls;
 mod operator;
 mod resource_parity;
