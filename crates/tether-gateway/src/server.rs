@@ -62,18 +62,22 @@ pub fn router(guard: Arc<Guard>) -> Router {
     });
     let guarded = tower::ServiceBuilder::new().layer(GuardLayer::new(guard.clone())).service(svc);
     // A request target the proxy cannot forward (`OPTIONS *`, authority form) is refused before
-    // any token is checked.
+    // any token is checked. An answer to HEAD carries no body (the gateway's own refusals have
+    // one; over HTTP/2 nothing strips it, and the client would see a protocol error instead).
     let svc = tower::service_fn(move |req: Request<Body>| {
         let guarded = guarded.clone();
         let g = guard.clone();
         async move {
-            if !req.uri().path().starts_with('/') {
+            let head = req.method() == http::Method::HEAD;
+            let resp = if req.uri().path().starts_with('/') {
+                tower::ServiceExt::oneshot(guarded, req).await?
+            } else {
                 let r = crate::guard::Rejection::invalid_request(
                     "only origin-form request targets (/path?query) can be forwarded",
                 );
-                return Ok::<Response<Body>, Infallible>(g.reject(r));
-            }
-            tower::ServiceExt::oneshot(guarded, req).await
+                g.reject(r)
+            };
+            Ok::<Response<Body>, Infallible>(if head { resp.map(|_| Body::empty()) } else { resp })
         }
     });
     Router::new().fallback_service(svc)

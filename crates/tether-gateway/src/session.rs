@@ -204,8 +204,9 @@ pub async fn callback(g: &Guard, parts: &Parts) -> Response<Body> {
     }
     let exp = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(g.clock.now() + 3600);
     let data = SessionData { at, exp, cert };
-    let return_to =
-        if p.return_to.starts_with('/') && !p.return_to.starts_with("//") { p.return_to } else { "/".into() };
+    // A path on this host only: browsers read `/\host` as `//host`, another host.
+    let local = p.return_to.starts_with('/') && !p.return_to.starts_with("//") && !p.return_to.starts_with("/\\");
+    let return_to = if local { p.return_to } else { "/".into() };
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::FOUND;
     r.headers_mut().insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

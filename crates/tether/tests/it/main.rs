@@ -20,6 +20,7 @@ mod gateway;
 mod gateway_fidelity;
 mod grants;
 mod hardening;
+mod hostile;
 mod mtls;
 mod operator;
 mod resource_parity;

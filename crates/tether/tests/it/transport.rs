@@ -37,7 +37,7 @@ fn client_tls(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 }
 
 /// A TLS connection to `addr` (server name `localhost`), offering `alpn`.
-async fn tls(addr: SocketAddr, ca_pem: &str, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+pub(crate) async fn tls(addr: SocketAddr, ca_pem: &str, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     tokio_rustls::TlsConnector::from(client_tls(ca_pem, alpn)).connect(name, tcp).await.unwrap()
@@ -84,7 +84,7 @@ async fn read_response(s: &mut (impl AsyncRead + Unpin)) -> (u16, String, Vec<u8
     (status, head, body)
 }
 
-async fn h2_client(
+pub(crate) async fn h2_client(
     addr: SocketAddr,
     ca_pem: &str,
 ) -> (h2::client::SendRequest<Bytes>, tokio::task::JoinHandle<Result<(), h2::Error>>) {
