@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_api;
+mod admin_cli;
 mod binary;
 mod binding_agreement;
 mod browser;
