@@ -73,12 +73,19 @@ impl Actor {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// A new event at `now` (Unix seconds). Ids sort by time: seconds, a per-process sequence, and
-/// random bits (unique across nodes).
+/// A new event at `now` (Unix seconds).
 pub fn event(now: i64, kind: &str, actor: &Actor, detail: Value) -> EventRecord {
+    event_us(now.saturating_mul(1_000_000), kind, actor, detail)
+}
+
+/// A new event at `now_us` (Unix microseconds). Ids sort by time: seconds, microseconds, a
+/// per-process sequence, and random bits (unique across nodes). The microseconds order the events
+/// of one second made by several processes (nodes, CLI invocations), newest first in listings.
+pub fn event_us(now_us: i64, kind: &str, actor: &Actor, detail: Value) -> EventRecord {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let (now, us) = (now_us.div_euclid(1_000_000), now_us.rem_euclid(1_000_000));
     EventRecord {
-        id: format!("{:011x}{seq:08x}{}", now.max(0), hex(&random_bytes::<5>())),
+        id: format!("{:011x}{us:05x}{seq:08x}{}", now.max(0), hex(&random_bytes::<5>())),
         time: now,
         kind: kind.to_string(),
         client_id: actor.client_id.clone(),
@@ -149,6 +156,14 @@ mod tests {
         let b = event(100, kind::LOGOUT, &Actor::default(), json!({}));
         let c = event(101, kind::LOGOUT, &Actor::default(), json!({}));
         assert!(a.id < b.id && b.id < c.id, "{} {} {}", a.id, b.id, c.id);
+        // Within a second, microseconds order events of different processes (whatever their
+        // sequence numbers).
+        let early = event_us(101_000_500, kind::LOGOUT, &Actor::default(), json!({}));
+        let late = event_us(101_000_900, kind::LOGOUT, &Actor::default(), json!({}));
+        let mut early = early;
+        early.id.replace_range(16..24, "ffffffff");
+        assert!(c.id < early.id && early.id < late.id, "{} {} {}", c.id, early.id, late.id);
+        assert_eq!(late.time, 101);
         let v = serde_json::to_value(&a).unwrap();
         assert_eq!(v["type"], "logout");
     }

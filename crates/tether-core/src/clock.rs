@@ -9,6 +9,11 @@ pub type UnixTime = i64;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> UnixTime;
+    /// Microseconds since the Unix epoch (orders audit events within a second); a clock without
+    /// sub-second precision answers whole seconds.
+    fn now_micros(&self) -> i64 {
+        self.now().saturating_mul(1_000_000)
+    }
 }
 
 /// Wall-clock time.
@@ -20,6 +25,11 @@ impl Clock for SystemClock {
         #[allow(clippy::disallowed_methods)] // the one allowed place
         let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         d.as_secs() as i64
+    }
+    fn now_micros(&self) -> i64 {
+        #[allow(clippy::disallowed_methods)] // the one allowed place
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
     }
 }
 

@@ -259,7 +259,7 @@ impl Provider {
 
     /// Record an audit event at the provider's `now` ([`crate::audit`]).
     pub fn event(&self, kind: &str, actor: &crate::audit::Actor, detail: serde_json::Value) {
-        self.audit.record(crate::audit::event(self.now(), kind, actor, detail));
+        self.audit.record(crate::audit::event_us(self.clock.now_micros(), kind, actor, detail));
     }
 
     /// The background writer of audit events.

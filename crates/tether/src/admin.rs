@@ -1,17 +1,29 @@
-//! The admin commands: `app`, `user`, `keys`. They open the database themselves; a running server
-//! notices their changes through the store's generation counter within a second.
+//! The admin commands: `app`, `user`, `keys`, `events`. They open the database themselves; a
+//! running server notices their changes through the store's generation counter within a second.
+//!
+//! Every command that changes something goes through a [`Provider`] over the existing database and
+//! calls the same `tether_core::admin_ops` function as the admin REST API, so the two never
+//! disagree, and records the same `admin.change` audit event, naming the actor `tether-cli` (and
+//! the operating-system user, `$USER`). Those commands need the master key (`TETHER_MASTER_KEY` or
+//! the key file), as `keys` always did; reading (`show`, `list`, `events`) needs only the database.
 
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use tether_core::admin::{self as core_admin, AppChanges};
-use tether_core::clock::{Clock, SystemClock};
+use tether_core::admin::AppChanges;
+use tether_core::admin_ops::{self as ops, AdminError, NewUser, UserChanges};
+use tether_core::audit::{Actor, kind};
+use tether_core::clock::SystemClock;
 use tether_core::error::StoreError;
-use tether_core::model::{AppRecord, User, UserRecord};
+use tether_core::model::AppRecord;
+use tether_core::provider::{Provider, ProviderConfig};
 use tether_core::secret::Secret;
-use tether_server::Overrides;
+use tether_core::store::{EventQuery, EventRecord, Store};
+use tether_server::{Overrides, Settings};
 
 use crate::cli::{Global, runtime_error, settings, usage_error};
 
@@ -53,6 +65,16 @@ pub enum AppCmd {
     Delete {
         /// The app's client_id (one that starts with '-' goes after --: `app delete -- -Ab3`)
         client_id: String,
+    },
+    /// Give a confidential application a new client secret (shown once)
+    Secret {
+        /// The app's client_id (one that starts with '-' goes after --: `app secret -- -Ab3`)
+        client_id: String,
+        /// Seconds the old secret stays valid (0 to 2592000; 0: it stops working now)
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        grace: i64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -161,7 +183,7 @@ impl AppFlags {
 }
 
 /// The existing database of these settings (admin commands never create one).
-async fn open(g: &Global) -> Result<std::sync::Arc<dyn tether_core::store::Store>, ExitCode> {
+async fn open(g: &Global) -> Result<Arc<dyn Store>, ExitCode> {
     let s = settings(g, Overrides::default()).map_err(usage_error)?;
     say_database(g, &s);
     tether_server::open_existing_store(&s).await.map_err(runtime_error)
@@ -173,6 +195,78 @@ pub(crate) fn say_database(g: &Global, s: &tether_server::Settings) {
         let shown = tether_store::Backend::parse(&s.database_url).map(|b| b.display()).unwrap_or_default();
         eprintln!("database: {shown}");
     }
+}
+
+/// What a command that changes something acts through: a provider over the existing database
+/// (never created here), the CLI's actor, and the settings `admin_ops` needs.
+struct Ctx {
+    p: Arc<Provider>,
+    actor: Actor,
+    revoke_on_password_change: bool,
+}
+
+impl Ctx {
+    async fn open(g: &Global) -> Result<Ctx, ExitCode> {
+        let s = settings(g, Overrides::default()).map_err(usage_error)?;
+        say_database(g, &s);
+        let store = tether_server::open_existing_store(&s).await.map_err(runtime_error)?;
+        let master = tether_server::load_master_key(&s).map_err(runtime_error)?;
+        let p =
+            Provider::open(provider_config(&s), store, Arc::new(SystemClock), master).await.map_err(runtime_error)?;
+        let actor = Actor {
+            client_id: Some("tether-cli".into()),
+            username: std::env::var("USER").ok().filter(|u| !u.is_empty()),
+            ..Default::default()
+        };
+        Ok(Ctx { p, actor, revoke_on_password_change: s.revoke_on_password_change })
+    }
+
+    /// Store the audit events the command recorded (they are queued and written in batches by a
+    /// server; a CLI writes them before it exits, or they would be lost), then exit with `code`.
+    async fn done(self, code: ExitCode) -> ExitCode {
+        self.p.audit.flush(&*self.p.store).await;
+        code
+    }
+}
+
+/// The provider configuration of these settings, as `tether serve` builds it (the parts the admin
+/// acts use). The issuer is `issuer`, else `https://localhost:PORT` of `listen`.
+fn provider_config(s: &Settings) -> ProviderConfig {
+    let issuer = s.issuer.clone().unwrap_or_else(|| match s.listen.port() {
+        0 => "https://localhost:9443".to_string(),
+        port => format!("https://localhost:{port}"),
+    });
+    let mut c = ProviderConfig::new(issuer);
+    c.session_lifetime = s.session_lifetime;
+    c.session_idle_timeout = s.session_idle_timeout;
+    c.device_expires_in = s.device_expires_in;
+    c.device_interval = s.device_interval;
+    c.dpop_require_nonce = s.dpop_require_nonce;
+    c.dpop_proof_lifetime = s.dpop_proof_lifetime;
+    c.audit_retention_days = s.audit_retention_days;
+    c.audit_token_events = s.audit_token_events;
+    c
+}
+
+/// An admin act's refusal as an exit status: invalid input is a usage error (2), the rest
+/// (unknown id, conflict, database) a runtime failure (1).
+fn op_err(e: AdminError) -> ExitCode {
+    match e {
+        AdminError::Invalid { detail, .. } => usage_error(detail),
+        AdminError::NotFound(d) | AdminError::Conflict(d) | AdminError::Internal(d) | AdminError::Unavailable(d) => {
+            runtime_error(d)
+        }
+    }
+}
+
+/// `Ok` or return the exit status.
+macro_rules! tryx {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(code) => return code,
+        }
+    };
 }
 
 fn app_json(a: &AppRecord, secret: Option<&Secret>) -> Value {
@@ -219,32 +313,64 @@ fn store_err(e: StoreError) -> ExitCode {
 }
 
 pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
-    let store = match open(g).await {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
+    match cmd {
+        AppCmd::Show { client_id, json } => {
+            let store = tryx!(open(g).await);
+            match store.get_app(&client_id).await {
+                Ok(Some(a)) => {
+                    print_app(&a, None, json);
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => runtime_error(format!("no app with client_id {client_id}")),
+                Err(e) => store_err(e),
+            }
+        }
+        AppCmd::List { json } => {
+            let store = tryx!(open(g).await);
+            match store.list_apps().await {
+                Ok(apps) => {
+                    print_apps(&apps, json);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => store_err(e),
+            }
+        }
+        cmd => {
+            let ctx = tryx!(Ctx::open(g).await);
+            let code = app_change(&ctx, cmd).await;
+            ctx.done(code).await
+        }
+    }
+}
+
+fn print_apps(apps: &[AppRecord], json: bool) {
+    if json {
+        println!("{}", Value::Array(apps.iter().map(|a| app_json(a, None)).collect()));
+        return;
+    }
+    println!("{:<24} {:<24} {:<8} {:<16} GRANT TYPES", "CLIENT_ID", "NAME", "TOKEN", "BINDING");
+    for a in apps {
+        let x = &a.app;
+        let gts: Vec<&str> = x.grant_types.iter().map(|g| g.as_str()).collect();
+        println!("{:<24} {:<24} {:<8} {:<16} {}", x.client_id, x.name, x.token_type, x.binding, gts.join(","));
+    }
+}
+
+async fn app_change(ctx: &Ctx, cmd: AppCmd) -> ExitCode {
+    let (p, actor) = (&*ctx.p, &ctx.actor);
     match cmd {
         AppCmd::Create(f) => {
             let changes = match f.changes([false; 4]) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
-            let (rec, secret) = match core_admin::create(&changes) {
-                Ok(x) => x,
-                Err(e) => return usage_error(e),
-            };
-            match core_admin::name_taken(&*store, &rec.app.name, None).await {
-                Ok(Some(other)) => {
-                    return runtime_error(format!("an app named {:?} exists (client_id {other})", rec.app.name));
+            match ops::create_app(p, actor, &changes).await {
+                Ok((rec, secret)) => {
+                    print_app(&rec, secret.as_ref(), f.json);
+                    ExitCode::SUCCESS
                 }
-                Ok(None) => {}
-                Err(e) => return store_err(e),
+                Err(e) => op_err(e),
             }
-            if let Err(e) = store.create_app(&rec).await {
-                return store_err(e);
-            }
-            print_app(&rec, secret.as_ref(), f.json);
-            ExitCode::SUCCESS
         }
         AppCmd::Update {
             client_id,
@@ -264,70 +390,48 @@ pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
                 Ok(c) => AppChanges { force, ..c },
                 Err(e) => return usage_error(e),
             };
-            let existing = match store.get_app(&client_id).await {
-                Ok(Some(a)) => a,
-                Ok(None) => return runtime_error(format!("no app with client_id {client_id}")),
-                Err(e) => return store_err(e),
-            };
-            let (rec, secret) = match core_admin::update(&existing, &changes) {
-                Ok(x) => x,
-                Err(e) => return usage_error(e),
-            };
-            if rec.app.name != existing.app.name {
-                match core_admin::name_taken(&*store, &rec.app.name, Some(&client_id)).await {
-                    Ok(Some(other)) => {
-                        return runtime_error(format!("an app named {:?} exists (client_id {other})", rec.app.name));
-                    }
-                    Ok(None) => {}
-                    Err(e) => return store_err(e),
+            match ops::update_app(p, actor, &client_id, &changes).await {
+                Ok((rec, secret)) => {
+                    print_app(&rec, secret.as_ref(), flags.json);
+                    ExitCode::SUCCESS
                 }
+                Err(e) => op_err(e),
             }
-            if let Err(e) = store.update_app(&rec).await {
-                return store_err(e);
-            }
-            print_app(&rec, secret.as_ref(), flags.json);
-            ExitCode::SUCCESS
         }
-        AppCmd::Show { client_id, json } => match store.get_app(&client_id).await {
-            Ok(Some(a)) => {
-                print_app(&a, None, json);
-                ExitCode::SUCCESS
-            }
-            Ok(None) => runtime_error(format!("no app with client_id {client_id}")),
-            Err(e) => store_err(e),
-        },
-        AppCmd::List { json } => match store.list_apps().await {
-            Ok(apps) => {
-                if json {
-                    println!("{}", Value::Array(apps.iter().map(|a| app_json(a, None)).collect()));
-                } else {
-                    println!("{:<24} {:<24} {:<8} {:<16} GRANT TYPES", "CLIENT_ID", "NAME", "TOKEN", "BINDING");
-                    for a in &apps {
-                        let x = &a.app;
-                        let gts: Vec<&str> = x.grant_types.iter().map(|g| g.as_str()).collect();
-                        println!(
-                            "{:<24} {:<24} {:<8} {:<16} {}",
-                            x.client_id,
-                            x.name,
-                            x.token_type,
-                            x.binding,
-                            gts.join(",")
-                        );
-                    }
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => store_err(e),
-        },
-        AppCmd::Delete { client_id } => match store.delete_app(&client_id, SystemClock.now()).await {
-            Ok(true) => {
+        AppCmd::Delete { client_id } => match ops::delete_app(p, actor, &client_id).await {
+            Ok(()) => {
                 println!("deleted app {client_id}; its tokens are revoked");
                 ExitCode::SUCCESS
             }
-            Ok(false) => runtime_error(format!("no app with client_id {client_id}")),
-            Err(e) => store_err(e),
+            Err(e) => op_err(e),
         },
+        AppCmd::Secret { client_id, grace, json } => match ops::regenerate_secret(p, actor, &client_id, grace).await {
+            Ok(secret) => {
+                if json {
+                    println!(
+                        "{}",
+                        json!({"client_id": client_id, "client_secret": secret.expose(), "grace_seconds": grace})
+                    );
+                } else {
+                    println!("client_id:          {client_id}");
+                    println!("client_secret:      {}   (shown once: store it now)", secret.expose());
+                    if grace > 0 {
+                        let until = tether_core::cert::rfc3339(p.now() + grace);
+                        println!("the old secret works {grace} more seconds (until {until})");
+                    } else {
+                        println!("the old secret no longer works");
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => op_err(e),
+        },
+        AppCmd::Show { .. } | AppCmd::List { .. } => unreachable!("read-only commands are handled by app()"),
     }
+}
+
+fn roles() -> PossibleValuesParser {
+    PossibleValuesParser::new(ops::ROLES.iter().copied())
 }
 
 #[derive(Subcommand)]
@@ -341,6 +445,35 @@ pub enum UserCmd {
         email: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// A role (repeatable): admin (admin:read and admin:write) or viewer (admin:read)
+        #[arg(long = "role", value_parser = roles())]
+        role: Vec<String>,
+    },
+    /// Change a user's roles, state, email or name
+    Update {
+        username: String,
+        /// A role (repeatable): the user's roles become exactly these
+        #[arg(long = "role", value_parser = roles())]
+        role: Vec<String>,
+        /// Remove every role
+        #[arg(long, conflicts_with = "role")]
+        no_roles: bool,
+        /// Refuse the user's sign-in, password grant, refresh and device approval; ends their
+        /// sessions and revokes their tokens
+        #[arg(long, conflicts_with = "enabled")]
+        disabled: bool,
+        /// Let a disabled user sign in again
+        #[arg(long)]
+        enabled: bool,
+        /// New email address ("" removes it)
+        #[arg(long)]
+        email: Option<String>,
+        /// New display name ("" removes it)
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the user as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Set a user's password from standard input
     Passwd {
@@ -348,6 +481,15 @@ pub enum UserCmd {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// End every session of a user and revoke every token of theirs
+    Logout {
+        username: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain how to clear a user's sign-in throttles (they live in each running server, out of
+    /// the CLI's reach: exits 1)
+    Unlock { username: String },
     /// List users
     List {
         #[arg(long)]
@@ -368,112 +510,157 @@ fn read_password() -> Result<Secret, String> {
     Ok(pw)
 }
 
-/// Read the password line from standard input and hash it (argon2id, on a blocking thread).
-async fn password_from_stdin() -> Result<String, ExitCode> {
-    let pw = read_password().map_err(usage_error)?;
-    tokio::task::spawn_blocking(move || tether_core::password::hash(pw.expose()))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r)
-        .map_err(runtime_error)
-}
-
-fn valid_username(u: &str) -> bool {
-    !u.is_empty() && u.len() <= 128 && !u.chars().any(|c| c.is_control() || c.is_whitespace())
+/// `""` clears a field, anything else sets it.
+fn set_or_clear(v: Option<String>) -> Option<Option<String>> {
+    v.map(|s| (!s.is_empty()).then_some(s))
 }
 
 pub async fn user(g: &Global, cmd: UserCmd) -> ExitCode {
     if let UserCmd::Add { username, .. } | UserCmd::Passwd { username, .. } = &cmd
-        && !valid_username(username)
+        && !ops::valid_username(username)
     {
         return usage_error("usernames are 1 to 128 characters without spaces or control characters");
     }
-    let store = match open(g).await {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
     match cmd {
-        UserCmd::Add { username, email, name, .. } => {
-            let password_hash = match password_from_stdin().await {
-                Ok(h) => h,
-                Err(code) => return code,
-            };
-            let rec = UserRecord {
-                user: User {
-                    id: uuid_v4(),
-                    username: username.clone(),
-                    email,
-                    name,
-                    created_at: SystemClock.now(),
-                    roles: vec![],
-                    disabled: false,
-                },
-                password_hash,
-            };
-            match store.create_user(&rec).await {
-                Ok(()) => {
-                    println!("added user {username} (sub {})", rec.user.id);
-                    ExitCode::SUCCESS
-                }
-                Err(StoreError::Conflict(_)) => runtime_error(format!("user {username} already exists")),
-                Err(e) => store_err(e),
-            }
-        }
-        UserCmd::Passwd { username, .. } => {
-            let password_hash = match password_from_stdin().await {
-                Ok(h) => h,
-                Err(code) => return code,
-            };
-            match store.set_password(&username, &password_hash).await {
-                Ok(true) => {
-                    println!("password changed for {username}");
-                    ExitCode::SUCCESS
-                }
-                Ok(false) => runtime_error(format!("no user {username}")),
-                Err(e) => store_err(e),
-            }
-        }
-        UserCmd::List { json } => match store.list_users().await {
-            Ok(users) => {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string(&users.iter().map(|u| &u.user).collect::<Vec<_>>()).unwrap_or_default()
-                    );
-                } else {
-                    println!("{:<24} {:<38} {:<28} NAME", "USERNAME", "SUB", "EMAIL");
-                    for u in &users {
-                        let x = &u.user;
-                        println!(
-                            "{:<24} {:<38} {:<28} {}",
-                            x.username,
-                            x.id,
-                            x.email.as_deref().unwrap_or("-"),
-                            x.name.as_deref().unwrap_or("-")
-                        );
+        UserCmd::List { json } => {
+            let store = tryx!(open(g).await);
+            match store.list_users().await {
+                Ok(users) => {
+                    if json {
+                        let list: Vec<_> = users.iter().map(|u| &u.user).collect();
+                        println!("{}", serde_json::to_string(&list).unwrap_or_default());
+                    } else {
+                        println!("{:<24} {:<38} {:<28} {:<14} NAME", "USERNAME", "SUB", "EMAIL", "ROLES");
+                        for u in &users {
+                            let x = &u.user;
+                            let mut roles = if x.roles.is_empty() { "-".to_string() } else { x.roles.join(",") };
+                            if x.disabled {
+                                roles.push_str(" disabled");
+                            }
+                            println!(
+                                "{:<24} {:<38} {:<28} {:<14} {}",
+                                x.username,
+                                x.id,
+                                x.email.as_deref().unwrap_or("-"),
+                                roles,
+                                x.name.as_deref().unwrap_or("-")
+                            );
+                        }
                     }
+                    ExitCode::SUCCESS
                 }
-                ExitCode::SUCCESS
+                Err(e) => store_err(e),
             }
-            Err(e) => store_err(e),
-        },
-        UserCmd::Delete { username } => match store.delete_user(&username, SystemClock.now()).await {
-            Ok(true) => {
-                println!("deleted user {username}; their sessions ended and tokens are revoked");
-                ExitCode::SUCCESS
+        }
+        UserCmd::Unlock { username } => {
+            let store = tryx!(open(g).await);
+            match store.get_user_by_name(&username).await {
+                Ok(Some(_)) => runtime_error(format!(
+                    "sign-in throttles live in each running server's memory, so the CLI cannot clear \
+                     them; call POST /api/admin/v1/users/{username}/unlock on every node (or wait: \
+                     they lift 5 minutes after the last failed attempt)"
+                )),
+                Ok(None) => runtime_error(format!("no user named {username}")),
+                Err(e) => store_err(e),
             }
-            Ok(false) => runtime_error(format!("no user {username}")),
-            Err(e) => store_err(e),
-        },
+        }
+        cmd => {
+            let ctx = tryx!(Ctx::open(g).await);
+            let code = user_change(&ctx, cmd).await;
+            ctx.done(code).await
+        }
     }
 }
 
-fn uuid_v4() -> String {
-    let mut b = tether_core::secret::random_bytes::<16>();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = tether_core::secret::hex(&b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+async fn user_change(ctx: &Ctx, cmd: UserCmd) -> ExitCode {
+    let (p, actor) = (&*ctx.p, &ctx.actor);
+    match cmd {
+        UserCmd::Add { username, email, name, role, .. } => {
+            let password = match read_password() {
+                Ok(pw) => pw,
+                Err(e) => return usage_error(e),
+            };
+            let n = NewUser { username: username.clone(), password, email, name, roles: role };
+            match ops::create_user(p, actor, n).await {
+                Ok(rec) => {
+                    println!("added user {username} (sub {})", rec.user.id);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => op_err(e),
+            }
+        }
+        UserCmd::Update { username, role, no_roles, disabled, enabled, email, name, json } => {
+            let c = UserChanges {
+                email: set_or_clear(email),
+                name: set_or_clear(name),
+                roles: if no_roles { Some(vec![]) } else { (!role.is_empty()).then_some(role) },
+                password: None,
+                disabled: flag(disabled, enabled),
+            };
+            if c.email.is_none() && c.name.is_none() && c.roles.is_none() && c.disabled.is_none() {
+                return usage_error(
+                    "nothing to change: give --role, --no-roles, --disabled, --enabled, --email or --name",
+                );
+            }
+            let was_disabled = match ops::get_user(p, &username).await {
+                Ok(u) => u.user.disabled,
+                Err(e) => return op_err(e),
+            };
+            match ops::update_user(p, actor, &username, c, ctx.revoke_on_password_change).await {
+                Ok(rec) => {
+                    if json {
+                        println!("{}", ops::user_json(&rec.user));
+                    } else {
+                        let u = &rec.user;
+                        let roles = if u.roles.is_empty() { "none".to_string() } else { u.roles.join(",") };
+                        let state = if u.disabled { "disabled" } else { "enabled" };
+                        println!("updated user {username}: roles {roles}; {state}");
+                        if u.disabled && !was_disabled {
+                            println!("their sessions ended and their tokens are revoked");
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => op_err(e),
+            }
+        }
+        UserCmd::Passwd { username, .. } => {
+            let password = match read_password() {
+                Ok(pw) => pw,
+                Err(e) => return usage_error(e),
+            };
+            let c = UserChanges { password: Some(password), ..Default::default() };
+            match ops::update_user(p, actor, &username, c, ctx.revoke_on_password_change).await {
+                Ok(_) => {
+                    println!("password changed for {username}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => op_err(e),
+            }
+        }
+        UserCmd::Logout { username, json } => match ops::logout_user(p, actor, &username).await {
+            Ok(v) => {
+                if json {
+                    println!("{v}");
+                } else {
+                    println!(
+                        "logged out {username}: {} sessions ended, {} tokens revoked",
+                        v["sessions_ended"], v["tokens_revoked"]
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => op_err(e),
+        },
+        UserCmd::Delete { username } => match ops::delete_user(p, actor, &username).await {
+            Ok(()) => {
+                println!("deleted user {username}; their sessions ended and tokens are revoked");
+                ExitCode::SUCCESS
+            }
+            Err(e) => op_err(e),
+        },
+        UserCmd::List { .. } | UserCmd::Unlock { .. } => unreachable!("handled by user()"),
+    }
 }
 
 #[derive(Subcommand)]
@@ -488,31 +675,38 @@ pub enum KeysCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Retire a key now: it leaves the JWKS and its tokens stop verifying (never the only
+    /// current key of its algorithm: rotate first)
+    Retire {
+        /// The key's kid (one that starts with '-' goes after --: `keys retire -- -Ab3`)
+        kid: String,
+    },
 }
 
 pub async fn keys(g: &Global, cmd: KeysCmd) -> ExitCode {
-    let s = match settings(g, Overrides::default()) {
-        Ok(s) => s,
-        Err(e) => return usage_error(e),
-    };
-    say_database(g, &s);
-    let store = match tether_server::open_existing_store(&s).await {
-        Ok(st) => st,
-        Err(e) => return runtime_error(e),
-    };
-    let master = match tether_server::load_master_key(&s) {
-        Ok(m) => m,
-        Err(e) => return runtime_error(e),
-    };
-    let now = SystemClock.now();
-    if let Err(e) = tether_core::provider::ensure_keys(&*store, &master, now).await {
-        return runtime_error(e);
-    }
+    let ctx = tryx!(Ctx::open(g).await);
+    let code = keys_change(&ctx, cmd).await;
+    ctx.done(code).await
+}
+
+async fn keys_change(ctx: &Ctx, cmd: KeysCmd) -> ExitCode {
+    let p = &*ctx.p;
     let as_json = match &cmd {
         KeysCmd::Rotate { json } | KeysCmd::List { json } => *json,
+        KeysCmd::Retire { kid } => {
+            return match ops::retire_key(p, &ctx.actor, kid).await {
+                Ok(()) => {
+                    println!("retired key {kid}: it left the JWKS and its tokens no longer verify");
+                    ExitCode::SUCCESS
+                }
+                // The API's advice, in the CLI's words.
+                Err(AdminError::Conflict(d)) => runtime_error(d.replace("POST /keys/rotate", "`tether keys rotate`")),
+                Err(e) => op_err(e),
+            };
+        }
     };
     if let KeysCmd::Rotate { .. } = cmd {
-        match tether_core::provider::rotate_keys(&*store, &master, now).await {
+        match ops::rotate_keys(p, &ctx.actor).await {
             Ok(new) => {
                 if !as_json {
                     for k in &new {
@@ -520,20 +714,20 @@ pub async fn keys(g: &Global, cmd: KeysCmd) -> ExitCode {
                     }
                 }
             }
-            Err(e) => return runtime_error(e),
+            Err(e) => return op_err(e),
         }
     }
-    let keys = match store.list_keys().await {
+    let keys = match p.store.list_keys().await {
         Ok(k) => k,
         Err(e) => return store_err(e),
     };
+    let now = p.now();
     let rows: Vec<Value> = keys
         .iter()
         .map(|k| {
-            let status = match (k.rotated_at, k.publish_until) {
-                (None, _) => "current",
-                (Some(_), Some(t)) if t > now => "published",
-                _ => "retired",
+            let status = match ops::key_state(k, now) {
+                "active" => "current",
+                other => other,
             };
             json!({"kid": k.kid, "alg": k.alg.as_str(), "status": status, "created_at": k.created_at, "publish_until": k.publish_until})
         })
@@ -553,4 +747,109 @@ pub async fn keys(g: &Global, cmd: KeysCmd) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Only these event types (comma-separated, repeatable)
+    #[arg(long = "type", value_delimiter = ',', value_parser = PossibleValuesParser::new(kind::ALL.iter().copied()))]
+    types: Vec<String>,
+    /// Only events at or after this time: RFC 3339 (2026-11-30T08:00:00Z) or Unix seconds
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events before this time: RFC 3339 or Unix seconds
+    #[arg(long)]
+    until: Option<String>,
+    /// Only events whose actor is this user
+    #[arg(long)]
+    username: Option<String>,
+    /// Only events whose actor is this client
+    #[arg(long)]
+    client_id: Option<String>,
+    /// At most this many events (1 to 10000), newest first
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    limit: u32,
+    /// One JSON object per line
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_time(flag: &str, v: &str) -> Result<i64, String> {
+    if let Ok(n) = v.parse::<i64>() {
+        return Ok(n);
+    }
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| format!("--{flag} {v:?} is neither an RFC 3339 time (2026-11-30T08:00:00Z) nor Unix seconds"))
+}
+
+/// `tether events`: the audit events of the database, newest first.
+pub async fn events(g: &Global, a: EventsArgs) -> ExitCode {
+    let since = match a.since.as_deref().map(|v| parse_time("since", v)).transpose() {
+        Ok(t) => t,
+        Err(e) => return usage_error(e),
+    };
+    let until = match a.until.as_deref().map(|v| parse_time("until", v)).transpose() {
+        Ok(t) => t,
+        Err(e) => return usage_error(e),
+    };
+    let store = tryx!(open(g).await);
+    let q = EventQuery {
+        types: a.types,
+        since,
+        until,
+        client_id: a.client_id,
+        username: a.username,
+        before_id: None,
+        limit: a.limit,
+    };
+    let list = match store.list_events(&q).await {
+        Ok(l) => l,
+        Err(e) => return store_err(e),
+    };
+    for e in &list {
+        if a.json {
+            println!("{}", event_json(e));
+        } else {
+            println!("{}", event_line(e));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// An event as the admin API answers it (`time` in RFC 3339).
+fn event_json(e: &EventRecord) -> Value {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    v["time"] = json!(tether_core::cert::rfc3339(e.time));
+    v
+}
+
+/// One line: time, type, actor (`username@client_id`), address, then what was acted on
+/// (`action target`) and the rest of the detail.
+fn event_line(e: &EventRecord) -> String {
+    let actor = match (&e.username, &e.client_id) {
+        (Some(u), Some(c)) => format!("{u}@{c}"),
+        (Some(x), None) | (None, Some(x)) => x.clone(),
+        (None, None) => "-".into(),
+    };
+    let mut rest = e.detail.as_object().cloned().unwrap_or_default();
+    let mut what: Vec<String> = Vec::new();
+    for k in ["action", "target"] {
+        if let Some(v) = rest.remove(k) {
+            what.push(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        }
+    }
+    if !rest.is_empty() {
+        what.push(Value::Object(rest).to_string());
+    }
+    format!(
+        "{}  {:<19} {:<32} {:<15} {}",
+        tether_core::cert::rfc3339(e.time),
+        e.kind,
+        actor,
+        e.ip.as_deref().unwrap_or("-"),
+        if what.is_empty() { "-".to_string() } else { what.join(" ") }
+    )
+    .trim_end()
+    .to_string()
 }

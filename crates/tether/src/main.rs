@@ -1,8 +1,8 @@
 //! `tether`: the one binary, the only crate that depends on all the others (it only parses
 //! commands and wires crates together). `serve` runs the authorization server; `init` creates
-//! what it needs and exits; `app`, `user` and `keys` act on an existing database directly (no
-//! server needed, and they never create one); `tls ca` hands out the public local CA; `gateway`
-//! is the PoP reverse proxy.
+//! what it needs and exits; `app`, `user`, `keys` and `events` act on an existing database
+//! directly (no server needed, and they never create one), through the same admin operations as
+//! the admin REST API; `tls ca` hands out the public local CA; `gateway` is the PoP reverse proxy.
 //!
 //! Exit status: 0 success, 1 a runtime failure (database, file system), 2 a usage error (bad flags
 //! or a configuration that cannot work), each with a one-line reason on stderr.
@@ -52,6 +52,8 @@ enum Cmd {
     /// Manage signing keys
     #[command(subcommand)]
     Keys(admin::KeysCmd),
+    /// Show audit events, newest first
+    Events(admin::EventsArgs),
     /// The local CA clients and gateways trust
     #[command(subcommand)]
     Tls(TlsCmd),
@@ -127,6 +129,10 @@ fn main() -> ExitCode {
             Cmd::Keys(c) => {
                 init_logging(LogFormat::Text, "warn");
                 admin::keys(&cli.global, c).await
+            }
+            Cmd::Events(a) => {
+                init_logging(LogFormat::Text, "warn");
+                admin::events(&cli.global, a).await
             }
             Cmd::Init => {
                 init_logging(LogFormat::Text, "warn");

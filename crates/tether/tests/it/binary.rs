@@ -12,13 +12,13 @@ use tether_testkit::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     log: Arc<Mutex<String>>,
 }
 
 impl Proc {
-    fn spawn(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    pub(crate) fn spawn(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .current_dir(cwd)
@@ -43,7 +43,7 @@ impl Proc {
     }
 
     /// Wait for a log line containing `needle`; return that line.
-    fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
@@ -57,7 +57,7 @@ impl Proc {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -107,12 +107,12 @@ fn cli_db(dir: &Path, db: &Option<String>, args: &[&str], stdin: Option<&str>) -
     )
 }
 
-fn client(ca: &Path, port: u16) -> reqwest::Client {
+pub(crate) fn client(ca: &Path, port: u16) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
     reqwest::Client::builder().tls_certs_only([ca]).resolve("localhost", ([127, 0, 0, 1], port).into()).build().unwrap()
 }
 
-fn port_of(line: &str) -> u16 {
+pub(crate) fn port_of(line: &str) -> u16 {
     line.rsplit(':').next().unwrap().trim().parse().unwrap()
 }
 

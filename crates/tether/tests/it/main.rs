@@ -4,6 +4,7 @@
 
 mod access_log;
 mod admin_api;
+mod admin_cli;
 mod audit;
 mod binary;
 mod binding_agreement;
