@@ -58,6 +58,7 @@ pub async fn test_database() -> Option<String> {
 pub const POSTGRES_TABLES: &[&str] = &[
     "meta",
     "apps",
+    "events",
     "users",
     "signing_keys",
     "server_secrets",
