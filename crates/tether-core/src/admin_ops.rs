@@ -4,6 +4,7 @@
 //! its `admin.change` audit event naming the actor, the action, the target and, for updates, the
 //! fields that changed (secrets never shown).
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::admin::{self, AppChanges};
@@ -190,16 +191,39 @@ pub async fn regenerate_secret(p: &Provider, actor: &Actor, client_id: &str, gra
     Ok(secret)
 }
 
-/// The user object of the admin API.
+/// The user object of the admin API (never the password or the internal id).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = User))]
+pub struct UserView {
+    pub username: String,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub email: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub name: Option<String>,
+    /// `admin` (admin:read and admin:write) and/or `viewer` (admin:read).
+    pub roles: Vec<String>,
+    /// A disabled user cannot sign in; their sessions and tokens were ended.
+    pub disabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            username: u.username.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            roles: u.roles.clone(),
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// The user object of the admin API, as JSON.
 pub fn user_json(u: &User) -> Value {
-    json!({
-        "username": u.username,
-        "email": u.email,
-        "name": u.name,
-        "roles": u.roles,
-        "disabled": u.disabled,
-        "created_at": u.created_at,
-    })
+    serde_json::to_value(UserView::from(u)).unwrap_or_else(|_| json!({}))
 }
 
 pub const ROLES: &[&str] = &["admin", "viewer"];
@@ -348,12 +372,20 @@ async fn end_everything(p: &Provider, user_id: &str) -> Result<(u64, u64), Admin
     Ok((sessions, tokens))
 }
 
+/// What `POST /users/{username}/logout` ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = LoggedOut))]
+pub struct LogoutResult {
+    pub sessions_ended: u64,
+    pub tokens_revoked: u64,
+}
+
 /// `POST /users/{username}/logout`: every session ended, every token revoked.
-pub async fn logout_user(p: &Provider, actor: &Actor, username: &str) -> Result<Value, AdminError> {
+pub async fn logout_user(p: &Provider, actor: &Actor, username: &str) -> Result<LogoutResult, AdminError> {
     let u = get_user(p, username).await?;
     let (sessions, tokens) = end_everything(p, &u.user.id).await?;
     change_event(p, actor, "user.logout", username, json!({"sessions": sessions, "tokens": tokens}));
-    Ok(json!({"sessions_ended": sessions, "tokens_revoked": tokens}))
+    Ok(LogoutResult { sessions_ended: sessions, tokens_revoked: tokens })
 }
 
 /// Clear the user's sign-in throttles (on this node).
@@ -364,17 +396,40 @@ pub async fn unlock_user(p: &Provider, actor: &Actor, username: &str) -> Result<
     Ok(())
 }
 
-pub fn session_json(s: &SessionRecord, now: i64, idle_timeout: i64) -> Value {
-    let live = s.ended_at.is_none() && s.expires_at > now && s.last_seen + idle_timeout > now;
-    json!({
-        "id": s.id,
-        "created_at": s.auth_time,
-        "last_seen": s.last_seen,
-        "expires_at": s.expires_at,
-        "ip": s.ip,
-        "user_agent": s.user_agent,
-        "live": live,
-    })
+/// A login session as the admin API shows it (never its cookie).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Session))]
+pub struct SessionView {
+    /// The session's public id (`sid`).
+    pub id: String,
+    /// Unix seconds (the authentication time).
+    pub created_at: i64,
+    /// Unix seconds.
+    pub last_seen: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The client address the session was started from.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub ip: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub user_agent: Option<String>,
+    /// Not ended, not expired, not idle longer than the idle timeout.
+    pub live: bool,
+}
+
+impl SessionView {
+    pub fn new(s: &SessionRecord, now: i64, idle_timeout: i64) -> Self {
+        let live = s.ended_at.is_none() && s.expires_at > now && s.last_seen + idle_timeout > now;
+        SessionView {
+            id: s.id.clone(),
+            created_at: s.auth_time,
+            last_seen: s.last_seen,
+            expires_at: s.expires_at,
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
+            live,
+        }
+    }
 }
 
 pub async fn end_session(p: &Provider, actor: &Actor, username: &str, sid: &str) -> Result<(), AdminError> {
@@ -388,12 +443,25 @@ pub async fn end_session(p: &Provider, actor: &Actor, username: &str, sid: &str)
     Ok(())
 }
 
+/// A signing key's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Signs new tokens.
+    Active,
+    /// Replaced, still in the JWKS until the tokens it signed expire.
+    Published,
+    /// Out of the JWKS; its tokens no longer verify.
+    Retired,
+}
+
 /// The key's state at `now`.
-pub fn key_state(k: &KeyRecord, now: i64) -> &'static str {
+pub fn key_state(k: &KeyRecord, now: i64) -> KeyState {
     match (k.rotated_at, k.publish_until) {
-        (None, _) => "active",
-        (Some(_), Some(t)) if t > now => "published",
-        _ => "retired",
+        (None, _) => KeyState::Active,
+        (Some(_), Some(t)) if t > now => KeyState::Published,
+        _ => KeyState::Retired,
     }
 }
 
@@ -413,8 +481,8 @@ pub async fn retire_key(p: &Provider, actor: &Actor, kid: &str) -> Result<(), Ad
     let Some(k) = keys.iter().find(|k| k.kid == kid) else {
         return Err(AdminError::NotFound(format!("no key {kid}")));
     };
-    if key_state(k, now) == "active"
-        && !keys.iter().any(|o| o.kid != k.kid && o.alg == k.alg && key_state(o, now) == "active")
+    if key_state(k, now) == KeyState::Active
+        && !keys.iter().any(|o| o.kid != k.kid && o.alg == k.alg && key_state(o, now) == KeyState::Active)
     {
         return Err(AdminError::Conflict(format!(
             "{kid} is the only active {} key; rotate first (POST /keys/rotate), then retire it",

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use crate::crypto::{CryptoError, MasterKey};
 use crate::secret::{b64url, sha256};
 
+/// A signing key's algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Alg {
     ES256,
     RS256,

@@ -4,9 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 macro_rules! wire_enum {
-    ($(#[$m:meta])* $name:ident { $($var:ident = $wire:literal),+ $(,)? }) => {
+    // `$wire:tt`, not `:literal`: a forwarded literal fragment reaches derive macros wrapped in an
+    // invisible group, which utoipa's `ToSchema` does not see through (serde does).
+    ($(#[$m:meta])* $name:ident { $($var:ident = $wire:tt),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name { $(#[serde(rename = $wire)] $var),+ }
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$var),+];
@@ -82,6 +85,7 @@ wire_enum!(
 
 /// An application (OAuth client) as stored and as `tether app show --json` prints it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub client_id: String,
     pub name: String,

@@ -641,11 +641,11 @@ async fn user_change(ctx: &Ctx, cmd: UserCmd) -> ExitCode {
         UserCmd::Logout { username, json } => match ops::logout_user(p, actor, &username).await {
             Ok(v) => {
                 if json {
-                    println!("{v}");
+                    println!("{}", json!({"sessions_ended": v.sessions_ended, "tokens_revoked": v.tokens_revoked}));
                 } else {
                     println!(
                         "logged out {username}: {} sessions ended, {} tokens revoked",
-                        v["sessions_ended"], v["tokens_revoked"]
+                        v.sessions_ended, v.tokens_revoked
                     );
                 }
                 ExitCode::SUCCESS
@@ -726,8 +726,9 @@ async fn keys_change(ctx: &Ctx, cmd: KeysCmd) -> ExitCode {
         .iter()
         .map(|k| {
             let status = match ops::key_state(k, now) {
-                "active" => "current",
-                other => other,
+                ops::KeyState::Active => "current",
+                ops::KeyState::Published => "published",
+                ops::KeyState::Retired => "retired",
             };
             json!({"kid": k.kid, "alg": k.alg.as_str(), "status": status, "created_at": k.created_at, "publish_until": k.publish_until})
         })

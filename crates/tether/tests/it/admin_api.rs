@@ -318,3 +318,221 @@ async fn retiring_a_key_ends_its_tokens_and_the_last_key_stays() {
     let retired = keys["items"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap().clone();
     assert_eq!(retired["state"], "retired");
 }
+
+/// A value against a schema of the OpenAPI document: its JSON type, enum, required members, and no
+/// member the schema does not name (`$ref` and `allOf` resolved, `oneOf` one of them). Returns what
+/// does not match.
+fn mismatches(doc: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        return mismatches(doc, &doc["components"]["schemas"][name], v, at);
+    }
+    if let Some(one) = schema["oneOf"].as_array() {
+        let fits = one.iter().any(|s| mismatches(doc, s, v, at).is_empty());
+        return if fits { vec![] } else { vec![format!("{at}: {v} is none of {schema}")] };
+    }
+    // allOf: one object schema of every part's properties and required members.
+    let mut props = serde_json::Map::new();
+    let mut required: Vec<Value> = vec![];
+    let parts: Vec<Value> = match schema["allOf"].as_array() {
+        Some(all) => all
+            .iter()
+            .map(|s| match s["$ref"].as_str() {
+                Some(r) => doc["components"]["schemas"][r.rsplit('/').next().unwrap()].clone(),
+                None => s.clone(),
+            })
+            .collect(),
+        None => vec![schema.clone()],
+    };
+    for p in &parts {
+        props.extend(p["properties"].as_object().cloned().unwrap_or_default());
+        required.extend(p["required"].as_array().cloned().unwrap_or_default());
+    }
+    let types: Vec<&str> = match &parts[parts.len() - 1]["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let mut out = vec![];
+    let fits = types.is_empty() || types.contains(&kind) || (kind == "integer" && types.contains(&"number"));
+    if !fits {
+        out.push(format!("{at}: {v} is not {types:?}"));
+        return out;
+    }
+    if let Some(e) = schema["enum"].as_array()
+        && !e.contains(v)
+    {
+        out.push(format!("{at}: {v} is not one of {e:?}"));
+    }
+    match v {
+        Value::Object(o) if types.contains(&"object") => {
+            for r in &required {
+                if !o.contains_key(r.as_str().unwrap()) {
+                    out.push(format!("{at}: no required member {r}"));
+                }
+            }
+            for (k, x) in o {
+                match props.get(k) {
+                    Some(s) => out.extend(mismatches(doc, s, x, &format!("{at}/{k}"))),
+                    None => out.push(format!("{at}: undocumented member {k}")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                out.extend(mismatches(doc, &schema["items"], x, &format!("{at}/{i}")));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The schema the document gives for an answer (problems through `#/components/responses`).
+fn documented_answer<'a>(doc: &'a Value, method: &str, path: &str, status: u16) -> (&'a str, &'a Value) {
+    let mut r = &doc["paths"][format!("{API}{path}")][method.to_lowercase()]["responses"][status.to_string()];
+    assert!(!r.is_null(), "{method} {path} does not document {status}");
+    if let Some(name) = r["$ref"].as_str() {
+        r = &doc["components"]["responses"][name.rsplit('/').next().unwrap()];
+    }
+    let (ct, media) = r["content"].as_object().unwrap().iter().next().unwrap();
+    (ct.as_str(), &media["schema"])
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_the_answers_match_it() {
+    let srv = TestServer::start().await;
+    let c = srv.client();
+    // Served without a token.
+    let r = c.get(srv.url(&format!("{API}/openapi.json"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    // Every route of A-3, and this document: no more, no fewer.
+    let a3 = [
+        "GET /apps",
+        "POST /apps",
+        "GET /apps/{client_id}",
+        "PATCH /apps/{client_id}",
+        "DELETE /apps/{client_id}",
+        "POST /apps/{client_id}/secret",
+        "GET /users",
+        "POST /users",
+        "GET /users/{username}",
+        "PATCH /users/{username}",
+        "DELETE /users/{username}",
+        "GET /users/{username}/sessions",
+        "DELETE /users/{username}/sessions/{id}",
+        "POST /users/{username}/logout",
+        "POST /users/{username}/unlock",
+        "GET /tokens",
+        "POST /tokens/{id}/revoke",
+        "POST /tokens/revoke",
+        "GET /keys",
+        "POST /keys/rotate",
+        "DELETE /keys/{kid}",
+        "GET /events",
+        "GET /openapi.json",
+    ];
+    let documented: std::collections::BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, item)| {
+            let p = p.strip_prefix(API).unwrap().to_string();
+            item.as_object().unwrap().keys().map(move |m| format!("{} {p}", m.to_uppercase()))
+        })
+        .collect();
+    assert_eq!(documented, a3.iter().map(|s| s.to_string()).collect());
+
+    // The router serves exactly what the document lists: each documented operation reaches its
+    // handler (without a token: the 401 problem, not the 404 of an unknown resource), every other
+    // method on a documented path is 405.
+    for path in doc["paths"].as_object().unwrap().keys() {
+        let concrete: String =
+            path.split('/').map(|seg| if seg.starts_with('{') { "x" } else { seg }).collect::<Vec<_>>().join("/");
+        for m in [Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::PUT] {
+            let r = c.request(m.clone(), srv.url(&concrete)).send().await.unwrap();
+            let op = format!("{m} {}", path.strip_prefix(API).unwrap());
+            if !documented.contains(&op) {
+                assert_eq!(r.status(), 405, "{op} is served but not documented");
+            } else if path.ends_with("/openapi.json") {
+                assert_eq!(r.status(), 200, "{op}");
+            } else {
+                assert_eq!(r.status(), 401, "{op} is documented but not served");
+                assert_eq!(r.headers()["content-type"], "application/problem+json", "{op}");
+            }
+        }
+    }
+
+    // Real answers of every kind match the schemas the document gives them.
+    let admin = Admin::new(&srv, "admin:read admin:write").await;
+    let (status, u) = admin.post("/users", json!({"username": "olive", "password": "olive-pw"})).await;
+    assert_eq!(status, 201, "{u}");
+    let web = srv.create_app(app(&["authorization_code", "password", "refresh_token"])).await;
+    let q = format!(
+        "response_type=code&client_id={}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&scope=openid",
+        web.client_id
+    );
+    login_flow(&srv, &srv.browser(), &q, "olive", "olive-pw").await;
+    srv.token(&web, &[("grant_type", "password"), ("username", "olive"), ("password", "olive-pw")]).await;
+    let (_, created, _) =
+        admin.call(Method::POST, "/apps", Some(json!({"name": "docs", "grant_types": ["client_credentials"]}))).await;
+    let id = created["client_id"].as_str().unwrap().to_string();
+    let calls: Vec<(Method, String, &str, Option<Value>, u16)> = vec![
+        (
+            Method::POST,
+            "/apps".into(),
+            "/apps",
+            Some(json!({"name": "docs 2", "grant_types": ["client_credentials"]})),
+            201,
+        ),
+        (Method::GET, "/apps".into(), "/apps", None, 200),
+        (Method::GET, format!("/apps/{id}"), "/apps/{client_id}", None, 200),
+        (Method::PATCH, format!("/apps/{id}"), "/apps/{client_id}", Some(json!({"scopes": ["a"]})), 200),
+        (Method::POST, format!("/apps/{id}/secret"), "/apps/{client_id}/secret", Some(json!({})), 200),
+        (Method::GET, "/apps/nope".into(), "/apps/{client_id}", None, 404),
+        (Method::POST, "/apps".into(), "/apps", Some(json!({"nmae": "x"})), 400),
+        (Method::GET, "/users?limit=1".into(), "/users", None, 200),
+        (Method::GET, "/users/olive".into(), "/users/{username}", None, 200),
+        (Method::PATCH, "/users/olive".into(), "/users/{username}", Some(json!({"name": "Olive"})), 200),
+        (Method::GET, "/users/olive/sessions".into(), "/users/{username}/sessions", None, 200),
+        (Method::POST, "/users".into(), "/users", Some(json!({"username": "olive", "password": "p"})), 409),
+        (Method::GET, "/tokens".into(), "/tokens", None, 200),
+        (Method::GET, "/tokens?limit=0".into(), "/tokens", None, 400),
+        (Method::GET, "/keys".into(), "/keys", None, 200),
+        (Method::POST, "/keys/rotate".into(), "/keys/rotate", Some(json!({})), 200),
+        (Method::GET, "/events".into(), "/events", None, 200),
+        (Method::POST, "/tokens/revoke".into(), "/tokens/revoke", Some(json!({"username": "olive"})), 200),
+        (Method::POST, "/users/olive/logout".into(), "/users/{username}/logout", Some(json!({})), 200),
+    ];
+    // The check itself sees a missing and an undocumented member.
+    let user = json!({"$ref": "#/components/schemas/User"});
+    assert!(mismatches(&doc, &user, &u, "").is_empty());
+    assert!(!mismatches(&doc, &user, &json!({"username": "olive"}), "").is_empty());
+    let mut extra = u.clone();
+    extra["password"] = json!("olive-pw");
+    assert!(!mismatches(&doc, &user, &extra, "").is_empty());
+    for (m, path, doc_path, body, want) in calls {
+        let (status, v, headers) = admin.call(m.clone(), &path, body).await;
+        assert_eq!(status, want, "{m} {path}: {v}");
+        let (ct, schema) = documented_answer(&doc, m.as_str(), doc_path, want);
+        assert_eq!(headers["content-type"], ct, "{m} {path}");
+        let bad = mismatches(&doc, schema, &v, "");
+        assert!(bad.is_empty(), "{m} {path}: {bad:?}\n{v}");
+        if matches!(path.as_str(), "/users/olive/sessions" | "/tokens" | "/keys" | "/events") {
+            assert!(!v["items"].as_array().unwrap().is_empty(), "{path}: something was checked");
+        }
+    }
+}
