@@ -187,6 +187,9 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
         if n.trim().is_empty() {
             return Err("--name must not be empty".into());
         }
+        if n.chars().any(char::is_control) || n.len() > 200 {
+            return Err("--name must be at most 200 characters, without control characters".into());
+        }
         app.name = n.trim().to_string();
     }
     if let Some(g) = &c.grant_types {

@@ -228,6 +228,17 @@ pub fn user_json(u: &User) -> Value {
 
 pub const ROLES: &[&str] = &["admin", "viewer"];
 
+/// An email or display name: at most 256 characters, no control characters.
+fn check_text(field: &str, v: &Option<String>) -> Result<(), AdminError> {
+    match v {
+        Some(s) if s.len() > 256 || s.chars().any(char::is_control) => Err(AdminError::Invalid {
+            detail: format!("{field} must be at most 256 characters, without control characters"),
+            pointer: Some(format!("#/{field}")),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn check_roles(roles: &[String]) -> Result<(), AdminError> {
     for (i, r) in roles.iter().enumerate() {
         if !ROLES.contains(&r.as_str()) {
@@ -272,6 +283,8 @@ pub async fn create_user(p: &Provider, actor: &Actor, n: NewUser) -> Result<User
         });
     }
     check_roles(&n.roles)?;
+    check_text("email", &n.email)?;
+    check_text("name", &n.name)?;
     if p.store.get_user_by_name(&n.username).await?.is_some() {
         return Err(AdminError::Conflict(format!("a user named {:?} exists", n.username)));
     }
@@ -293,7 +306,8 @@ pub async fn create_user(p: &Provider, actor: &Actor, n: NewUser) -> Result<User
 }
 
 pub async fn get_user(p: &Provider, username: &str) -> Result<UserRecord, AdminError> {
-    p.store.get_user_by_name(username).await?.ok_or_else(|| AdminError::NotFound(format!("no user named {username}")))
+    let found = if valid_username(username) { p.store.get_user_by_name(username).await? } else { None };
+    found.ok_or_else(|| AdminError::NotFound(format!("no user named {username:?}")))
 }
 
 /// Changes to a user; `None` leaves a field as it is.
@@ -318,9 +332,11 @@ pub async fn update_user(
     let before = get_user(p, username).await?;
     let mut rec = before.clone();
     if let Some(e) = c.email {
+        check_text("email", &e)?;
         rec.user.email = e;
     }
     if let Some(n) = c.name {
+        check_text("name", &n)?;
         rec.user.name = n;
     }
     if let Some(r) = c.roles {

@@ -84,14 +84,19 @@ pub fn event(now: i64, kind: &str, actor: &Actor, detail: Value) -> EventRecord 
 pub fn event_us(now_us: i64, kind: &str, actor: &Actor, detail: Value) -> EventRecord {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let (now, us) = (now_us.div_euclid(1_000_000), now_us.rem_euclid(1_000_000));
+    // Actor fields can come from a request (a username typed at sign-in): control characters are
+    // replaced, so an event is always storable (PostgreSQL refuses NUL in text) and printable.
+    let clean = |v: &Option<String>| {
+        v.as_ref().map(|s| s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).take(256).collect())
+    };
     EventRecord {
         id: format!("{:011x}{us:05x}{seq:08x}{}", now.max(0), hex(&random_bytes::<5>())),
         time: now,
         kind: kind.to_string(),
-        client_id: actor.client_id.clone(),
-        username: actor.username.clone(),
-        ip: actor.ip.clone(),
-        user_agent: actor.user_agent.clone(),
+        client_id: clean(&actor.client_id),
+        username: clean(&actor.username),
+        ip: clean(&actor.ip),
+        user_agent: clean(&actor.user_agent),
         detail,
     }
 }

@@ -125,7 +125,15 @@ pub async fn sign_in(p: &Provider, a: Attempt<'_>) -> Result<(UserRecord, Option
         return Err(Refused::Throttled(wait));
     }
     let release = |keys: &[(&Throttle, String)]| keys.iter().for_each(|(t, k)| t.release(k));
-    let found = match p.store.get_user_by_name(user).await {
+    // Usernames never hold control characters; such a name is unknown without asking the store
+    // (PostgreSQL refuses a NUL in a text parameter).
+    let lookup = async {
+        if !crate::admin_ops::valid_username(user) {
+            return Ok(None);
+        }
+        p.store.get_user_by_name(user).await
+    };
+    let found = match lookup.await {
         Ok(u) => u,
         Err(e) => {
             release(&keys);

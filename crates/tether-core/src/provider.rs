@@ -166,7 +166,9 @@ impl Provider {
         if let Some(a) = self.app(client_id) {
             return Ok(Some(a));
         }
-        if client_id.is_empty() || client_id.len() > 256 {
+        // No stored id is empty, that long, or holds a control character (PostgreSQL would refuse
+        // a NUL in a text parameter outright): such an id names no app.
+        if client_id.is_empty() || client_id.len() > 256 || client_id.chars().any(char::is_control) {
             return Ok(None);
         }
         Ok(self.store.get_app(client_id).await?.map(Arc::new))

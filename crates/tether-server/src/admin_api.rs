@@ -268,6 +268,15 @@ impl FromRequestParts<AppState> for Call {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
+        // No id, name or filter holds a control character: refuse them before anything reaches
+        // the store (PostgreSQL refuses a NUL in a text parameter).
+        let path = percent_encoding::percent_decode_str(parts.uri.path()).collect::<Vec<u8>>();
+        let query_bad = parts.uri.query().is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k.chars().chain(v.chars()).any(char::is_control))
+        });
+        if path.iter().any(|b| *b < 0x20 || *b == 0x7f) || query_bad {
+            return Err(bad("#", "control characters are not allowed in paths or query parameters").into_response());
+        }
         let PeerCert(peer) = PeerCert::from_request_parts(parts, s).await.map_err(IntoResponse::into_response)?;
         let ClientAddr(addr) = match ClientAddr::from_request_parts(parts, s).await {
             Ok(a) => a,
