@@ -97,7 +97,7 @@ async fn roles_keys_and_events_from_the_cli() {
     }
     let (code, _, err) = run(&["user", "update", "nobody", "--disabled"], None);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("no user named nobody"), "{err}");
+    assert!(err.contains("no user named \"nobody\""), "{err}");
 
     // Unlock cannot reach the servers' memory: it says so, and where to do it.
     let (code, out, err) = run(&["user", "unlock", "root"], None);
