@@ -105,6 +105,22 @@ fn master_key_for(settings: &Settings, probe: &tether_store::Probe) -> Result<Ma
     load_master_key(settings)
 }
 
+/// The provider configuration these settings make, for `issuer`: what `serve` and the admin
+/// commands share (listener-specific parts, mTLS aliases and client trust, are `start`'s).
+pub fn provider_config(settings: &Settings, issuer: String) -> ProviderConfig {
+    let mut c = ProviderConfig::new(issuer);
+    c.session_lifetime = settings.session_lifetime;
+    c.session_idle_timeout = settings.session_idle_timeout;
+    c.purge_interval = settings.purge_interval_seconds;
+    c.device_expires_in = settings.device_expires_in;
+    c.device_interval = settings.device_interval;
+    c.dpop_require_nonce = settings.dpop_require_nonce;
+    c.dpop_proof_lifetime = settings.dpop_proof_lifetime;
+    c.audit_retention_days = settings.audit_retention_days;
+    c.audit_token_events = settings.audit_token_events;
+    c
+}
+
 /// The existing store of these settings, for the commands that must not create one (everything
 /// but `serve` and `init`). Refuses an unknown URL scheme and a missing database (on
 /// PostgreSQL: no Tether schema), naming it.
@@ -266,7 +282,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     };
     let mtls_addr = mtls_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(|e| e.to_string())?;
     let request_client_cert = settings.tls.request_client_cert.unwrap_or(true);
-    let mut pcfg = ProviderConfig::new(issuer.clone());
+    let mut pcfg = provider_config(&settings, issuer.clone());
     // RFC 8705 §5 aliases: the mTLS listener's URLs (the issuer's host with that port), else the
     // issuer's own when the main listener (or a trusted proxy) supplies client certificates.
     pcfg.mtls_base = match mtls_addr {
@@ -281,15 +297,6 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     if let Some(ca) = &settings.tls.client_ca_file {
         pcfg.client_trust = Some(Arc::new(client_cert::CaTrust::load(ca)?));
     }
-    pcfg.session_lifetime = settings.session_lifetime;
-    pcfg.session_idle_timeout = settings.session_idle_timeout;
-    pcfg.purge_interval = settings.purge_interval_seconds;
-    pcfg.device_expires_in = settings.device_expires_in;
-    pcfg.device_interval = settings.device_interval;
-    pcfg.dpop_require_nonce = settings.dpop_require_nonce;
-    pcfg.dpop_proof_lifetime = settings.dpop_proof_lifetime;
-    pcfg.audit_retention_days = settings.audit_retention_days;
-    pcfg.audit_token_events = settings.audit_token_events;
     let provider = Provider::open(pcfg, store, clock, master).await?;
     let refresher = provider.spawn_refresher();
     let purger = provider.spawn_purger();

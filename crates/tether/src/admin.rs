@@ -236,16 +236,7 @@ fn provider_config(s: &Settings) -> ProviderConfig {
         0 => "https://localhost:9443".to_string(),
         port => format!("https://localhost:{port}"),
     });
-    let mut c = ProviderConfig::new(issuer);
-    c.session_lifetime = s.session_lifetime;
-    c.session_idle_timeout = s.session_idle_timeout;
-    c.device_expires_in = s.device_expires_in;
-    c.device_interval = s.device_interval;
-    c.dpop_require_nonce = s.dpop_require_nonce;
-    c.dpop_proof_lifetime = s.dpop_proof_lifetime;
-    c.audit_retention_days = s.audit_retention_days;
-    c.audit_token_events = s.audit_token_events;
-    c
+    tether_server::provider_config(s, issuer)
 }
 
 /// An admin act's refusal as an exit status: invalid input is a usage error (2), the rest
