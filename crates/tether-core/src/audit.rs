@@ -104,6 +104,10 @@ pub fn event_us(now_us: i64, kind: &str, actor: &Actor, detail: Value) -> EventR
 /// Queues events for the store and logs each on the `audit` target.
 pub struct Auditor {
     queue: Mutex<Vec<EventRecord>>,
+    /// Held for a whole flush (drain and store), so a flush that finds the queue empty has still
+    /// waited for the batch another flush took and is storing: after `flush` returns, every event
+    /// recorded before it is in the store.
+    flushing: tokio::sync::Mutex<()>,
     /// `[audit] token_events`: record `token.issued` / `token.refreshed`.
     pub token_events: bool,
 }
@@ -115,7 +119,7 @@ const MAX_QUEUED: usize = 100_000;
 
 impl Auditor {
     pub fn new(token_events: bool) -> Self {
-        Self { queue: Mutex::new(Vec::new()), token_events }
+        Self { queue: Mutex::new(Vec::new()), flushing: tokio::sync::Mutex::new(()), token_events }
     }
 
     /// Record an event: logged now, stored with the next batch.
@@ -130,6 +134,7 @@ impl Auditor {
 
     /// Write every queued event now.
     pub async fn flush(&self, store: &dyn Store) {
+        let _one_at_a_time = self.flushing.lock().await;
         loop {
             let batch: Vec<EventRecord> = match self.queue.lock() {
                 Ok(mut q) if !q.is_empty() => {
