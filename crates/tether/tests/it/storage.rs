@@ -103,18 +103,33 @@ async fn postgres_restart_under_load() {
         return;
     }
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let port = 56000 + (u16::from_le_bytes(tether_core::secret::random_bytes::<2>()) % 900);
+    // The port lies below the kernel's ephemeral range (32768–60999 by default): an outgoing
+    // connection of this very load can then never take it while PostgreSQL is down, and a port
+    // another process holds just means trying the next one.
     let pgdir = TempDir::new("pgfault");
-    let pg = |script: &str| {
-        let out = std::process::Command::new(format!("{root}/scripts/{script}"))
-            .env("TETHER_PG_DIR", pgdir.path().join("cluster"))
+    let run = |script: &str, port: u16| {
+        std::process::Command::new(format!("{root}/scripts/{script}"))
+            .env("TETHER_PG_DIR", pgdir.path().join(format!("cluster-{port}")))
             .env("TETHER_PG_PORT", port.to_string())
             .output()
-            .expect("run pg script");
-        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+            .expect("run pg script")
     };
-    let admin = pg("pg-start");
+    let mut started = None;
+    for _ in 0..5 {
+        let port = 20000 + (u16::from_le_bytes(tether_core::secret::random_bytes::<2>()) % 10000);
+        let out = run("pg-start", port);
+        if out.status.success() {
+            started = Some((port, String::from_utf8_lossy(&out.stdout).trim().to_string()));
+            break;
+        }
+        eprintln!("pg-start on port {port} failed, trying another: {}", String::from_utf8_lossy(&out.stderr));
+        run("pg-stop", port);
+    }
+    let (port, admin) = started.expect("a throwaway PostgreSQL cluster started on one of 5 ports");
+    let pg = |script: &str| {
+        let out = run(script, port);
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
     {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
