@@ -14,7 +14,7 @@ use crate::keys::KeyRecord;
 use crate::model::{AppRecord, PreviousSecret, User, UserRecord};
 use crate::provider::Provider;
 use crate::secret::Secret;
-use crate::store::{RevokeFilter, SessionRecord};
+use crate::store::{RevokeFilter, SessionRecord, UserCascade};
 
 /// Why an act was refused; the adapter maps each to its status.
 #[derive(Debug)]
@@ -350,15 +350,17 @@ pub async fn update_user(
     if let Some(pw) = c.password {
         rec.password_hash = hash_password(pw).await?;
     }
-    if !p.store.update_user(&rec).await? {
-        return Err(AdminError::NotFound(format!("no user named {username}")));
-    }
     let lost_role = before.user.roles.iter().any(|r| !rec.user.roles.contains(r));
     let disabled_now = rec.user.disabled && !before.user.disabled;
-    if disabled_now {
-        end_everything(p, &rec.user.id).await?;
+    let then = if disabled_now {
+        UserCascade::SessionsAndTokens
     } else if lost_role || (password_changed && revoke_on_password_change) {
-        revoke_user_tokens(p, &rec.user.id).await?;
+        UserCascade::Tokens
+    } else {
+        UserCascade::Nothing
+    };
+    if p.store.update_user(&rec, then, p.now()).await?.is_none() {
+        return Err(AdminError::NotFound(format!("no user named {username}")));
     }
     let mut diff = changes(&user_json(&before.user), &user_json(&rec.user));
     if password_changed && let Some(d) = diff.as_object_mut() {
@@ -376,18 +378,6 @@ pub async fn delete_user(p: &Provider, actor: &Actor, username: &str) -> Result<
     Ok(())
 }
 
-async fn revoke_user_tokens(p: &Provider, user_id: &str) -> Result<u64, AdminError> {
-    let f = RevokeFilter { user_id: Some(user_id.to_string()), ..Default::default() };
-    Ok(p.store.revoke_matching(&f, p.now()).await?)
-}
-
-/// End every session and revoke every token (all binding types) of a user.
-async fn end_everything(p: &Provider, user_id: &str) -> Result<(u64, u64), AdminError> {
-    let sessions = p.store.end_user_sessions(user_id, p.now()).await?;
-    let tokens = revoke_user_tokens(p, user_id).await?;
-    Ok((sessions, tokens))
-}
-
 /// What `POST /users/{username}/logout` ended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = LoggedOut))]
@@ -399,15 +389,15 @@ pub struct LogoutResult {
 /// `POST /users/{username}/logout`: every session ended, every token revoked.
 pub async fn logout_user(p: &Provider, actor: &Actor, username: &str) -> Result<LogoutResult, AdminError> {
     let u = get_user(p, username).await?;
-    let (sessions, tokens) = end_everything(p, &u.user.id).await?;
-    change_event(p, actor, "user.logout", username, json!({"sessions": sessions, "tokens": tokens}));
-    Ok(LogoutResult { sessions_ended: sessions, tokens_revoked: tokens })
+    let ended = p.store.end_user(&u.user.id, UserCascade::SessionsAndTokens, p.now()).await?;
+    change_event(p, actor, "user.logout", username, json!({"sessions": ended.sessions, "tokens": ended.tokens}));
+    Ok(LogoutResult { sessions_ended: ended.sessions, tokens_revoked: ended.tokens })
 }
 
-/// Clear the user's sign-in throttles (on this node).
+/// Clear the user's sign-in throttles on every node.
 pub async fn unlock_user(p: &Provider, actor: &Actor, username: &str) -> Result<(), AdminError> {
     get_user(p, username).await?;
-    p.throttles.unlock_user(username);
+    p.unlock_everywhere(username).await?;
     change_event(p, actor, "user.unlock", username, json!({}));
     Ok(())
 }

@@ -19,6 +19,10 @@ use crate::model::AppRecord;
 use crate::secret::random_bytes;
 use crate::store::Store;
 
+/// How long an unlock stays in the store for the other nodes to see: far beyond their 250 ms
+/// polls, and a node that was down meanwhile starts with empty throttles anyway.
+const UNLOCK_VISIBLE: i64 = 300;
+
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub issuer: String,
@@ -33,6 +37,9 @@ pub struct ProviderConfig {
     /// Base URL of the listener for mutual TLS, advertised as `mtls_endpoint_aliases` (RFC 8705
     /// §5); `None` when no listener requests client certificates.
     pub mtls_base: Option<String>,
+    /// The admin API's own base URL when it has a listener of its own (`admin_url`): the `htu`
+    /// of DPoP proofs sent to it. `None`: the admin API is under the issuer.
+    pub admin_base: Option<String>,
     /// RFC 8628: lifetime of a device authorization and the minimum polling interval (`[device]`).
     pub device_expires_in: i64,
     pub device_interval: i64,
@@ -55,6 +62,7 @@ impl ProviderConfig {
             purge_interval: 60,
             client_trust: None,
             mtls_base: None,
+            admin_base: None,
             device_expires_in: 600,
             device_interval: 5,
             dpop_require_nonce: false,
@@ -92,6 +100,8 @@ pub struct Provider {
     healthy: AtomicBool,
     /// Failure throttles for passwords and device user codes (per node).
     pub throttles: crate::throttle::Throttles,
+    /// The operators' unlocks ([`Store::live_unlocks`]) this node has applied to its throttles.
+    unlocks_applied: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Bounded password checks (one per core, reused working memory).
     pub passwords: crate::password::Verifier,
     /// Audit events: logged at once, stored in batches ([`crate::audit`]).
@@ -124,6 +134,7 @@ impl Provider {
             keys_due: AtomicI64::new(i64::MAX),
             healthy: AtomicBool::new(true),
             throttles: Default::default(),
+            unlocks_applied: Default::default(),
             passwords: crate::password::Verifier::for_this_machine(),
             audit: crate::audit::Auditor::new(token_events),
         });
@@ -235,6 +246,32 @@ impl Provider {
             *w = Arc::new(set);
         }
         self.keys_due.store(due, Ordering::Release);
+        self.apply_unlocks().await
+    }
+
+    /// An operator unlocked a user (on any node): clear the user's throttles here too. Each
+    /// unlock is applied once; it stays visible long enough for every node to reload.
+    async fn apply_unlocks(&self) -> Result<(), StoreError> {
+        let live = self.store.live_unlocks(self.now()).await?;
+        let Ok(mut applied) = self.unlocks_applied.lock() else { return Ok(()) };
+        for (id, username) in &live {
+            if !applied.contains(id) {
+                self.throttles.unlock_user(username);
+            }
+        }
+        *applied = live.into_iter().map(|(id, _)| id).collect();
+        Ok(())
+    }
+
+    /// Unlock a user's sign-in throttles on every node: here at once, elsewhere when their
+    /// caches reload (within a second).
+    pub async fn unlock_everywhere(&self, username: &str) -> Result<(), StoreError> {
+        let id = crate::secret::random_token();
+        self.store.record_unlock(&id, username, self.now() + UNLOCK_VISIBLE).await?;
+        self.throttles.unlock_user(username);
+        if let Ok(mut applied) = self.unlocks_applied.lock() {
+            applied.insert(id);
+        }
         Ok(())
     }
 

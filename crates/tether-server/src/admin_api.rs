@@ -242,7 +242,9 @@ async fn caller(
     };
     let req = AdminRequest {
         method: method.as_str(),
-        path: uri.path(),
+        // These routes are nested under the prefix, which axum strips: a DPoP proof's `htu`
+        // names the full path.
+        path: &format!("{}{}", paths::ADMIN_API, uri.path()),
         credentials: &credentials,
         dpop: headers.get_all("dpop").iter().map(HeaderValue::as_bytes).collect(),
         evidence: evidence(peer, headers),
@@ -1039,7 +1041,7 @@ async fn logout_user(c: Call, Path(username): Path<String>) -> Response {
 
 /// Unlock a user
 ///
-/// Clears the user's sign-in throttles.
+/// Clears the user's sign-in throttles on every node (the others within a second).
 #[utoipa::path(post, path = "/users/{username}/unlock", tag = "users",
     params(("username" = String, Path, description = "The username")),
     security(("bearer" = ["admin:write"]), ("dpop" = ["admin:write"])),

@@ -34,6 +34,9 @@ pub struct FileConfig {
     pub http: HttpSection,
     /// The admin API's own listener (admin-api.md A-1); when set, the main listener hides it.
     pub admin_listen: Option<String>,
+    /// The admin listener's public URL (default `https://` + `admin_listen`): DPoP proofs sent to
+    /// the admin API name it as `htu`.
+    pub admin_url: Option<String>,
     #[serde(default)]
     pub audit: AuditSection,
     #[serde(default)]
@@ -203,6 +206,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// `admin_listen`: the admin API on its own listener only.
     pub admin_listen: Option<SocketAddr>,
+    /// `admin_url`: the admin listener's public URL (only with `admin_listen`).
+    pub admin_url: Option<String>,
     /// `[audit]`.
     pub audit_retention_days: i64,
     pub audit_token_events: bool,
@@ -210,6 +215,15 @@ pub struct Settings {
     pub revoke_on_password_change: bool,
     /// `[log] access`: the access log (default on).
     pub access_log: bool,
+}
+
+/// A base URL (`issuer`, `admin_url`): https (or http), no query, no fragment.
+fn base_url(what: &str, s: &str) -> Result<(), String> {
+    let u = url::Url::parse(s).map_err(|_| format!("{what} {s:?} is not a URL"))?;
+    if u.scheme() != "https" && u.scheme() != "http" || u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("{what} {s:?} must be an https URL without query or fragment"));
+    }
+    Ok(())
 }
 
 pub(crate) fn addr(what: &str, s: &str) -> Result<SocketAddr, String> {
@@ -226,10 +240,10 @@ impl Settings {
         let metrics_listen = if metrics == "off" { None } else { Some(addr("metrics_listen", metrics)?) };
         let issuer = o.issuer.clone().or(file.issuer);
         if let Some(i) = &issuer {
-            let u = url::Url::parse(i).map_err(|_| format!("issuer {i:?} is not a URL"))?;
-            if u.scheme() != "https" && u.scheme() != "http" || u.query().is_some() || u.fragment().is_some() {
-                return Err(format!("issuer {i:?} must be an https URL without query or fragment"));
-            }
+            base_url("issuer", i)?;
+        }
+        if let Some(a) = &file.admin_url {
+            base_url("admin_url", a)?;
         }
         let database_url = o
             .database_url
@@ -292,6 +306,7 @@ impl Settings {
             dpop_proof_lifetime,
             http,
             admin_listen,
+            admin_url: file.admin_url.map(|a| a.trim_end_matches('/').to_string()),
             audit_retention_days,
             audit_token_events: file.audit.token_events.unwrap_or(true),
             revoke_on_password_change: file.security.revoke_on_password_change.unwrap_or(true),

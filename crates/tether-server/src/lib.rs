@@ -294,6 +294,12 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         None if request_client_cert || settings.tls.client_cert_header.is_some() => Some(issuer.clone()),
         None => None,
     };
+    let admin_listener = match settings.admin_listen {
+        Some(a) => Some(bind(a, "admin_listen").await?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(|e| e.to_string())?;
+    pcfg.admin_base = admin_addr.map(|a| settings.admin_url.clone().unwrap_or_else(|| format!("https://{a}")));
     if let Some(ca) = &settings.tls.client_ca_file {
         pcfg.client_trust = Some(Arc::new(client_cert::CaTrust::load(ca)?));
     }
@@ -345,10 +351,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
         tasks.push(serve(l, None, access_log(nosniff(routes::metrics_router(metrics_handle())), &access)));
     }
-    let mut admin_addr = None;
-    if let Some(a) = settings.admin_listen {
-        let l = bind(a, "admin_listen").await?;
-        admin_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+    if let Some(l) = admin_listener {
         let cfg = tls::server_config(&material, true)?;
         let admin = hsts(nosniff(routes::admin_router(provider.clone(), opts())), settings.http.hsts_max_age);
         let admin = access_log(admin, &access);

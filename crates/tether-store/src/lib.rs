@@ -26,6 +26,7 @@ macro_rules! migrations {
             (5, include_str!(concat!("../migrations/", $dialect, "/0005_device.sql"))),
             (6, include_str!(concat!("../migrations/", $dialect, "/0006_dpop_jti.sql"))),
             (7, include_str!(concat!("../migrations/", $dialect, "/0007_admin.sql"))),
+            (8, include_str!(concat!("../migrations/", $dialect, "/0008_unlocks.sql"))),
         ]
     };
 }

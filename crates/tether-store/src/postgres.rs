@@ -362,6 +362,24 @@ async fn revoke_matching_tx(c: &mut PgConnection, cond: &str, vals: &[Param], no
     Ok(n)
 }
 
+/// End what `what` names of the user, inside the caller's transaction.
+async fn end_user_tx(c: &mut PgConnection, user_id: &str, what: UserCascade, now: i64) -> StoreResult<Ended> {
+    let mut ended = Ended::default();
+    if what.sessions() {
+        ended.sessions =
+            update(&mut *c, "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL", now, user_id)
+                .await?;
+    }
+    if what.tokens() {
+        let filter = UserCascade::token_filter(user_id);
+        if let Some(conds) = filter.conditions()? {
+            let (cond, vals) = revoke_where(&conds, Dialect::Postgres);
+            ended.tokens = revoke_matching_tx(c, &cond, &vals, now).await?;
+        }
+    }
+    Ok(ended)
+}
+
 macro_rules! tx {
     ($pool:expr, |$c:ident| $body:expr) => {{
         let mut tx = $pool.begin().await.map_err(map)?;
@@ -691,15 +709,12 @@ impl Store for PostgresStore {
         rows.iter().map(|r| session_from(r)).collect()
     }
 
-    async fn end_user_sessions(&self, user_id: &str, now: i64) -> StoreResult<u64> {
+    async fn end_user(&self, user_id: &str, what: UserCascade, now: i64) -> StoreResult<Ended> {
         let id = user_id.to_string();
-        self.write(move |pool| async move {
-            update(&pool, "UPDATE sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL", now, &id).await
-        })
-        .await
+        self.write(move |pool| async move { tx!(pool, |c| end_user_tx(c, &id, what, now).await?) }).await
     }
 
-    async fn update_user(&self, u: &UserRecord) -> StoreResult<bool> {
+    async fn update_user(&self, u: &UserRecord, then: UserCascade, now: i64) -> StoreResult<Option<Ended>> {
         let u = u.clone();
         self.write(move |pool| async move {
             tx!(pool, |c| {
@@ -716,14 +731,39 @@ impl Store for PostgresStore {
                 .await
                 .map_err(map)?;
                 if r.rows_affected() == 0 {
-                    false
+                    None
                 } else {
                     bump(c).await?;
-                    true
+                    Some(end_user_tx(c, &u.user.id, then, now).await?)
                 }
             })
         })
         .await
+    }
+
+    async fn record_unlock(&self, id: &str, username: &str, expires_at: i64) -> StoreResult<()> {
+        let (id, username) = (id.to_string(), username.to_string());
+        self.write(move |pool| async move {
+            tx!(pool, |c| {
+                sqlx::query("INSERT INTO unlocks (id, username, expires_at) VALUES ($1, $2, $3)")
+                    .bind(&id)
+                    .bind(&username)
+                    .bind(expires_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map)?;
+                bump(c).await?
+            })
+        })
+        .await
+    }
+
+    async fn live_unlocks(&self, now: i64) -> StoreResult<Vec<(String, String)>> {
+        sqlx::query_as("SELECT id, username FROM unlocks WHERE expires_at > $1 ORDER BY id")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
     }
 
     async fn retire_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
@@ -1047,6 +1087,7 @@ impl Store for PostgresStore {
                 ("sessions", "expires_at < $1 OR ended_at < $1"),
                 ("device_codes", "expires_at < $1"),
                 ("dpop_jti", "expires_at < $1"),
+                ("unlocks", "expires_at < $1"),
             ] {
                 let sql = format!(
                     "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {cond} LIMIT $2 FOR UPDATE SKIP LOCKED)"

@@ -523,6 +523,26 @@ fn revoke_matching_tx(c: &Connection, cond: &str, vals: &[Param], now: i64) -> S
     Ok(n)
 }
 
+/// End what `what` names of the user, inside the caller's transaction.
+fn end_user_tx(c: &Connection, user_id: &str, what: UserCascade, now: i64) -> StoreResult<Ended> {
+    let mut ended = Ended::default();
+    if what.sessions() {
+        ended.sessions = exec(
+            c,
+            "UPDATE sessions SET ended_at = ?1 WHERE user_id = ?2 AND ended_at IS NULL",
+            params![now, user_id],
+        )? as u64;
+    }
+    if what.tokens() {
+        let filter = UserCascade::token_filter(user_id);
+        if let Some(conds) = filter.conditions()? {
+            let (cond, vals) = revoke_where(&conds, Dialect::Sqlite);
+            ended.tokens = revoke_matching_tx(c, &cond, &vals, now)?;
+        }
+    }
+    Ok(ended)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -776,17 +796,12 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn end_user_sessions(&self, user_id: &str, now: i64) -> StoreResult<u64> {
+    async fn end_user(&self, user_id: &str, what: UserCascade, now: i64) -> StoreResult<Ended> {
         let id = user_id.to_string();
-        self.write(move |c| {
-            let n =
-                exec(c, "UPDATE sessions SET ended_at = ?1 WHERE user_id = ?2 AND ended_at IS NULL", params![now, id])?;
-            Ok(n as u64)
-        })
-        .await
+        self.write(move |c| end_user_tx(c, &id, what, now)).await
     }
 
-    async fn update_user(&self, u: &UserRecord) -> StoreResult<bool> {
+    async fn update_user(&self, u: &UserRecord, then: UserCascade, now: i64) -> StoreResult<Option<Ended>> {
         let u = u.clone();
         self.write(move |c| {
             let n = exec(
@@ -802,12 +817,34 @@ impl Store for SqliteStore {
                 ],
             )?;
             if n == 0 {
-                return Ok(false);
+                return Ok(None);
             }
             bump(c)?;
-            Ok(true)
+            end_user_tx(c, &u.user.id, then, now).map(Some)
         })
         .await
+    }
+
+    async fn record_unlock(&self, id: &str, username: &str, expires_at: i64) -> StoreResult<()> {
+        let (id, username) = (id.to_string(), username.to_string());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO unlocks (id, username, expires_at) VALUES (?1, ?2, ?3)",
+                params![id, username, expires_at],
+            )?;
+            bump(c)
+        })
+        .await
+    }
+
+    async fn live_unlocks(&self, now: i64) -> StoreResult<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare_cached("SELECT id, username FROM unlocks WHERE expires_at > ?1 ORDER BY id").map_err(map)?;
+            let rows = st.query_map([now], |r| Ok((r.get(0)?, r.get(1)?))).map_err(map)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map)
+        })
     }
 
     async fn retire_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
@@ -1081,6 +1118,7 @@ impl Store for SqliteStore {
                 "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at < ?1 OR ended_at < ?1 LIMIT ?2)",
                 "DELETE FROM device_codes WHERE rowid IN (SELECT rowid FROM device_codes WHERE expires_at < ?1 LIMIT ?2)",
                 "DELETE FROM dpop_jti WHERE rowid IN (SELECT rowid FROM dpop_jti WHERE expires_at < ?1 LIMIT ?2)",
+                "DELETE FROM unlocks WHERE rowid IN (SELECT rowid FROM unlocks WHERE expires_at < ?1 LIMIT ?2)",
             ] {
                 n += exec(c, sql, params![before, limit])? as u64;
             }

@@ -167,6 +167,7 @@ conformance!(
     user_roles_disabled_and_update,
     previous_secret_round_trips,
     sessions_listed_and_ended_per_user,
+    user_update_ends_sessions_and_tokens_with_it,
     retire_key_leaves_the_jwks_now,
     list_tokens_filters_and_pages,
     revoke_by_public_id_revokes_the_pair,
@@ -956,7 +957,7 @@ async fn user_roles_disabled_and_update(b: &Backend) {
     changed.user.roles = vec!["viewer".into()];
     changed.user.disabled = false;
     changed.password_hash = "ph-new".into();
-    assert!(s.update_user(&changed).await.unwrap());
+    assert_eq!(s.update_user(&changed, UserCascade::Nothing, NOW).await.unwrap(), Some(Ended::default()));
     assert!(s.generation().await.unwrap() > gen0, "caches reload");
     let got = s.get_user("u2").await.unwrap().unwrap();
     assert_eq!(got.user.username, "bob", "the username never changes");
@@ -967,7 +968,11 @@ async fn user_roles_disabled_and_update(b: &Backend) {
     assert!(s.get_user_by_name("mallory").await.unwrap().is_none());
     assert_eq!(s.get_user("u1").await.unwrap().unwrap().user, admin.user, "others unchanged");
     let gen1 = s.generation().await.unwrap();
-    assert!(!s.update_user(&user("nobody", "nobody", &[], false)).await.unwrap(), "no such id");
+    assert_eq!(
+        s.update_user(&user("nobody", "nobody", &[], false), UserCascade::SessionsAndTokens, NOW).await.unwrap(),
+        None,
+        "no such id"
+    );
     assert_eq!(s.generation().await.unwrap(), gen1);
     assert!(s.get_user_by_name("nobody").await.unwrap().is_none(), "nothing created");
 }
@@ -1037,12 +1042,40 @@ async fn sessions_listed_and_ended_per_user(b: &Backend) {
     assert_eq!((listed[1].ip.as_deref(), listed[1].user_agent.as_deref()), (None, None));
     assert!(s.list_sessions("nobody").await.unwrap().is_empty());
 
-    assert_eq!(s.end_user_sessions("u1", NOW + 5).await.unwrap(), 3);
+    issue_plain(s, access("T1"), Some(refresh("RT1", "F1", "T1"))).await;
+    let mut bobs = access("T2");
+    bobs.user_id = Some("u2".into());
+    issue_plain(s, bobs, None).await;
+    let ended = s.end_user("u1", UserCascade::SessionsAndTokens, NOW + 5).await.unwrap();
+    assert_eq!((ended.sessions, ended.tokens), (3, 2), "three sessions, an access and a refresh token");
+    assert!(revoked(s, "T1").await && refresh_revoked(s, "RT1").await);
+    assert!(!revoked(s, "T2").await, "another user's token stays");
     assert!(s.list_sessions("u1").await.unwrap().is_empty());
     assert_eq!(s.find_session_by_id("new").await.unwrap().unwrap().ended_at, Some(NOW + 5));
     assert_eq!(s.find_session_by_id("ended").await.unwrap().unwrap().ended_at, Some(NOW - 10), "ended once");
     assert_eq!(s.list_sessions("u2").await.unwrap().len(), 1, "another user's session stays");
-    assert_eq!(s.end_user_sessions("u1", NOW + 6).await.unwrap(), 0);
+    assert_eq!(s.end_user("u1", UserCascade::SessionsAndTokens, NOW + 6).await.unwrap(), Ended::default());
+}
+
+/// A user change and what ends with it are one transaction: tokens only, or sessions and tokens.
+async fn user_update_ends_sessions_and_tokens_with_it(b: &Backend) {
+    let s = &*b.store;
+    s.create_user(&user("u1", "alice", &["admin"], false)).await.unwrap();
+    s.create_session(&session("S1", "u1", NOW)).await.unwrap();
+    issue_plain(s, access("T1"), Some(refresh("RT1", "F1", "T1"))).await;
+
+    let mut no_role = user("u1", "alice", &[], false);
+    let ended = s.update_user(&no_role, UserCascade::Tokens, NOW + 1).await.unwrap().unwrap();
+    assert_eq!(ended, Ended { sessions: 0, tokens: 2 });
+    assert!(revoked(s, "T1").await && refresh_revoked(s, "RT1").await);
+    assert_eq!(s.list_sessions("u1").await.unwrap().len(), 1, "the session stays");
+
+    issue_plain(s, access("T2"), None).await;
+    no_role.user.disabled = true;
+    let ended = s.update_user(&no_role, UserCascade::SessionsAndTokens, NOW + 2).await.unwrap().unwrap();
+    assert_eq!(ended, Ended { sessions: 1, tokens: 1 });
+    assert!(s.get_user("u1").await.unwrap().unwrap().user.disabled);
+    assert!(s.list_sessions("u1").await.unwrap().is_empty() && revoked(s, "T2").await);
 }
 
 fn key(kid: &str, alg: Alg) -> KeyRecord {

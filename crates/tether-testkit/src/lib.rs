@@ -59,6 +59,7 @@ pub const POSTGRES_TABLES: &[&str] = &[
     "meta",
     "apps",
     "events",
+    "unlocks",
     "users",
     "signing_keys",
     "server_secrets",

@@ -116,11 +116,22 @@ pub fn verify_proof(
     path: &str,
     access_token: Option<&str>,
 ) -> Result<ProofOk, OAuthError> {
+    verify_proof_at(p, proof, method, &endpoint_urls(p, path), access_token)
+}
+
+/// [`verify_proof`] against these URLs (any of them may be the proof's `htu`).
+pub fn verify_proof_at(
+    p: &Provider,
+    proof: &str,
+    method: &str,
+    urls: &[String],
+    access_token: Option<&str>,
+) -> Result<ProofOk, OAuthError> {
     let now = p.now();
     let nonce = p.config.dpop_require_nonce.then_some(&p.dpop_nonce_key);
     let mut last = None;
-    for url in endpoint_urls(p, path) {
-        let e = Expect { method, url: &url, access_token, now, lifetime: p.config.dpop_proof_lifetime, nonce };
+    for url in urls {
+        let e = Expect { method, url, access_token, now, lifetime: p.config.dpop_proof_lifetime, nonce };
         match dpop::verify(proof, &e) {
             Ok(x) => return Ok(x),
             Err(err) => last = Some(err),

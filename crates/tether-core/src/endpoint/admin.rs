@@ -8,10 +8,29 @@ use super::token::{ADMIN_READ, ADMIN_WRITE, admin_audience};
 use super::userinfo::Proofs;
 use crate::audit::Actor;
 use crate::binding::Evidence;
+use crate::binding::dpop;
+use crate::dpop::ProofOk;
 use crate::error::{ErrorCode, OAuthError};
 use crate::provider::Provider;
-use crate::resource::{self, Confirmation, Credentials, Policy, ResourceRequest};
+use crate::resource::{self, Confirmation, Credentials, Policy, ProofChecker, ResourceRequest};
 use crate::token::liveness;
+
+/// DPoP proofs at the admin API: its own listener's URL (`admin_url`) when it has one, else the
+/// issuer's URLs as at userinfo.
+struct AdminProofs<'a>(&'a Provider);
+
+#[async_trait::async_trait]
+impl ProofChecker for AdminProofs<'_> {
+    fn verify(&self, proof: &str, method: &str, path: &str, token: &str) -> Result<ProofOk, OAuthError> {
+        match &self.0.config.admin_base {
+            Some(base) => dpop::verify_proof_at(self.0, proof, method, &[format!("{base}{path}")], Some(token)),
+            None => Proofs(self.0).verify(proof, method, path, token),
+        }
+    }
+    async fn spend(&self, ok: &ProofOk) -> Result<(), OAuthError> {
+        Proofs(self.0).spend(ok).await
+    }
+}
 
 pub struct AdminRequest<'a> {
     pub method: &'a str,
@@ -53,7 +72,8 @@ pub async fn authenticate(p: &Provider, req: AdminRequest<'_>) -> Result<AdminCa
         dpop: req.dpop,
         cert_thumbprint: thumbprint.as_deref(),
     };
-    let checked = resource::check(&rr, &Confirmation::of(rec.binding.as_ref()), Policy::OPTIONAL, &Proofs(p)).await;
+    let checked =
+        resource::check(&rr, &Confirmation::of(rec.binding.as_ref()), Policy::OPTIONAL, &AdminProofs(p)).await;
     if let (Err(_), Some(b)) = (&checked, &rec.binding) {
         let actor = Actor::client(&rec.client_id).with_user(rec.username.as_deref());
         let detail = serde_json::json!({"target": rec.jti, "where": "admin_api", "binding_type": b.kind.as_str()});

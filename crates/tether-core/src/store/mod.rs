@@ -243,6 +243,38 @@ impl DeviceStatus {
     }
 }
 
+/// What ends with a user change or an operator's logout ([`Store::end_user`],
+/// [`Store::update_user`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserCascade {
+    #[default]
+    Nothing,
+    /// Every token of the user, whatever its binding type; sessions stay.
+    Tokens,
+    /// Every session and every token of the user.
+    SessionsAndTokens,
+}
+
+impl UserCascade {
+    pub fn sessions(self) -> bool {
+        self == UserCascade::SessionsAndTokens
+    }
+    pub fn tokens(self) -> bool {
+        self != UserCascade::Nothing
+    }
+    /// The bulk revocation that hits every token of `user_id`.
+    pub fn token_filter(user_id: &str) -> RevokeFilter {
+        RevokeFilter { user_id: Some(user_id.to_string()), ..Default::default() }
+    }
+}
+
+/// How many sessions and tokens a [`UserCascade`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ended {
+    pub sessions: u64,
+    pub tokens: u64,
+}
+
 /// Which tokens a bulk revocation hits (logout, B-6). Every `Some` condition must hold; a filter
 /// with no condition at all is refused by the stores (it would revoke everything).
 #[derive(Debug, Clone, Default)]
@@ -407,11 +439,19 @@ pub trait Store: Send + Sync + 'static {
     async fn find_session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// The user's sessions that have not ended (live or expired), newest first.
     async fn list_sessions(&self, user_id: &str) -> StoreResult<Vec<SessionRecord>>;
-    /// End every session of the user; returns how many.
-    async fn end_user_sessions(&self, user_id: &str, now: i64) -> StoreResult<u64>;
+    /// End what `what` names of the user (sessions, tokens of every binding type) in one
+    /// transaction; returns how much.
+    async fn end_user(&self, user_id: &str, what: UserCascade, now: i64) -> StoreResult<Ended>;
     /// Change a user's email, name, roles, disabled flag and password hash (found by id; the
-    /// username never changes). False when there is no such user.
-    async fn update_user(&self, user: &UserRecord) -> StoreResult<bool>;
+    /// username never changes) and end what `then` names, in one transaction: a disabled user
+    /// never keeps a session for a moment, a failed revocation leaves the user unchanged. `None`
+    /// when there is no such user (nothing changed).
+    async fn update_user(&self, user: &UserRecord, then: UserCascade, now: i64) -> StoreResult<Option<Ended>>;
+    /// Record an operator's unlock of `username`'s sign-in throttles under a fresh `id`, seen by
+    /// every node until `expires_at` ([`Store::live_unlocks`]); moves the generation.
+    async fn record_unlock(&self, id: &str, username: &str, expires_at: i64) -> StoreResult<()>;
+    /// The unlocks not yet expired at `now`: `(id, username)`.
+    async fn live_unlocks(&self, now: i64) -> StoreResult<Vec<(String, String)>>;
     /// Retire a signing key now: it stops signing and leaves the JWKS. False when unknown.
     async fn retire_key(&self, kid: &str, now: i64) -> StoreResult<bool>;
     /// Token metadata matching the query.

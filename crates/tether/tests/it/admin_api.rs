@@ -272,6 +272,33 @@ async fn who_may_call_the_admin_api() {
     let r = srv.client().get(srv.url(&format!("{API}/apps"))).bearer_auth(t["access_token"].as_str().unwrap());
     assert_eq!(r.send().await.unwrap().status(), 401, "not an admin-audience token");
 
+    // A DPoP-bound admin token: proven on every call (htu: the full URL of the request).
+    let mut ch = app(&["client_credentials"]);
+    ch.scopes = Some(vec!["admin:read".into()]);
+    let dpop_app = srv.create_app(ch).await;
+    let key = DpopKey::generate();
+    let now = tether_core::clock::Clock::now(&srv.clock);
+    let r = srv
+        .client()
+        .post(srv.url("/oauth2/token"))
+        .basic_auth(&dpop_app.client_id, dpop_app.client_secret.as_deref())
+        .header("dpop", key.proof("POST", &srv.url("/oauth2/token"), now, None, None))
+        .form(&[("grant_type", "client_credentials"), ("scope", "admin:read")])
+        .send()
+        .await
+        .unwrap();
+    let t: Value = r.json().await.unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let url = srv.url(&format!("{API}/apps"));
+    let r = srv.client().get(&url).header("authorization", format!("DPoP {at}")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no proof");
+    let proof = key.proof("GET", &url, now, Some(at), None);
+    let r = srv.client().get(&url).header("authorization", format!("DPoP {at}")).header("dpop", proof).send().await;
+    assert_eq!(r.unwrap().status(), 200, "with its proof");
+    let other = DpopKey::generate().proof("GET", &url, now, Some(at), None);
+    let r = srv.client().get(&url).header("authorization", format!("DPoP {at}")).header("dpop", other).send().await;
+    assert_eq!(r.unwrap().status(), 401, "another key's proof");
+
     // A user's admin scopes go only as far as their roles.
     srv.add_user("eve", "pw").await;
     let mut ch = app(&["password"]);
@@ -535,4 +562,63 @@ async fn the_openapi_document_lists_every_route_and_the_answers_match_it() {
             assert!(!v["items"].as_array().unwrap().is_empty(), "{path}: something was checked");
         }
     }
+}
+
+/// Throttles live in each server's memory; an operator's unlock reaches every server of the
+/// database, whichever process made it (here the CLI, another process on the same database; the
+/// server's clock is frozen, so only the unlock can lift the throttle). Over the API it is the
+/// same operation, answered 204 (404 for an unknown user).
+#[tokio::test]
+async fn an_unlock_reaches_every_server() {
+    let srv = TestServer::start().await;
+    let admin = Admin::new(&srv, "admin:read admin:write").await;
+    let (status, _) = admin.post("/users", json!({"username": "erin", "password": "erin-pw"})).await;
+    assert_eq!(status, 201);
+    let web = srv.create_app(app(&["password"])).await;
+    let grant = |pw: &'static str| {
+        let (srv, web) = (&srv, &web);
+        async move {
+            let r = srv.token(web, &[("grant_type", "password"), ("username", "erin"), ("password", pw)]).await;
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let lock = || async {
+        for _ in 0..12 {
+            grant("wrong").await;
+        }
+        let (status, body) = grant("erin-pw").await;
+        assert_eq!(status, 429, "{body}");
+        assert!(body["error_description"].as_str().unwrap().contains("too many failed"), "{body}");
+    };
+    let until_unlocked = || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let (status, body) = grant("erin-pw").await;
+            if status == 200 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "still throttled: {body}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+
+    lock().await;
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_tether"));
+    cli.arg("--data-dir").arg(srv.dir.path()).args(["user", "unlock", "erin"]);
+    cli.env_remove("TETHER_MASTER_KEY").env_remove("TETHER_DATABASE_URL");
+    if let Some(u) = &srv.database_url {
+        cli.env("TETHER_DATABASE_URL", u);
+    }
+    let out = cli.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until_unlocked().await;
+
+    lock().await;
+    let (status, _) = admin.post("/users/erin/unlock", json!({})).await;
+    assert_eq!(status, 204);
+    let (status, body) = grant("erin-pw").await;
+    assert_eq!(status, 200, "the answering server at once: {body}");
+    let (status, _) = admin.post("/users/nobody/unlock", json!({})).await;
+    assert_eq!(status, 404);
 }

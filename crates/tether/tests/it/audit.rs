@@ -109,4 +109,39 @@ async fn with_admin_listen_the_api_lives_on_its_own_listener_only() {
     assert_eq!(r.status(), 200);
     let r = c.get(format!("https://localhost:{}/oauth2/jwks", addr.port())).send().await.unwrap();
     assert_eq!(r.status(), 404, "and nothing else there");
+
+    // A DPoP-bound admin token is proven with the admin listener's URL (`admin_url`, by default
+    // https:// + admin_listen) as `htu`, not the issuer's.
+    let mut ch = app(&["client_credentials"]);
+    ch.scopes = Some(vec!["admin:read".into()]);
+    let a = srv.create_app(ch).await;
+    let key = DpopKey::generate();
+    let now = tether_core::clock::Clock::now(&srv.clock);
+    let r = srv
+        .client()
+        .post(srv.url("/oauth2/token"))
+        .basic_auth(&a.client_id, a.client_secret.as_deref())
+        .header("dpop", key.proof("POST", &srv.url("/oauth2/token"), now, None, None))
+        .form(&[("grant_type", "client_credentials"), ("scope", "admin:read")])
+        .send()
+        .await
+        .unwrap();
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["token_type"], "DPoP", "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    let admin_url = format!("https://{addr}{API}/apps");
+    let ip = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(srv.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let call = |htu: String| {
+        let proof = key.proof("GET", &htu, now, Some(at), None);
+        ip.get(&admin_url).header("authorization", format!("DPoP {at}")).header("dpop", proof).send()
+    };
+    let r = call(admin_url.clone()).await.unwrap();
+    assert_eq!(r.status(), 200, "htu = admin_url");
+    let r = call(srv.url(&format!("{API}/apps"))).await.unwrap();
+    assert_eq!(r.status(), 401, "the issuer's URL is not where the request went");
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.starts_with("DPoP") && challenge.contains("invalid_dpop_proof"), "{challenge}");
 }
