@@ -30,6 +30,10 @@ pub struct AppChanges {
     pub id_token_alg: Option<String>,
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
+    /// The client's public keys, a JWK Set (JSON text); `Some("")` removes them.
+    pub jwks: Option<String>,
+    /// Where the client publishes its JWK Set; `Some("")` removes it.
+    pub jwks_uri: Option<String>,
     /// Allow a change that destroys something (making a confidential app public deletes its
     /// secret).
     pub force: bool,
@@ -69,6 +73,8 @@ fn defaults(client_id: String) -> App {
         refresh_token_ttl: 86400,
         tls_subject_dn: None,
         tls_client_certificates: vec![],
+        jwks: None,
+        jwks_uri: None,
     }
 }
 
@@ -96,9 +102,9 @@ pub fn create(changes: &AppChanges) -> Result<(AppRecord, Option<Secret>), Strin
     }
     let mut app = defaults(new_client_id());
     apply(&mut app, changes)?;
-    let secret = uses_secret(&app).then(|| Secret::new(random_token()));
+    let secret = uses_secret(&app).then(|| new_secret(&app));
     let secret_hash = secret.as_ref().map(|s| hash_secret(s.expose()));
-    Ok((AppRecord { app, secret_hash, previous_secret: None }, secret))
+    Ok((AppRecord { app, secret_hash, previous_secret: None, sealed_secret: None }, secret))
 }
 
 /// Apply changes to an existing app. A client that becomes confidential gets a new secret.
@@ -115,20 +121,40 @@ pub fn update(existing: &AppRecord, changes: &AppChanges) -> Result<(AppRecord, 
             existing.app.client_id
         ));
     }
+    // Only a hash of the secret exists: a switch to client_secret_jwt needs the secret itself,
+    // so it mints a new one (shown once); a switch away drops the sealed copy (the caller seals).
+    let to_jwt =
+        app.auth_method == AuthMethod::ClientSecretJwt && existing.app.auth_method != AuthMethod::ClientSecretJwt;
     let (secret_hash, secret) = match (uses_secret(&app), &existing.secret_hash) {
         (false, _) => (None, None),
-        (true, Some(h)) => (Some(h.clone()), None),
-        (true, None) => {
-            let s = Secret::new(random_token());
+        (true, Some(h)) if !to_jwt => (Some(h.clone()), None),
+        (true, _) => {
+            let s = new_secret(&app);
             (Some(hash_secret(s.expose())), Some(s))
         }
     };
-    let previous_secret = existing.previous_secret.clone().filter(|_| secret_hash.is_some());
-    Ok((AppRecord { app, secret_hash, previous_secret }, secret))
+    let previous_secret = existing.previous_secret.clone().filter(|_| secret_hash.is_some() && secret.is_none());
+    let sealed_secret =
+        existing.sealed_secret.clone().filter(|_| app.auth_method == AuthMethod::ClientSecretJwt && secret.is_none());
+    Ok((AppRecord { app, secret_hash, previous_secret, sealed_secret }, secret))
 }
 
-fn uses_secret(app: &App) -> bool {
-    matches!(app.auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+/// Does the app authenticate with a client secret (hashed; sealed too for client_secret_jwt)?
+pub fn uses_secret(app: &App) -> bool {
+    matches!(
+        app.auth_method,
+        AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost | AuthMethod::ClientSecretJwt
+    )
+}
+
+/// A new client secret: 256 random bits; 512 for client_secret_jwt, whose HS512 needs a key as
+/// long as its hash (RFC 7518 §3.2).
+pub fn new_secret(app: &App) -> Secret {
+    if app.auth_method == AuthMethod::ClientSecretJwt {
+        Secret::new(b64url(&random_bytes::<64>()))
+    } else {
+        Secret::new(random_token())
+    }
 }
 
 /// The x5t#S256 thumbprints of the client's registered certificates: a PEM text (one or more
@@ -280,7 +306,67 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
         }
         app.tls_client_certificates = pem_thumbprints(pem)?;
     }
+    if c.jwks.as_deref().is_some_and(|j| !j.is_empty()) && c.jwks_uri.as_deref().is_some_and(|u| !u.is_empty()) {
+        return Err("give the client's keys once: --jwks FILE or --jwks-uri URL, not both".into());
+    }
+    if let Some(j) = &c.jwks {
+        app.jwks = if j.trim().is_empty() { None } else { Some(parse_jwks(j)?) };
+        if app.jwks.is_some() {
+            app.jwks_uri = None;
+        }
+    }
+    if let Some(u) = &c.jwks_uri {
+        app.jwks_uri = if u.trim().is_empty() { None } else { Some(check_jwks_uri(u.trim())?) };
+        if app.jwks_uri.is_some() {
+            app.jwks = None;
+        }
+    }
     check(app)
+}
+
+/// A JWK Set of public keys (RFC 7517 §5): a `keys` array, each with a `kty`, none holding private
+/// members, at most 100 keys.
+pub fn parse_jwks(text: &str) -> Result<serde_json::Value, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("--jwks is not JSON: {e}"))?;
+    let keys = v["keys"].as_array().ok_or("--jwks must be a JWK Set: an object with a \"keys\" array")?;
+    if keys.is_empty() || keys.len() > 100 {
+        return Err("--jwks must hold between 1 and 100 keys".into());
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if !k["kty"].is_string() {
+            return Err(format!("--jwks key {i} has no kty"));
+        }
+        if let Some(m) = ["d", "p", "q", "dp", "dq", "qi", "k"].iter().find(|m| k.get(**m).is_some()) {
+            return Err(format!(
+                "--jwks key {i} holds private key material (member {m:?}): register only the public keys"
+            ));
+        }
+    }
+    Ok(serde_json::json!({ "keys": keys }))
+}
+
+/// A `jwks_uri`: https, or http on a loopback host only (as redirect URIs), no fragment.
+fn check_jwks_uri(u: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(u).map_err(|_| format!("--jwks-uri {u:?} is not an absolute URL"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback(&parsed) => {}
+        _ => return Err(format!("--jwks-uri {u:?} must be an https URL (http only on localhost)")),
+    }
+    if parsed.fragment().is_some() {
+        return Err(format!("--jwks-uri {u:?} must not have a fragment"));
+    }
+    Ok(u.to_string())
+}
+
+/// Is the URL's host `localhost` or a loopback address?
+fn loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// A redirect URI: absolute, no fragment, and `http` only on a loopback host (RFC 9700 §2.6,
@@ -294,19 +380,11 @@ fn check_redirect_uri(u: &str) -> Result<(), String> {
     if parsed.cannot_be_a_base() && parsed.scheme() != "urn" {
         return Err(format!("redirect URI {u:?} is not an absolute URI"));
     }
-    if parsed.scheme() == "http" {
-        let loopback = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        if !loopback {
-            return Err(format!(
-                "redirect URI {u:?} uses http:// on a network host; use https:// (http is allowed only for \
-                 localhost, 127.0.0.1 and [::1])"
-            ));
-        }
+    if parsed.scheme() == "http" && !loopback(&parsed) {
+        return Err(format!(
+            "redirect URI {u:?} uses http:// on a network host; use https:// (http is allowed only for \
+             localhost, 127.0.0.1 and [::1])"
+        ));
     }
     Ok(())
 }
@@ -321,6 +399,9 @@ pub fn check(app: &App) -> Result<(), String> {
     }
     if app.auth_method == AuthMethod::TlsClientAuth && app.tls_subject_dn.is_none() {
         return Err("tls_client_auth needs the subject DN the client's certificate carries: --tls-subject-dn DN".into());
+    }
+    if app.auth_method == AuthMethod::PrivateKeyJwt && app.jwks.is_none() && app.jwks_uri.is_none() {
+        return Err("private_key_jwt needs the client's public keys: --jwks FILE or --jwks-uri URL".into());
     }
     // B-10: the binding type's own rule (the grants it binds with).
     registry::binder(app.binding).check_app(app)?;

@@ -11,7 +11,7 @@ use crate::admin::{self, AppChanges};
 use crate::audit::{Actor, kind};
 use crate::error::StoreError;
 use crate::keys::KeyRecord;
-use crate::model::{AppRecord, PreviousSecret, User, UserRecord};
+use crate::model::{AppRecord, AuthMethod, PreviousSecret, User, UserRecord};
 use crate::provider::Provider;
 use crate::secret::Secret;
 use crate::store::{RevokeFilter, SessionRecord, UserCascade};
@@ -121,7 +121,8 @@ pub async fn create_app(
     actor: &Actor,
     changes: &AppChanges,
 ) -> Result<(AppRecord, Option<Secret>), AdminError> {
-    let (rec, secret) = admin::create(changes).map_err(invalid)?;
+    let (mut rec, secret) = admin::create(changes).map_err(invalid)?;
+    seal_secret(p, &mut rec, secret.as_ref());
     ensure_unique_name(p, &rec.app.name, None).await?;
     p.store.create_app(&rec).await?;
     p.refresh().await?;
@@ -140,7 +141,8 @@ pub async fn update_app(
     changes: &AppChanges,
 ) -> Result<(AppRecord, Option<Secret>), AdminError> {
     let existing = get_app(p, client_id).await?;
-    let (rec, secret) = admin::update(&existing, changes).map_err(invalid)?;
+    let (mut rec, secret) = admin::update(&existing, changes).map_err(invalid)?;
+    seal_secret(p, &mut rec, secret.as_ref());
     if rec.app.name != existing.app.name {
         ensure_unique_name(p, &rec.app.name, Some(client_id)).await?;
     }
@@ -149,6 +151,16 @@ pub async fn update_app(
     let diff = changes_of(&existing, &rec);
     change_event(p, actor, "app.update", client_id, json!({"changes": diff}));
     Ok((rec, secret))
+}
+
+/// A `client_secret_jwt` app keeps its new secret sealed under the master key (the HMAC of its
+/// assertions needs the secret itself); every other app keeps none.
+pub fn seal_secret(p: &Provider, rec: &mut AppRecord, new: Option<&Secret>) {
+    if rec.app.auth_method != AuthMethod::ClientSecretJwt {
+        rec.sealed_secret = None;
+    } else if let Some(s) = new {
+        rec.sealed_secret = Some(crate::client_auth::client_secret_jwt::seal(p, &rec.app.client_id, s.expose()));
+    }
 }
 
 fn changes_of(before: &AppRecord, after: &AppRecord) -> Value {
@@ -182,9 +194,19 @@ pub async fn regenerate_secret(p: &Provider, actor: &Actor, client_id: &str, gra
     let Some(old) = rec.secret_hash.clone() else {
         return Err(AdminError::Conflict(format!("{client_id} is a public client or authenticates without a secret")));
     };
-    let secret = Secret::generate();
+    if grace > 0 && rec.app.auth_method == AuthMethod::ClientSecretJwt {
+        return Err(AdminError::Invalid {
+            detail: format!(
+                "{client_id} uses client_secret_jwt, whose old secret cannot stay valid (only the current one is \
+                 kept sealed): regenerate with grace_seconds 0"
+            ),
+            pointer: Some("#/grace_seconds".into()),
+        });
+    }
+    let secret = admin::new_secret(&rec.app);
     rec.secret_hash = Some(secret.hash());
     rec.previous_secret = (grace > 0).then(|| PreviousSecret { hash: old, until: p.now() + grace });
+    seal_secret(p, &mut rec, Some(&secret));
     p.store.update_app(&rec).await?;
     p.refresh().await?;
     change_event(p, actor, "app.secret", client_id, json!({"grace_seconds": grace}));

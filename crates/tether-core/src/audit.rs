@@ -78,6 +78,14 @@ pub fn event(now: i64, kind: &str, actor: &Actor, detail: Value) -> EventRecord 
     event_us(now.saturating_mul(1_000_000), kind, actor, detail)
 }
 
+/// The smallest event id of the second `unix` (ids begin with the second in 11 hex digits): every
+/// event at or after `unix` has an id `>=` it, every earlier one an id `<` it. Listings and the
+/// purge select time ranges through the primary key with it (no index on `time` to maintain on
+/// every insert).
+pub fn id_floor(unix: i64) -> String {
+    format!("{:011x}", unix.max(0))
+}
+
 /// A new event at `now_us` (Unix microseconds). Ids sort by time: seconds, microseconds, a
 /// per-process sequence, and random bits (unique across nodes). The microseconds order the events
 /// of one second made by several processes (nodes, CLI invocations), newest first in listings.
@@ -90,7 +98,7 @@ pub fn event_us(now_us: i64, kind: &str, actor: &Actor, detail: Value) -> EventR
         v.as_ref().map(|s| s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).take(256).collect())
     };
     EventRecord {
-        id: format!("{:011x}{us:05x}{seq:08x}{}", now.max(0), hex(&random_bytes::<5>())),
+        id: format!("{}{us:05x}{seq:08x}{}", id_floor(now), hex(&random_bytes::<5>())),
         time: now,
         kind: kind.to_string(),
         client_id: clean(&actor.client_id),

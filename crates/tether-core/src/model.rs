@@ -52,6 +52,8 @@ wire_enum!(
         ClientSecretPost = "client_secret_post",
         TlsClientAuth = "tls_client_auth",
         SelfSignedTlsClientAuth = "self_signed_tls_client_auth",
+        PrivateKeyJwt = "private_key_jwt",
+        ClientSecretJwt = "client_secret_jwt",
         None = "none",
     }
 );
@@ -112,6 +114,14 @@ pub struct App {
     /// certificates (from `--cert-file`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls_client_certificates: Vec<String>,
+    /// The client's public keys as a JWK Set (`--jwks FILE`): `private_key_jwt` assertions and
+    /// signed request objects verify with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its JWK Set instead (`--jwks-uri`): fetched and cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
 }
 
 impl App {
@@ -136,6 +146,16 @@ pub struct AppRecord {
     /// The secret a regeneration replaced, still accepted until its time (rotation without
     /// downtime, admin-api.md A-3 `POST /apps/{id}/secret`).
     pub previous_secret: Option<PreviousSecret>,
+    /// `client_secret_jwt` apps only: the secret itself, sealed under the master key
+    /// ([`AppRecord::SEAL_PREFIX`] + client_id as associated data), base64url. The HMAC of an
+    /// assertion cannot be checked against a hash.
+    pub sealed_secret: Option<String>,
+}
+
+impl AppRecord {
+    /// The associated data a client secret is sealed under: `client-secret:` + client_id (a sealed
+    /// secret copied to another app does not open).
+    pub const SEAL_PREFIX: &'static str = "client-secret:";
 }
 
 /// A replaced client secret's hash and the Unix time it stops being accepted.

@@ -37,6 +37,8 @@ pub struct ProviderConfig {
     /// Base URL of the listener for mutual TLS, advertised as `mtls_endpoint_aliases` (RFC 8705
     /// §5); `None` when no listener requests client certificates.
     pub mtls_base: Option<String>,
+    /// Fetches clients' `jwks_uri` key sets (`private_key_jwt`); `None`: such clients fail.
+    pub jwks_fetcher: Option<std::sync::Arc<dyn crate::client_auth::private_key_jwt::JwksFetcher>>,
     /// The admin API's own base URL when it has a listener of its own (`admin_url`): the `htu`
     /// of DPoP proofs sent to it. `None`: the admin API is under the issuer.
     pub admin_base: Option<String>,
@@ -63,6 +65,7 @@ impl ProviderConfig {
             client_trust: None,
             mtls_base: None,
             admin_base: None,
+            jwks_fetcher: None,
             device_expires_in: 600,
             device_interval: 5,
             dpop_require_nonce: false,
@@ -100,6 +103,8 @@ pub struct Provider {
     healthy: AtomicBool,
     /// Failure throttles for passwords and device user codes (per node).
     pub throttles: crate::throttle::Throttles,
+    /// Key sets fetched from clients' `jwks_uri`s.
+    pub client_jwks: crate::client_auth::private_key_jwt::JwksCache,
     /// The operators' unlocks ([`Store::live_unlocks`]) this node has applied to its throttles.
     unlocks_applied: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Bounded password checks (one per core, reused working memory).
@@ -135,6 +140,7 @@ impl Provider {
             healthy: AtomicBool::new(true),
             throttles: Default::default(),
             unlocks_applied: Default::default(),
+            client_jwks: Default::default(),
             passwords: crate::password::Verifier::for_this_machine(),
             audit: crate::audit::Auditor::new(token_events),
         });

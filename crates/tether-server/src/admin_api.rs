@@ -450,6 +450,29 @@ struct AppBody {
     access_token_ttl: Option<i64>,
     /// Seconds.
     refresh_token_ttl: Option<i64>,
+    /// The client's public keys, a JWK Set (`private_key_jwt`, signed request objects); `null`
+    /// removes them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    jwks: Option<Value>,
+    /// Where the client publishes its JWK Set instead; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    jwks_uri: Option<Value>,
+}
+
+/// A member that is present, `null` included (JSON merge patch: `null` removes), as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A present member as the text the admin operations take: `null` is the empty text (remove).
+fn text_of(v: Option<Value>) -> Option<String> {
+    v.map(|v| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s,
+        other => other.to_string(),
+    })
 }
 
 impl AppBody {
@@ -475,6 +498,8 @@ impl AppBody {
             id_token_alg: self.id_token_alg,
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
+            jwks: text_of(self.jwks),
+            jwks_uri: text_of(self.jwks_uri),
             force,
         }
     }

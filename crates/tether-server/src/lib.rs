@@ -28,6 +28,7 @@ mod endpoints;
 mod error;
 mod extract;
 mod health;
+mod jwks_fetch;
 mod pages;
 mod routes;
 mod state;
@@ -300,6 +301,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(|e| e.to_string())?;
     pcfg.admin_base = admin_addr.map(|a| settings.admin_url.clone().unwrap_or_else(|| format!("https://{a}")));
+    pcfg.jwks_fetcher = Some(Arc::new(jwks_fetch::HttpJwks::new()?));
     if let Some(ca) = &settings.tls.client_ca_file {
         pcfg.client_trust = Some(Arc::new(client_cert::CaTrust::load(ca)?));
     }

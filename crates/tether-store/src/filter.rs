@@ -4,6 +4,7 @@
 //! parameter, numbered from 2 in a revocation (parameter 1 is the revocation time), from 1 in a
 //! listing.
 
+use tether_core::audit::id_floor;
 use tether_core::model::BindingType;
 use tether_core::store::{EventQuery, RevokeCondition, RevokeField, TokenMeta, TokenQuery};
 
@@ -190,11 +191,12 @@ pub(crate) fn merge_tokens(mut tokens: Vec<TokenMeta>, limit: u32) -> Vec<TokenM
 pub(crate) fn event_listing(q: &EventQuery, dialect: Dialect) -> (String, Vec<Param>) {
     let mut w = Clause::new(dialect);
     w.one_of("type", &q.types);
+    // Time ranges through the primary key (ids begin with their second): see `audit::id_floor`.
     if let Some(t) = q.since {
-        w.cmp("time", ">=", Param::Int(t));
+        w.cmp("id", ">=", Param::Text(id_floor(t)));
     }
     if let Some(t) = q.until {
-        w.cmp("time", "<", Param::Int(t));
+        w.cmp("id", "<", Param::Text(id_floor(t)));
     }
     w.eq_opt("client_id", q.client_id.as_deref());
     w.eq_opt("username", q.username.as_deref());

@@ -27,6 +27,8 @@ macro_rules! migrations {
             (6, include_str!(concat!("../migrations/", $dialect, "/0006_dpop_jti.sql"))),
             (7, include_str!(concat!("../migrations/", $dialect, "/0007_admin.sql"))),
             (8, include_str!(concat!("../migrations/", $dialect, "/0008_unlocks.sql"))),
+            (9, include_str!(concat!("../migrations/", $dialect, "/0009_sealed_secret.sql"))),
+            (10, include_str!(concat!("../migrations/", $dialect, "/0010_events_by_id.sql"))),
         ]
     };
 }

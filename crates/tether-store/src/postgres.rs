@@ -407,17 +407,19 @@ impl Store for PostgresStore {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let (id, hash) = (a.app.client_id.clone(), a.secret_hash.clone());
         let (prev_hash, prev_until) = previous_secret_cols(a);
+        let sealed = a.sealed_secret.clone();
         self.write(move |pool| async move {
             tx!(pool, |c| {
                 sqlx::query(
-                    "INSERT INTO apps (client_id, secret_hash, settings, created_at, previous_secret_hash, previous_secret_until) \
-                     VALUES ($1, $2, $3, extract(epoch from now())::bigint, $4, $5)",
+                    "INSERT INTO apps (client_id, secret_hash, settings, created_at, previous_secret_hash, \
+                     previous_secret_until, sealed_secret) VALUES ($1, $2, $3, extract(epoch from now())::bigint, $4, $5, $6)",
                 )
                 .bind(id)
                 .bind(hash)
                 .bind(settings)
                 .bind(prev_hash)
                 .bind(prev_until)
+                .bind(sealed)
                 .execute(&mut *c)
                 .await
                 .map_err(map)?;
@@ -431,17 +433,19 @@ impl Store for PostgresStore {
         let settings = serde_json::to_string(&a.app).map_err(|e| StoreError::Other(e.to_string()))?;
         let (id, hash) = (a.app.client_id.clone(), a.secret_hash.clone());
         let (prev_hash, prev_until) = previous_secret_cols(a);
+        let sealed = a.sealed_secret.clone();
         self.write(move |pool| async move {
             tx!(pool, |c| {
                 let r = sqlx::query(
-                    "UPDATE apps SET secret_hash = $1, settings = $2, previous_secret_hash = $4, previous_secret_until = $5 \
-                     WHERE client_id = $3",
+                    "UPDATE apps SET secret_hash = $1, settings = $2, previous_secret_hash = $4, previous_secret_until = $5, \
+                     sealed_secret = $6 WHERE client_id = $3",
                 )
                 .bind(hash)
                 .bind(settings)
                 .bind(id)
                 .bind(prev_hash)
                 .bind(prev_until)
+                .bind(sealed)
                 .execute(&mut *c)
                 .await
                 .map_err(map)?;
@@ -841,25 +845,26 @@ impl Store for PostgresStore {
         }
         let rows = events.iter().map(|e| Ok((e.clone(), detail_json(e)?))).collect::<StoreResult<Vec<_>>>()?;
         self.write(move |pool| async move {
-            tx!(pool, |c| {
-                for (e, detail) in &rows {
-                    sqlx::query(
-                        "INSERT INTO events (id, time, type, client_id, username, ip, user_agent, detail) \
-                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-                    )
-                    .bind(&e.id)
-                    .bind(e.time)
-                    .bind(&e.kind)
-                    .bind(&e.client_id)
-                    .bind(&e.username)
-                    .bind(&e.ip)
-                    .bind(&e.user_agent)
-                    .bind(detail)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(map)?;
-                }
-            })
+            // One statement and one round trip for the whole batch (arrays unnested), not one
+            // per event: a busy server records an event per token.
+            let col = |f: fn(&(EventRecord, String)) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+            sqlx::query(
+                "INSERT INTO events (id, time, type, client_id, username, ip, user_agent, detail) \
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[])",
+            )
+            .bind(col(|r| Some(r.0.id.clone())))
+            .bind(rows.iter().map(|r| r.0.time).collect::<Vec<i64>>())
+            .bind(col(|r| Some(r.0.kind.clone())))
+            .bind(col(|r| r.0.client_id.clone()))
+            .bind(col(|r| r.0.username.clone()))
+            .bind(col(|r| r.0.ip.clone()))
+            .bind(col(|r| r.0.user_agent.clone()))
+            .bind(col(|r| Some(r.1.clone())))
+            .execute(&pool)
+            .await
+            .map_err(map)?;
+            Ok(())
         })
         .await
     }
@@ -873,9 +878,9 @@ impl Store for PostgresStore {
         // SKIP LOCKED: nodes purging at the same time take different rows instead of waiting.
         self.write(move |pool| async move {
             let r = sqlx::query(
-                "DELETE FROM events WHERE ctid IN (SELECT ctid FROM events WHERE time < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                "DELETE FROM events WHERE ctid IN (SELECT ctid FROM events WHERE id < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
             )
-            .bind(before)
+            .bind(tether_core::audit::id_floor(before))
             .bind(i64::from(limit))
             .execute(&pool)
             .await

@@ -15,7 +15,7 @@ use tether_core::store::*;
 /// PostgreSQL, an ordinary quoted identifier in SQLite.
 macro_rules! cols {
     (apps) => {
-        "settings, secret_hash, previous_secret_hash, previous_secret_until"
+        "settings, secret_hash, previous_secret_hash, previous_secret_until, sealed_secret"
     };
     (users) => {
         "id, username, email, name, created_at, password_hash, roles, disabled"
@@ -162,7 +162,8 @@ pub(crate) fn app_from(row: &dyn Columns) -> StoreResult<AppRecord> {
         (Some(hash), Some(until)) => Some(PreviousSecret { hash, until }),
         _ => None,
     };
-    Ok(AppRecord { app, secret_hash, previous_secret })
+    let sealed_secret = c.opt_text()?;
+    Ok(AppRecord { app, secret_hash, previous_secret, sealed_secret })
 }
 
 /// The `previous_secret_hash, previous_secret_until` columns an app is written with.

@@ -176,7 +176,8 @@ impl TestServer {
     }
 
     pub async fn create_app(&self, changes: AppChanges) -> AppCreds {
-        let (rec, secret) = admin::create(&changes).expect("valid app");
+        let (mut rec, secret) = admin::create(&changes).expect("valid app");
+        tether_core::admin_ops::seal_secret(&self.running().provider, &mut rec, secret.as_ref());
         self.running().provider.store.create_app(&rec).await.expect("store app");
         self.running().provider.refresh().await.expect("refresh");
         AppCreds { client_id: rec.app.client_id, client_secret: secret.map(|s| s.into_inner()) }

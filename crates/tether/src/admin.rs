@@ -99,6 +99,12 @@ pub struct AppFlags {
     /// For self_signed_tls_client_auth: the client's certificate(s), a PEM file or a JWKS with x5c
     #[arg(long)]
     cert_file: Option<String>,
+    /// The client's public keys for private_key_jwt (and signed request objects): a JWK Set file
+    #[arg(long)]
+    jwks: Option<String>,
+    /// Where the client publishes its JWK Set (https; fetched and cached) instead of --jwks
+    #[arg(long)]
+    jwks_uri: Option<String>,
     /// jwt or opaque
     #[arg(long)]
     token_type: Option<String>,
@@ -146,6 +152,11 @@ impl AppFlags {
             Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read --cert-file {p}: {e}"))?),
             None => None,
         };
+        let jwks = match &self.jwks {
+            Some(p) if p.is_empty() => Some(String::new()),
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read --jwks {p}: {e}"))?),
+            None => None,
+        };
         for (on, off, name) in [
             (self.validate_binding, offs[0], "validate-binding"),
             (self.revoke_on_logout, offs[1], "revoke-on-logout"),
@@ -177,6 +188,8 @@ impl AppFlags {
             id_token_alg: self.id_token_alg.clone(),
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
+            jwks,
+            jwks_uri: self.jwks_uri.clone(),
             force: false,
         })
     }

@@ -9,6 +9,7 @@
 
 mod admin;
 mod cli;
+mod logbuf;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -92,13 +93,28 @@ struct ServeArgs {
 }
 
 fn init_logging(format: LogFormat, default: &str) {
+    install_logging(format, default, std::io::stderr);
+}
+
+/// The logging of the long-running commands (`serve`, `gateway`): buffered ([`logbuf`]). Keep
+/// the guard until the end: dropping it writes what is left.
+fn init_background_logging(format: LogFormat, default: &str) -> logbuf::FlushGuard {
+    let (writer, guard) = logbuf::buffered_stderr();
+    install_logging(format, default, writer);
+    guard
+}
+
+fn install_logging<W>(format: LogFormat, default: &str, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     // rustls warns once per connection about clients that send an IP address as SNI; not news.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rustls=error")));
     use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     if format == LogFormat::Json {
@@ -192,7 +208,7 @@ fn tls_ca(g: &Global, out: Option<&std::path::Path>) -> ExitCode {
 }
 
 async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
-    init_logging(a.log_format, "info");
+    let _log = init_background_logging(a.log_format, "info");
     let extra = Overrides {
         listen: a.listen,
         http_listen: a.http_listen,
@@ -246,7 +262,7 @@ async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
 
 /// `tether gateway --config FILE` (interface.md §3, gateway.md).
 async fn gateway(g: &Global) -> ExitCode {
-    init_logging(LogFormat::Text, "info");
+    let _log = init_background_logging(LogFormat::Text, "info");
     let Some(path) = &g.config else {
         return usage_error("tether gateway needs --config FILE (or TETHER_CONFIG)");
     };

@@ -71,7 +71,7 @@ async fn device_authorization(
     peer_cert: Option<&crate::cert::ClientCert>,
     client_id: &mut Option<String>,
 ) -> Result<Value, OAuthError> {
-    let app = client_auth::authenticate(p, form, authorization, peer_cert).await?;
+    let app = client_auth::authenticate(p, form, authorization, peer_cert, super::paths::DEVICE_AUTHORIZE).await?;
     *client_id = Some(app.app.client_id.clone());
     if !app.app.allows_grant(GrantType::DeviceCode) {
         return Err(OAuthError::unauthorized_client("this client is not allowed the device_code grant"));

@@ -3,6 +3,8 @@
 use serde_json::{Value, json};
 
 use super::paths;
+use crate::client_auth::jwt_bearer::HMAC_ALGS;
+use crate::client_auth::private_key_jwt;
 use crate::model::AuthMethod;
 use crate::provider::Provider;
 
@@ -12,18 +14,16 @@ pub fn metadata(p: &Provider) -> Value {
     let auth = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::ClientSecretJwt,
         AuthMethod::TlsClientAuth,
         AuthMethod::SelfSignedTlsClientAuth,
         AuthMethod::None,
     ]
     .map(AuthMethod::as_str);
-    let confidential_auth = [
-        AuthMethod::ClientSecretBasic,
-        AuthMethod::ClientSecretPost,
-        AuthMethod::TlsClientAuth,
-        AuthMethod::SelfSignedTlsClientAuth,
-    ]
-    .map(AuthMethod::as_str);
+    let confidential_auth = &auth[..auth.len() - 1];
+    // The algorithms a client assertion may use (RFC 8414 §2: one list per endpoint).
+    let assertion_algs: Vec<&str> = private_key_jwt::ALGS.iter().chain(HMAC_ALGS.iter()).copied().collect();
     let mut m = json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}{}", paths::AUTHORIZE),
@@ -42,6 +42,9 @@ pub fn metadata(p: &Provider) -> Value {
         "token_endpoint_auth_methods_supported": auth,
         "revocation_endpoint_auth_methods_supported": auth,
         "introspection_endpoint_auth_methods_supported": confidential_auth,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "code_challenge_methods_supported": ["S256", "plain"],
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "isk", "name", "preferred_username", "email", "email_verified"],

@@ -78,7 +78,7 @@ async fn run(
     peer_cert: Option<&crate::cert::ClientCert>,
     client_id: &mut Option<String>,
 ) -> Result<Value, OAuthError> {
-    let caller = client_auth::authenticate(p, form, authorization, peer_cert).await?;
+    let caller = client_auth::authenticate(p, form, authorization, peer_cert, super::paths::INTROSPECT).await?;
     if caller.app.public {
         // The same answer as any failed client authentication (no client enumeration).
         return Err(client_auth::failed(

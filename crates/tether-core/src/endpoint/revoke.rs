@@ -39,7 +39,7 @@ async fn run(
     evidence: &crate::binding::Evidence<'_>,
     client_id: &mut Option<String>,
 ) -> Result<(), OAuthError> {
-    let caller = client_auth::authenticate(p, form, authorization, evidence.peer_cert).await?;
+    let caller = client_auth::authenticate(p, form, authorization, evidence.peer_cert, paths::REVOKE).await?;
     *client_id = Some(caller.app.client_id.clone());
     let proof = match dpop {
         Some(h) => Some(dpop::check_proof(p, h, "POST", paths::REVOKE, None).await?),

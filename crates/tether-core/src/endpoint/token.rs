@@ -45,7 +45,7 @@ pub async fn handle(p: &Provider, req: TokenRequest<'_>) -> (Option<String>, Res
 async fn run(p: &Provider, req: TokenRequest<'_>, client_id: &mut Option<String>) -> Result<Value, OAuthError> {
     // Enumerated values are trimmed: the seeds' curl commands, as printed, send `grant_type=password &…`.
     let gt = req.form.require("grant_type")?.trim();
-    let app = client_auth::authenticate(p, req.form, req.authorization, req.evidence.peer_cert).await?;
+    let app = client_auth::authenticate(p, req.form, req.authorization, req.evidence.peer_cert, paths::TOKEN).await?;
     *client_id = Some(app.app.client_id.clone());
     let grant = grant::registry::find(gt).ok_or_else(|| {
         OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type {gt:?} is not supported"))
@@ -132,6 +132,14 @@ async fn admin_scopes(p: &Provider, mut v: Validated) -> Result<Validated, OAuth
         v.audience = vec![admin_audience(p.issuer())];
     }
     Ok(v)
+}
+
+/// A new `jti`: the issuance second in 10 hex digits, then 96 random bits. The prefix makes the
+/// store's index of public ids grow at its end, as time goes (a fully random key lands on a
+/// random index page at every issuance: measured, the busiest writer's largest extra cost); the
+/// time it reveals is the token's `iat` anyway.
+pub fn new_jti(now: i64) -> String {
+    format!("{:010x}{}", now.max(0), b64url(&random_bytes::<12>()))
 }
 
 /// Mint, store and answer. Every grant ends here.
@@ -222,7 +230,7 @@ fn access_record(app: &App, v: &Validated, binding: Option<BindingRecord>, now: 
     AccessTokenRecord {
         id: opaque::new_id(),
         token_hash: String::new(),
-        jti: b64url(&random_bytes::<16>()),
+        jti: new_jti(now),
         client_id: app.client_id.clone(),
         user_id,
         username: v.subject.as_ref().map(|s| s.username.clone()),

@@ -32,9 +32,10 @@ fn handle(app: &App, form: &Form) -> Result<Validated, OAuthError> {
         // The default: the app's scopes that make sense without a user.
         scopes.retain(|s| !super::USER_SCOPES.contains(&s.as_str()));
     }
-    if scopes.iter().any(|s| s == "openid") {
-        return Err(OAuthError::invalid_scope("openid needs a user; client_credentials has none"));
-    }
+    // openid needs a user, and client_credentials has none: the token is issued without it (as
+    // WSO2 and Keycloak do; the response's `scope` shows what was granted, RFC 6749 §3.3) rather
+    // than refused, so a client library that always adds openid still works.
+    scopes.retain(|s| s != "openid");
     Ok(Validated {
         grant: GRANT_TYPE,
         subject: None,

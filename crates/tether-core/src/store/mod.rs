@@ -459,7 +459,9 @@ pub trait Store: Send + Sync + 'static {
     /// Revoke the token with this public id (an access token's `jti` or a refresh token's id)
     /// and its pair. False when there is no such unrevoked token.
     async fn revoke_by_public_id(&self, id: &str, now: i64) -> StoreResult<bool>;
-    /// Store audit events (one transaction).
+    /// Store audit events (one transaction). Their ids begin with [`crate::audit::id_floor`] of
+    /// their time, as [`crate::audit::event_us`] makes them: time ranges (listing, purge) select
+    /// through the primary key.
     async fn insert_events(&self, events: &[EventRecord]) -> StoreResult<()>;
     /// Audit events matching the query, newest first.
     async fn list_events(&self, q: &EventQuery) -> StoreResult<Vec<EventRecord>>;

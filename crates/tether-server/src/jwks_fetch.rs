@@ -1,0 +1,45 @@
+//! Fetching clients' `jwks_uri` key sets (`private_key_jwt`) over HTTPS for the core's cache
+//! ([`tether_core::client_auth::private_key_jwt::JwksCache`], which decides when to fetch).
+//! Bounded: 5 s per fetch, 256 KiB per document, no redirects (a client's key set lives at the URL
+//! it registered), the system's trust anchors.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tether_core::client_auth::private_key_jwt::JwksFetcher;
+
+const MAX_BYTES: usize = 256 * 1024;
+
+#[derive(Debug)]
+pub struct HttpJwks(reqwest::Client);
+
+impl HttpJwks {
+    pub fn new() -> Result<Self, String> {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map(HttpJwks)
+            .map_err(|e| format!("cannot build the jwks_uri HTTP client: {e}"))
+    }
+}
+
+#[async_trait]
+impl JwksFetcher for HttpJwks {
+    async fn fetch(&self, uri: &str) -> Result<Value, String> {
+        let mut r = self.0.get(uri).header("accept", "application/json").send().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("HTTP {}", r.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_BYTES {
+                return Err(format!("the document is larger than {MAX_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+    }
+}
