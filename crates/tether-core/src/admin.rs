@@ -34,6 +34,7 @@ pub struct AppChanges {
     pub jwks: Option<String>,
     /// Where the client publishes its JWK Set; `Some("")` removes it.
     pub jwks_uri: Option<String>,
+    pub require_par: Option<bool>,
     /// Allow a change that destroys something (making a confidential app public deletes its
     /// secret).
     pub force: bool,
@@ -75,6 +76,7 @@ fn defaults(client_id: String) -> App {
         tls_client_certificates: vec![],
         jwks: None,
         jwks_uri: None,
+        require_par: false,
     }
 }
 
@@ -279,6 +281,9 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
     }
     if let Some(v) = c.require_consent {
         app.require_consent = v;
+    }
+    if let Some(v) = c.require_par {
+        app.require_par = v;
     }
     if let Some(e) = &c.exchange_from {
         app.exchange_from = e.clone();

@@ -122,6 +122,9 @@ pub struct App {
     /// Where the client publishes its JWK Set instead (`--jwks-uri`): fetched and cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// `--require-par`: authorization requests must be pushed first (RFC 9126).
+    #[serde(default)]
+    pub require_par: bool,
 }
 
 impl App {

@@ -39,6 +39,8 @@ pub struct ProviderConfig {
     pub mtls_base: Option<String>,
     /// Fetches clients' `jwks_uri` key sets (`private_key_jwt`); `None`: such clients fail.
     pub jwks_fetcher: Option<std::sync::Arc<dyn crate::client_auth::private_key_jwt::JwksFetcher>>,
+    /// `[oauth] require_par`: every authorization request must be pushed (RFC 9126).
+    pub require_par: bool,
     /// The admin API's own base URL when it has a listener of its own (`admin_url`): the `htu`
     /// of DPoP proofs sent to it. `None`: the admin API is under the issuer.
     pub admin_base: Option<String>,
@@ -66,6 +68,7 @@ impl ProviderConfig {
             mtls_base: None,
             admin_base: None,
             jwks_fetcher: None,
+            require_par: false,
             device_expires_in: 600,
             device_interval: 5,
             dpop_require_nonce: false,

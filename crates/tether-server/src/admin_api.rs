@@ -443,6 +443,8 @@ struct AppBody {
     allowed_origins: Option<Vec<String>>,
     introspect_any: Option<bool>,
     require_consent: Option<bool>,
+    /// Authorization requests must be pushed first (RFC 9126).
+    require_par: Option<bool>,
     exchange_from: Option<Vec<String>>,
     #[schema(value_type = Option<IdTokenAlg>)]
     id_token_alg: Option<String>,
@@ -494,6 +496,7 @@ impl AppBody {
             allowed_origins: self.allowed_origins,
             introspect_any: self.introspect_any,
             require_consent: self.require_consent,
+            require_par: self.require_par,
             exchange_from: self.exchange_from,
             id_token_alg: self.id_token_alg,
             access_token_ttl: self.access_token_ttl,

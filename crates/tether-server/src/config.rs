@@ -42,6 +42,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub security: SecuritySection,
     #[serde(default)]
+    pub oauth: OauthSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -53,6 +55,15 @@ pub struct AuditSection {
     pub retention_days: Option<i64>,
     /// Record `token.issued` / `token.refreshed` (default true).
     pub token_events: Option<bool>,
+}
+
+/// `[oauth]`.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OauthSection {
+    /// Every authorization request must be pushed first (RFC 9126; default false; per app:
+    /// `--require-par`).
+    pub require_par: Option<bool>,
 }
 
 /// `[security]`.
@@ -213,6 +224,8 @@ pub struct Settings {
     pub audit_token_events: bool,
     /// `[security] revoke_on_password_change`.
     pub revoke_on_password_change: bool,
+    /// `[oauth] require_par`.
+    pub require_par: bool,
     /// `[log] access`: the access log (default on).
     pub access_log: bool,
 }
@@ -310,6 +323,7 @@ impl Settings {
             audit_retention_days,
             audit_token_events: file.audit.token_events.unwrap_or(true),
             revoke_on_password_change: file.security.revoke_on_password_change.unwrap_or(true),
+            require_par: file.oauth.require_par.unwrap_or(false),
             access_log: file.log.access.unwrap_or(true),
         })
     }

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tether_core::client_auth;
-use tether_core::endpoint::{device, discovery, introspect, revoke, token, userinfo};
+use tether_core::endpoint::{device, discovery, introspect, par, revoke, token, userinfo};
 use tether_core::error::ErrorCode;
 use tether_core::resource::{self, Refusal};
 use tether_tls::access::AuthenticatedClient;
@@ -113,6 +113,29 @@ pub(crate) async fn revoke_endpoint(
         Err(e) => ApiError(e).into_response(),
     };
     authenticated(for_client(resp, client), who)
+}
+
+/// RFC 9126: a client pushes an authorization request; 201 with its `request_uri`.
+pub(crate) async fn par_endpoint(
+    State(s): State<AppState>,
+    PeerCert(peer): PeerCert,
+    headers: HeaderMap,
+    FormBody(form): FormBody,
+) -> Response {
+    let dpop = match dpop_header(&headers) {
+        Ok(d) => d,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let (who, answer) = par::handle(&s.p, &form, header(&headers, AUTHORIZATION), dpop, peer.as_ref()).await;
+    let resp = match answer {
+        Ok(body) => {
+            let mut r = json_no_store(body);
+            *r.status_mut() = StatusCode::CREATED;
+            r
+        }
+        Err(e) => ApiError(e).into_response(),
+    };
+    authenticated(resp, who)
 }
 
 /// RFC 8628 §3.1: a device asks for a device code and a user code.

@@ -119,6 +119,7 @@ pub fn provider_config(settings: &Settings, issuer: String) -> ProviderConfig {
     c.dpop_proof_lifetime = settings.dpop_proof_lifetime;
     c.audit_retention_days = settings.audit_retention_days;
     c.audit_token_events = settings.audit_token_events;
+    c.require_par = settings.require_par;
     c
 }
 

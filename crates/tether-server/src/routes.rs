@@ -60,6 +60,7 @@ pub fn router(p: Arc<Provider>, opts: Options, admin: bool) -> Router {
         .route(paths::JWKS, get(endpoints::jwks_endpoint))
         .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post).layer(browser_cookie.clone()))
         .route(paths::INTROSPECT, post(endpoints::introspect_endpoint.layer(healthy.clone())))
+        .route(paths::PAR, post(endpoints::par_endpoint.layer(healthy.clone())))
         .route(paths::DEVICE_AUTHORIZE, post(endpoints::device_authorize.layer(healthy)))
         .route(paths::DEVICE, get(device::get).post(device::post).layer(browser_cookie.clone()))
         .route(paths::LOGOUT, get(logout::get).post(logout::post).layer(browser_cookie))

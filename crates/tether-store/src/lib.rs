@@ -29,6 +29,7 @@ macro_rules! migrations {
             (8, include_str!(concat!("../migrations/", $dialect, "/0008_unlocks.sql"))),
             (9, include_str!(concat!("../migrations/", $dialect, "/0009_sealed_secret.sql"))),
             (10, include_str!(concat!("../migrations/", $dialect, "/0010_events_by_id.sql"))),
+            (11, include_str!(concat!("../migrations/", $dialect, "/0011_par.sql"))),
         ]
     };
 }

@@ -991,6 +991,62 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn insert_par(&self, r: &ParRecord) -> StoreResult<()> {
+        let r = r.clone();
+        let params = par_params_json(&r.params)?;
+        self.write(move |pool| async move {
+            sqlx::query("INSERT INTO par_requests (uri_hash, client_id, params, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(&r.uri_hash)
+                .bind(&r.client_id)
+                .bind(&params)
+                .bind(r.expires_at)
+                .execute(&pool)
+                .await
+                .map_err(map)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn use_par(&self, uri_hash: &str, client_id: &str, now: i64, window: i64) -> StoreResult<Option<ParRecord>> {
+        let (h, client) = (uri_hash.to_string(), client_id.to_string());
+        self.write(move |pool| async move {
+            let row: Option<(String, String, String, i64)> = sqlx::query_as(
+                "UPDATE par_requests SET used_until = COALESCE(used_until, $2 + $3) WHERE uri_hash = $1 \
+                 AND client_id = $4 AND consumed_at IS NULL AND ((used_until IS NULL AND expires_at > $2) OR used_until > $2) \
+                 RETURNING uri_hash, client_id, params, expires_at",
+            )
+            .bind(&h)
+            .bind(now)
+            .bind(window)
+            .bind(&client)
+            .fetch_optional(&pool)
+            .await
+            .map_err(map)?;
+            match row {
+                None => Ok(None),
+                Some((uri_hash, client_id, params, expires_at)) => {
+                    Ok(Some(ParRecord { uri_hash, client_id, params: par_params_from(&params)?, expires_at }))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn consume_par(&self, uri_hash: &str, now: i64) -> StoreResult<bool> {
+        let h = uri_hash.to_string();
+        self.write(move |pool| async move {
+            let r = sqlx::query("UPDATE par_requests SET consumed_at = $2 WHERE uri_hash = $1 AND consumed_at IS NULL")
+                .bind(&h)
+                .bind(now)
+                .execute(&pool)
+                .await
+                .map_err(map)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
     async fn insert_device(&self, d: &DeviceRecord) -> StoreResult<()> {
         let d = d.clone();
         self.write(move |pool| async move {
@@ -1093,6 +1149,7 @@ impl Store for PostgresStore {
                 ("device_codes", "expires_at < $1"),
                 ("dpop_jti", "expires_at < $1"),
                 ("unlocks", "expires_at < $1"),
+                ("par_requests", "expires_at < $1 AND (used_until IS NULL OR used_until < $1)"),
             ] {
                 let sql = format!(
                     "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {cond} LIMIT $2 FOR UPDATE SKIP LOCKED)"

@@ -377,3 +377,16 @@ pub(crate) fn binding_cols(b: &Option<BindingRecord>) -> BindingCols<'_> {
         cnf: b.as_ref().and_then(|b| b.cnf.as_deref()),
     }
 }
+
+/// A pushed request's parameters as stored: a JSON array of `[name, value]` pairs.
+pub(crate) fn par_params_json(params: &[(String, String)]) -> StoreResult<String> {
+    serde_json::to_string(params).map_err(|e| StoreError::Other(format!("cannot encode pushed parameters: {e}")))
+}
+
+pub(crate) fn par_params_from(text: &str) -> StoreResult<Vec<(String, String)>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        table: "par_requests",
+        column: "params",
+        detail: e.to_string(),
+    })
+}

@@ -965,6 +965,56 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn insert_par(&self, r: &ParRecord) -> StoreResult<()> {
+        let r = r.clone();
+        let params = par_params_json(&r.params)?;
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO par_requests (uri_hash, client_id, params, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![r.uri_hash, r.client_id, params, r.expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn use_par(&self, uri_hash: &str, client_id: &str, now: i64, window: i64) -> StoreResult<Option<ParRecord>> {
+        let (h, client) = (uri_hash.to_string(), client_id.to_string());
+        self.write(move |c| {
+            let n = exec(
+                c,
+                "UPDATE par_requests SET used_until = COALESCE(used_until, ?2 + ?3) WHERE uri_hash = ?1 \
+                 AND client_id = ?4 AND consumed_at IS NULL AND ((used_until IS NULL AND expires_at > ?2) OR used_until > ?2)",
+                params![h, now, window, client],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            c.prepare_cached("SELECT uri_hash, client_id, params, expires_at FROM par_requests WHERE uri_hash = ?1")
+                .and_then(|mut s| {
+                    s.query_row([&h], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))
+                })
+                .map_err(map)
+                .and_then(|(uri_hash, client_id, params, expires_at)| {
+                    Ok(Some(ParRecord { uri_hash, client_id, params: par_params_from(&params)?, expires_at }))
+                })
+        })
+        .await
+    }
+
+    async fn consume_par(&self, uri_hash: &str, now: i64) -> StoreResult<bool> {
+        let h = uri_hash.to_string();
+        self.write(move |c| {
+            Ok(exec(
+                c,
+                "UPDATE par_requests SET consumed_at = ?2 WHERE uri_hash = ?1 AND consumed_at IS NULL",
+                params![h, now],
+            )? == 1)
+        })
+        .await
+    }
+
     async fn insert_code(&self, code: &CodeRecord) -> StoreResult<()> {
         let k = code.clone();
         self.write(move |c| {
@@ -1151,6 +1201,8 @@ impl Store for SqliteStore {
                 "DELETE FROM device_codes WHERE rowid IN (SELECT rowid FROM device_codes WHERE expires_at < ?1 LIMIT ?2)",
                 "DELETE FROM dpop_jti WHERE rowid IN (SELECT rowid FROM dpop_jti WHERE expires_at < ?1 LIMIT ?2)",
                 "DELETE FROM unlocks WHERE rowid IN (SELECT rowid FROM unlocks WHERE expires_at < ?1 LIMIT ?2)",
+                "DELETE FROM par_requests WHERE rowid IN (SELECT rowid FROM par_requests WHERE expires_at < ?1 \
+                 AND (used_until IS NULL OR used_until < ?1) LIMIT ?2)",
             ] {
                 n += exec(c, sql, params![before, limit])? as u64;
             }

@@ -168,6 +168,7 @@ conformance!(
     previous_secret_round_trips,
     sessions_listed_and_ended_per_user,
     user_update_ends_sessions_and_tokens_with_it,
+    pushed_requests_live_until_first_use_then_until_consumed,
     retire_key_leaves_the_jwks_now,
     list_tokens_filters_and_pages,
     revoke_by_public_id_revokes_the_pair,
@@ -313,6 +314,7 @@ fn app_record(client_id: &str) -> AppRecord {
             tls_client_certificates: vec![],
             jwks: Some(serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}]})),
             jwks_uri: None,
+            require_par: true,
         },
         secret_hash: Some("secret-hash".into()),
         previous_secret: None,
@@ -1331,4 +1333,34 @@ async fn events_insert_list_and_purge(b: &Backend) {
     assert_eq!(s.purge_events(NOW - 100, 100).await.unwrap(), 1);
     assert_eq!(s.purge_events(NOW - 100, 100).await.unwrap(), 0);
     assert_eq!(seqs(&list(|_| {}).await), [5, 4]);
+}
+
+/// RFC 9126: a pushed request is usable until `expires_at` before its first use, then within
+/// its use window until consumed, once.
+async fn pushed_requests_live_until_first_use_then_until_consumed(b: &Backend) {
+    let s = &*b.store;
+    let params = vec![("client_id".to_string(), "app".to_string()), ("scope".into(), "openid \u{e9}".into())];
+    let rec =
+        ParRecord { uri_hash: "h1".into(), client_id: "app".into(), params: params.clone(), expires_at: NOW + 60 };
+    s.insert_par(&rec).await.unwrap();
+    s.insert_par(&ParRecord { uri_hash: "h2".into(), ..rec.clone() }).await.unwrap();
+    assert!(s.use_par("nope", "app", NOW, 600).await.unwrap().is_none());
+    assert!(s.use_par("h2", "other", NOW, 600).await.unwrap().is_none(), "another client's");
+    assert!(s.use_par("h2", "app", NOW + 60, 600).await.unwrap().is_none(), "unused past expires_at");
+    assert_eq!(s.use_par("h1", "app", NOW + 59, 600).await.unwrap(), Some(rec.clone()), "first use, params in order");
+    assert_eq!(
+        s.use_par("h1", "app", NOW + 600, 600).await.unwrap().map(|r| r.params),
+        Some(params),
+        "within the window"
+    );
+    assert!(s.use_par("h1", "app", NOW + 59 + 600, 600).await.unwrap().is_none(), "the window is from the first use");
+    assert!(s.consume_par("h1", NOW + 100).await.unwrap());
+    assert!(!s.consume_par("h1", NOW + 101).await.unwrap(), "once");
+    s.insert_par(&ParRecord { uri_hash: "h3".into(), ..rec.clone() }).await.unwrap();
+    assert!(s.use_par("h3", "app", NOW, 600).await.unwrap().is_some());
+    assert!(s.consume_par("h3", NOW + 1).await.unwrap());
+    assert!(s.use_par("h3", "app", NOW + 2, 600).await.unwrap().is_none(), "consumed");
+    // Purged once every window is over.
+    s.purge(NOW + 2000, 0, 100).await.unwrap();
+    assert_eq!(b.raw.count("SELECT COUNT(*) FROM par_requests").await, 0);
 }

@@ -60,6 +60,7 @@ pub const POSTGRES_TABLES: &[&str] = &[
     "apps",
     "events",
     "unlocks",
+    "par_requests",
     "users",
     "signing_keys",
     "server_secrets",

@@ -45,6 +45,8 @@ pub enum AppCmd {
         no_introspect_any: bool,
         #[arg(long)]
         no_require_consent: bool,
+        #[arg(long)]
+        no_require_par: bool,
         /// Allow a change that deletes something (--public on a confidential app deletes its secret)
         #[arg(long)]
         force: bool,
@@ -126,6 +128,9 @@ pub struct AppFlags {
     introspect_any: bool,
     #[arg(long)]
     require_consent: bool,
+    /// Authorization requests must be pushed first (RFC 9126 PAR)
+    #[arg(long)]
+    require_par: bool,
     #[arg(long, value_delimiter = ',')]
     exchange_from: Option<Vec<String>>,
     #[arg(long)]
@@ -147,7 +152,7 @@ fn flag(on: bool, off: bool) -> Option<bool> {
 }
 
 impl AppFlags {
-    fn changes(&self, offs: [bool; 4]) -> Result<AppChanges, String> {
+    fn changes(&self, offs: [bool; 5]) -> Result<AppChanges, String> {
         let cert_pem = match &self.cert_file {
             Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read --cert-file {p}: {e}"))?),
             None => None,
@@ -162,6 +167,7 @@ impl AppFlags {
             (self.revoke_on_logout, offs[1], "revoke-on-logout"),
             (self.introspect_any, offs[2], "introspect-any"),
             (self.require_consent, offs[3], "require-consent"),
+            (self.require_par, offs[4], "require-par"),
         ] {
             if on && off {
                 return Err(format!("--{name} and --no-{name} contradict each other"));
@@ -184,6 +190,7 @@ impl AppFlags {
             allowed_origins: (!self.allowed_origin.is_empty()).then(|| self.allowed_origin.clone()),
             introspect_any: flag(self.introspect_any, offs[2]),
             require_consent: flag(self.require_consent, offs[3]),
+            require_par: flag(self.require_par, offs[4]),
             exchange_from: self.exchange_from.clone(),
             id_token_alg: self.id_token_alg.clone(),
             access_token_ttl: self.access_token_ttl,
@@ -306,6 +313,7 @@ fn print_app(a: &AppRecord, secret: Option<&Secret>, as_json: bool) {
     println!("allowed_origins:    {}", list(&x.allowed_origins));
     println!("introspect_any:     {}", x.introspect_any);
     println!("require_consent:    {}", x.require_consent);
+    println!("require_par:        {}", x.require_par);
     println!("exchange_from:      {}", list(&x.exchange_from));
     println!("id_token_alg:       {}", x.id_token_alg);
     println!("access_token_ttl:   {}", x.access_token_ttl);
@@ -364,7 +372,7 @@ async fn app_change(ctx: &Ctx, cmd: AppCmd) -> ExitCode {
     let (p, actor) = (&*ctx.p, &ctx.actor);
     match cmd {
         AppCmd::Create(f) => {
-            let changes = match f.changes([false; 4]) {
+            let changes = match f.changes([false; 5]) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
@@ -383,6 +391,7 @@ async fn app_change(ctx: &Ctx, cmd: AppCmd) -> ExitCode {
             no_revoke_on_logout,
             no_introspect_any,
             no_require_consent,
+            no_require_par,
             force,
         } => {
             let changes = match flags.changes([
@@ -390,6 +399,7 @@ async fn app_change(ctx: &Ctx, cmd: AppCmd) -> ExitCode {
                 no_revoke_on_logout,
                 no_introspect_any,
                 no_require_consent,
+                no_require_par,
             ]) {
                 Ok(c) => AppChanges { force, ..c },
                 Err(e) => return usage_error(e),

@@ -35,6 +35,9 @@ pub struct AuthzRequest {
     pub max_age: Option<i64>,
     /// RFC 9449 §10: the DPoP key thumbprint the code is bound to.
     pub dpop_jkt: Option<String>,
+    /// The pushed request (RFC 9126) this came from: the hash of its `request_uri`, consumed
+    /// when a code or an error is issued.
+    pub par: Option<String>,
 }
 
 #[derive(Debug)]
@@ -55,7 +58,40 @@ impl AuthzError {
     }
 }
 
+/// Validate a request at the authorization endpoint: its own parameters, or, with `request_uri`,
+/// the ones the client pushed (RFC 9126 §4: only those; anything else in the query is ignored).
 pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
+    let Some(request_uri) = form.get("request_uri") else {
+        return validate_params(p, form, Source::FrontChannel).await;
+    };
+    let client_id = form
+        .get("client_id")
+        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
+    let (uri_hash, pushed) = super::par::take(p, request_uri, client_id).await.map_err(AuthzError::Page)?;
+    let (app, mut req) = validate_params(p, &pushed, Source::Pushed).await?;
+    req.par = Some(uri_hash);
+    Ok((app, req))
+}
+
+/// Validate parameters being pushed (RFC 9126), as the authorization endpoint will.
+pub async fn validate_pushed(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
+    validate_params(p, form, Source::Pushed).await
+}
+
+/// Where an authorization request's parameters come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The browser's query or form: refused for an app (or a server) that requires PAR.
+    FrontChannel,
+    /// Pushed by the authenticated client.
+    Pushed,
+}
+
+async fn validate_params(
+    p: &Provider,
+    form: &Form,
+    source: Source,
+) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
     let client_id = form
         .get("client_id")
         .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
@@ -78,6 +114,13 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
     let r = |code, d: &str| AuthzError::redirect(&redirect_uri, state, code, d);
     if !app.app.allows_grant(GrantType::AuthorizationCode) {
         return Err(r(ErrorCode::UnauthorizedClient, "this client is not allowed the authorization_code grant"));
+    }
+    if source == Source::FrontChannel && (app.app.require_par || p.config.require_par) {
+        return Err(r(
+            ErrorCode::InvalidRequest,
+            "this client must push its authorization request first (RFC 9126: POST it to the pushed authorization \
+             request endpoint, then send request_uri)",
+        ));
     }
     match form.get("response_type").map(str::trim) {
         Some("code") => {}
@@ -165,8 +208,17 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
             prompt_none,
             max_age,
             dpop_jkt,
+            par: None,
         },
     ))
+}
+
+/// An error for a request that came from a pushed request consumes it (RFC 9126 §4: a
+/// `request_uri` serves one authorization).
+pub async fn consume_on_error(p: &Provider, req: &AuthzRequest) {
+    if let Some(h) = &req.par {
+        let _ = super::par::consume(p, h).await;
+    }
 }
 
 /// Does this request need the user to log in again although a session exists (`prompt=login`,
@@ -184,6 +236,11 @@ pub async fn issue_code(
     session: &SessionRecord,
     atbv: Option<&str>,
 ) -> Result<(String, Option<Secret>), OAuthError> {
+    if let Some(h) = &req.par
+        && !super::par::consume(p, h).await?
+    {
+        return Err(OAuthError::invalid_request("this pushed authorization request was already used"));
+    }
     // B-2: what the app's binder fixes here travels with the code.
     let ctx = AuthzContext { session, atbv, dpop_jkt: req.dpop_jkt.as_deref() };
     let AuthzBinding { binding, set_atbv } = registry::binder(app.app.binding).at_authorization(p, &ctx).await?;

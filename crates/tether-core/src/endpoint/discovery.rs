@@ -33,6 +33,8 @@ pub fn metadata(p: &Provider) -> Value {
         "introspection_endpoint": format!("{iss}{}", paths::INTROSPECT),
         "revocation_endpoint": format!("{iss}{}", paths::REVOKE),
         "device_authorization_endpoint": format!("{iss}{}", paths::DEVICE_AUTHORIZE),
+        "pushed_authorization_request_endpoint": format!("{iss}{}", paths::PAR),
+        "require_pushed_authorization_requests": p.config.require_par,
         "end_session_endpoint": format!("{iss}{}", paths::LOGOUT),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -64,6 +66,7 @@ pub fn metadata(p: &Provider) -> Value {
             "revocation_endpoint": format!("{base}{}", paths::REVOKE),
             "introspection_endpoint": format!("{base}{}", paths::INTROSPECT),
             "userinfo_endpoint": format!("{base}{}", paths::USERINFO),
+            "pushed_authorization_request_endpoint": format!("{base}{}", paths::PAR),
         });
     }
     m

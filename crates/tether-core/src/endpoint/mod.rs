@@ -6,6 +6,7 @@ pub mod device;
 pub mod discovery;
 pub mod introspect;
 pub mod logout;
+pub mod par;
 pub mod paths;
 pub mod revoke;
 pub mod token;

@@ -6,6 +6,8 @@ pub const TOKEN: &str = "/oauth2/token";
 pub const USERINFO: &str = "/oauth2/userinfo";
 pub const REVOKE: &str = "/oauth2/revoke";
 pub const INTROSPECT: &str = "/oauth2/introspect";
+/// Pushed authorization requests (RFC 9126; WSO2's path).
+pub const PAR: &str = "/oauth2/par";
 pub const JWKS: &str = "/oauth2/jwks";
 pub const DEVICE_AUTHORIZE: &str = "/oauth2/device_authorize";
 pub const DEVICE: &str = "/oauth2/device";

@@ -99,6 +99,18 @@ impl RefreshTokenRecord {
     }
 }
 
+/// A pushed authorization request (RFC 9126) as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParRecord {
+    /// SHA-256 of the request_uri's random part.
+    pub uri_hash: String,
+    pub client_id: String,
+    /// The pushed parameters, in order.
+    pub params: Vec<(String, String)>,
+    /// Before its first use, usable until then.
+    pub expires_at: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct CodeRecord {
     pub code_hash: String,
@@ -468,6 +480,14 @@ pub trait Store: Send + Sync + 'static {
     /// Delete at most `limit` events older than `before`; returns how many.
     async fn purge_events(&self, before: i64, limit: u32) -> StoreResult<u64>;
     async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()>;
+    async fn insert_par(&self, r: &ParRecord) -> StoreResult<()>;
+    /// Use a pushed request of `client_id`: found, not consumed, and either unused and before its
+    /// `expires_at` or used before and still before its use window; the first use opens the
+    /// window (`now + window`). `None` otherwise (another client's request is not touched).
+    async fn use_par(&self, uri_hash: &str, client_id: &str, now: i64, window: i64) -> StoreResult<Option<ParRecord>>;
+    /// Mark a pushed request consumed (a code or an error was issued for it). False when it
+    /// already was, or is unknown.
+    async fn consume_par(&self, uri_hash: &str, now: i64) -> StoreResult<bool>;
     async fn find_code(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>>;
 
     // Tokens.

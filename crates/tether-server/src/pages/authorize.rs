@@ -63,6 +63,12 @@ fn authz_error(p: &Provider, e: AuthzError) -> Response {
     }
 }
 
+/// An error for a validated request: a pushed request it came from is consumed with it.
+async fn deny(p: &Provider, req: &AuthzRequest, e: AuthzError) -> Response {
+    authorize::consume_on_error(p, req).await;
+    authz_error(p, e)
+}
+
 /// A redirect carrying a new code, with the `atbv` cookie for `cookie` apps.
 fn code_redirect(url: &str, atbv: Option<Secret>) -> Response {
     let mut r = redirect(url, StatusCode::SEE_OTHER);
@@ -113,14 +119,18 @@ async fn authorize_request(s: &AppState, headers: &HeaderMap, raw: String) -> Re
     };
     match session {
         Some(sess) => proceed(s, headers, &app, &req, &raw, &sess, vec![]).await,
-        None if req.prompt_none => authz_error(
-            p,
-            AuthzError::Redirect {
-                redirect_uri: req.redirect_uri.clone(),
-                state: req.state.clone(),
-                error: OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
-            },
-        ),
+        None if req.prompt_none => {
+            deny(
+                p,
+                &req,
+                AuthzError::Redirect {
+                    redirect_uri: req.redirect_uri.clone(),
+                    state: req.state.clone(),
+                    error: OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
+                },
+            )
+            .await
+        }
         None => login_page(&app, &raw, &csrf::token(p, headers, &raw), "", None, StatusCode::OK),
     }
 }
@@ -203,14 +213,16 @@ async fn login_or_consent_submit(s: &AppState, headers: &HeaderMap, form: &Form,
             Err(e) => return error_page(&e),
         };
         if form.get("approve") != Some("yes") {
-            return authz_error(
+            return deny(
                 p,
+                &req,
                 AuthzError::Redirect {
                     redirect_uri: req.redirect_uri.clone(),
                     state: req.state.clone(),
                     error: OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
                 },
-            );
+            )
+            .await;
         }
         return match authorize::issue_code(p, &app, &req, &sess, cookies::get(headers, ATBV)).await {
             Ok((url, atbv)) => code_redirect(&url, atbv),

@@ -25,6 +25,7 @@ mod hardening;
 mod hostile;
 mod mtls;
 mod operator;
+mod par;
 mod resource_parity;
 mod reuse;
 mod signin;

@@ -1,0 +1,228 @@
+//! Pushed authorization requests (RFC 9126): push, use once (a reload of the login page still
+//! works), expiry, another client's request_uri, PAR required per app, DPoP at the push binding the
+//! code, and the push refusing what the authorization endpoint would refuse.
+
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+use tether_core::clock::Clock;
+use tether_testkit::*;
+
+const CB: &str = "https://app.example/cb";
+
+async fn push(srv: &TestServer, a: &AppCreds, form: &[(&str, &str)], dpop: Option<String>) -> Response {
+    let mut r = srv.client().post(srv.url("/oauth2/par")).basic_auth(&a.client_id, a.client_secret.as_deref());
+    if let Some(p) = dpop {
+        r = r.header("dpop", p);
+    }
+    r.form(form).send().await.unwrap()
+}
+
+async fn pushed(srv: &TestServer, a: &AppCreds, form: &[(&str, &str)]) -> String {
+    let r = push(srv, a, form, None).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["expires_in"], 60);
+    let uri = v["request_uri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with("urn:ietf:params:oauth:request_uri:"), "{uri}");
+    uri
+}
+
+fn front(client_id: &str, request_uri: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", client_id)
+        .append_pair("request_uri", request_uri)
+        .finish()
+}
+
+async fn get(browser: &Client, srv: &TestServer, query: &str) -> Response {
+    browser.get(srv.url(&format!("/oauth2/authorize?{query}"))).send().await.unwrap()
+}
+
+fn code_app() -> tether_core::admin::AppChanges {
+    app(&["authorization_code", "refresh_token"])
+}
+
+#[tokio::test]
+async fn a_pushed_request_serves_one_authorization() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "pw").await;
+    let a = srv.create_app(code_app()).await;
+    let (verifier, challenge) = pkce();
+    let base = [
+        ("response_type", "code"),
+        ("redirect_uri", CB),
+        ("scope", "openid"),
+        ("state", "s1"),
+        ("code_challenge_method", "S256"),
+    ];
+    let mut form = base.to_vec();
+    form.push(("code_challenge", &challenge));
+    let uri = pushed(&srv, &a, &form).await;
+
+    // Only client_id and request_uri at the front channel; other query parameters are ignored.
+    let browser = srv.browser();
+    let q = format!("{}&state=forged&scope=email", front(&a.client_id, &uri));
+    let first = get(&browser, &srv, &q).await;
+    assert_eq!(first.status(), 200, "the login page");
+    // A reload of the login page works (the request is not consumed yet).
+    let loc = login_flow(&srv, &browser, &front(&a.client_id, &uri), "alice", "pw").await;
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("s1"), "the pushed state, not the query's: {loc}");
+    let code = query_param(&loc, "code").expect("a code");
+    let t = srv
+        .token(
+            &a,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!(t.status(), 200);
+    assert_eq!(t.json::<Value>().await.unwrap()["scope"], "openid", "the pushed scope");
+
+    // Used: the same request_uri again is an error page (not a redirect).
+    let again = get(&browser, &srv, &front(&a.client_id, &uri)).await;
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.unwrap().contains("request_uri"));
+
+    // Another client cannot use it; an unknown one, or one past its 60 s, neither.
+    let other = srv.create_app(code_app()).await;
+    let uri = pushed(&srv, &a, &form).await;
+    assert_eq!(get(&srv.browser(), &srv, &front(&other.client_id, &uri)).await.status(), 400);
+    assert_eq!(
+        get(&srv.browser(), &srv, &front(&a.client_id, "urn:ietf:params:oauth:request_uri:nope")).await.status(),
+        400
+    );
+    srv.clock.advance(61);
+    assert_eq!(get(&srv.browser(), &srv, &front(&a.client_id, &uri)).await.status(), 400, "expired before use");
+
+    // An error redirect consumes it too (the user denies consent here: prompt=none without a session).
+    let mut none = form.clone();
+    none.push(("prompt", "none"));
+    let uri = pushed(&srv, &a, &none).await;
+    let r = get(&srv.browser(), &srv, &front(&a.client_id, &uri)).await;
+    assert_eq!(query_param(&location(&r), "error").as_deref(), Some("login_required"));
+    assert_eq!(get(&srv.browser(), &srv, &front(&a.client_id, &uri)).await.status(), 400, "consumed by the error");
+}
+
+#[tokio::test]
+async fn the_push_refuses_what_the_authorization_endpoint_would() {
+    let srv = TestServer::start().await;
+    let a = srv.create_app(code_app()).await;
+    let ok = [("response_type", "code"), ("redirect_uri", CB), ("scope", "openid")];
+    // Not authenticated; a wrong secret.
+    let r = srv.client().post(srv.url("/oauth2/par")).form(&ok).send().await.unwrap();
+    assert_oauth_error(r, 401, "invalid_client").await;
+    let bad = AppCreds { client_id: a.client_id.clone(), client_secret: Some("wrong".into()) };
+    assert_oauth_error(push(&srv, &bad, &ok, None).await, 401, "invalid_client").await;
+    // What the authorization endpoint refuses, in JSON here.
+    for (form, code) in [
+        (vec![("response_type", "code"), ("redirect_uri", "https://evil.example/cb")], "invalid_request"),
+        (vec![("response_type", "token"), ("redirect_uri", CB)], "unsupported_response_type"),
+        (vec![("response_type", "code"), ("redirect_uri", CB), ("scope", "admin:everything")], "invalid_scope"),
+        (vec![("response_type", "code"), ("redirect_uri", CB), ("request_uri", "urn:x")], "invalid_request"),
+    ] {
+        let r = push(&srv, &a, &form, None).await;
+        assert_oauth_error(r, 400, code).await;
+    }
+    // Discovery advertises it.
+    let d: Value =
+        srv.client().get(srv.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(d["pushed_authorization_request_endpoint"], srv.url("/oauth2/par"));
+    assert_eq!(d["require_pushed_authorization_requests"], false);
+}
+
+#[tokio::test]
+async fn an_app_that_requires_par_refuses_front_channel_requests() {
+    let srv = TestServer::start().await;
+    srv.add_user("bob", "pw").await;
+    let mut ch = code_app();
+    ch.require_par = Some(true);
+    let a = srv.create_app(ch).await;
+    let (_, challenge) = pkce();
+    let q = format!(
+        "response_type=code&client_id={}&redirect_uri={}&scope=openid&code_challenge={challenge}&code_challenge_method=S256",
+        a.client_id,
+        urlencode(CB)
+    );
+    let r = get(&srv.browser(), &srv, &q).await;
+    let loc = location(&r);
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("invalid_request"), "{loc}");
+    assert!(query_param(&loc, "error_description").unwrap().contains("push"), "{loc}");
+    let uri = pushed(
+        &srv,
+        &a,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    let loc = login_flow(&srv, &srv.browser(), &front(&a.client_id, &uri), "bob", "pw").await;
+    assert!(query_param(&loc, "code").is_some(), "{loc}");
+}
+
+#[tokio::test]
+async fn a_dpop_proof_at_the_push_binds_the_code_to_its_key() {
+    let srv = TestServer::start().await;
+    srv.add_user("carol", "pw").await;
+    let mut ch = code_app();
+    ch.binding = Some("dpop".into());
+    let a = srv.create_app(ch).await;
+    let key = DpopKey::generate();
+    let now = srv.clock.now();
+    let (verifier, challenge) = pkce();
+    let form = [
+        ("response_type", "code"),
+        ("redirect_uri", CB),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    // A dpop_jkt naming another key than the proof's is refused.
+    let other = DpopKey::generate();
+    let mut mismatched = form.to_vec();
+    mismatched.push(("dpop_jkt", &other.jkt));
+    let r = push(&srv, &a, &mismatched, Some(key.proof("POST", &srv.url("/oauth2/par"), now, None, None))).await;
+    assert_oauth_error(r, 400, "invalid_request").await;
+
+    let r = push(&srv, &a, &form, Some(key.proof("POST", &srv.url("/oauth2/par"), now, None, None))).await;
+    assert_eq!(r.status(), 201);
+    let uri = r.json::<Value>().await.unwrap()["request_uri"].as_str().unwrap().to_string();
+    let loc = login_flow(&srv, &srv.browser(), &front(&a.client_id, &uri), "carol", "pw").await;
+    let code = query_param(&loc, "code").unwrap();
+    let exchange = |proof: String| {
+        let (srv, a, code, verifier) = (&srv, &a, code.clone(), verifier.clone());
+        async move {
+            srv.client()
+                .post(srv.url("/oauth2/token"))
+                .basic_auth(&a.client_id, a.client_secret.as_deref())
+                .header("dpop", proof)
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", CB),
+                    ("code_verifier", verifier.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = exchange(other.proof("POST", &srv.url("/oauth2/token"), now, None, None)).await;
+    assert_eq!(r.status(), 400, "another key than the push's");
+    let r = exchange(key.proof("POST", &srv.url("/oauth2/token"), now, None, None)).await;
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["token_type"], "DPoP", "{t}");
+    let _ = json!(null);
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
