@@ -10,10 +10,29 @@
 # Environment:
 #   TETHER_BIN  the tether binary (default: target/debug/tether of this checkout)
 #
-# Creates a fresh user and two apps (names carry a random suffix, so the
+# Creates a fresh user and six apps (names carry a random suffix, so the
 # script can run repeatedly against the same data dir), installs the npm
 # dependencies from package-lock.json when node_modules is missing, and runs
 # the checks. Exit status: 0 when every check passed.
+#
+# The apps: a confidential client (client_secret_basic), a public client, and
+# two client_credentials clients that authenticate with JWTs:
+#   interop-pkjwt-*  private_key_jwt; the script generates a fresh ES256 key
+#                    pair with jose, registers the public key from a JWK Set
+#                    file (DATA_DIR/interop-pkjwt-SUFFIX.jwks.json, passed to
+#                    `app create --jwks`) and hands the private JWK (same kid)
+#                    to oidc-client.mjs in PKJWT_PRIVATE_JWK
+#   interop-csjwt-*  client_secret_jwt; its client_secret (shown once in the
+#                    `app create --json` output) goes to CSJWT_CLIENT_SECRET
+# and two authorization_code + refresh_token clients for pushed authorization
+# requests (RFC 9126):
+#   interop-par-*         client_secret_basic, created with --require-par; its
+#                         id and secret go to PAR_CLIENT_ID, PAR_CLIENT_SECRET
+#   interop-pkjwt-code-*  private_key_jwt with its own ES256 key pair, made as
+#                         for interop-pkjwt-* (JWK Set file
+#                         DATA_DIR/interop-pkjwt-code-SUFFIX.jwks.json); its
+#                         id and private JWK go to PKJWT_CODE_CLIENT_ID,
+#                         PKJWT_CODE_PRIVATE_JWK
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -65,13 +84,67 @@ pub=$("$TETHER_BIN" app create --name "interop-public-$suffix" --public \
   --redirect-uri "$REDIRECT_URI" --token-type jwt --json \
   --data-dir "$DATA_DIR")
 
+# private_key_jwt: a fresh ES256 key pair. The public half goes to the server
+# as a JWK Set file, the private JWK (same kid) to the checks on stdout.
+es256_key_pair() { # es256_key_pair JWKS_FILE  (prints the private JWK)
+  (cd "$HERE" && node --input-type=module -e '
+  import { writeFileSync } from "node:fs";
+  import * as jose from "jose";
+  const { publicKey, privateKey } = await jose.generateKeyPair("ES256", { extractable: true });
+  const pub = await jose.exportJWK(publicKey);
+  const kid = await jose.calculateJwkThumbprint(pub);
+  writeFileSync(process.argv[1],
+    JSON.stringify({ keys: [{ ...pub, kid, alg: "ES256", use: "sig" }] }) + "\n",
+    { mode: 0o600 }); // tether warns about group/other-readable files in its data dir
+  process.stdout.write(JSON.stringify({ ...(await jose.exportJWK(privateKey)), kid, alg: "ES256" }));
+' "$1")
+}
+PKJWT_JWKS_FILE="$DATA_DIR/interop-pkjwt-$suffix.jwks.json"
+PKJWT_PRIVATE_JWK=$(es256_key_pair "$PKJWT_JWKS_FILE")
+pkjwt=$("$TETHER_BIN" app create --name "interop-pkjwt-$suffix" \
+  --grant-types client_credentials --auth-method private_key_jwt \
+  --jwks "$PKJWT_JWKS_FILE" --token-type jwt --introspect-any \
+  --json --data-dir "$DATA_DIR")
+csjwt=$("$TETHER_BIN" app create --name "interop-csjwt-$suffix" \
+  --grant-types client_credentials --auth-method client_secret_jwt \
+  --token-type jwt --introspect-any --json --data-dir "$DATA_DIR")
+
+# Pushed authorization requests (RFC 9126): an app that must push its
+# requests, and a private_key_jwt app (its own key pair) that pushes anyway.
+par=$("$TETHER_BIN" app create --name "interop-par-$suffix" --require-par \
+  --grant-types authorization_code,refresh_token \
+  --redirect-uri "$REDIRECT_URI" --token-type jwt --json \
+  --data-dir "$DATA_DIR")
+PKJWT_CODE_JWKS_FILE="$DATA_DIR/interop-pkjwt-code-$suffix.jwks.json"
+PKJWT_CODE_PRIVATE_JWK=$(es256_key_pair "$PKJWT_CODE_JWKS_FILE")
+pkjwt_code=$("$TETHER_BIN" app create --name "interop-pkjwt-code-$suffix" \
+  --grant-types authorization_code,refresh_token --auth-method private_key_jwt \
+  --jwks "$PKJWT_CODE_JWKS_FILE" --redirect-uri "$REDIRECT_URI" \
+  --token-type jwt --json --data-dir "$DATA_DIR")
+
 CONF_CLIENT_ID=$(json_field client_id <<<"$conf")
 CONF_CLIENT_SECRET=$(json_field client_secret <<<"$conf")
 PUBLIC_CLIENT_ID=$(json_field client_id <<<"$pub")
+PKJWT_CLIENT_ID=$(json_field client_id <<<"$pkjwt")
+if node -e 'process.exit("client_secret" in JSON.parse(process.argv[1]) ? 0 : 1)' "$pkjwt"; then
+  echo "interop: app create printed a client_secret for a private_key_jwt client: $pkjwt" >&2
+  exit 1
+fi
+CSJWT_CLIENT_ID=$(json_field client_id <<<"$csjwt")
+CSJWT_CLIENT_SECRET=$(json_field client_secret <<<"$csjwt")
+PAR_CLIENT_ID=$(json_field client_id <<<"$par")
+PAR_CLIENT_SECRET=$(json_field client_secret <<<"$par")
+PKJWT_CODE_CLIENT_ID=$(json_field client_id <<<"$pkjwt_code")
+if node -e 'process.exit("client_secret" in JSON.parse(process.argv[1]) ? 0 : 1)' "$pkjwt_code"; then
+  echo "interop: app create printed a client_secret for a private_key_jwt client: $pkjwt_code" >&2
+  exit 1
+fi
 USERNAME=$username
 PASSWORD=$password
 NODE_EXTRA_CA_CERTS=$CA
 export ISSUER REDIRECT_URI EXPECTED_AUDIENCE CONF_CLIENT_ID CONF_CLIENT_SECRET PUBLIC_CLIENT_ID \
+  PKJWT_CLIENT_ID PKJWT_PRIVATE_JWK CSJWT_CLIENT_ID CSJWT_CLIENT_SECRET \
+  PAR_CLIENT_ID PAR_CLIENT_SECRET PKJWT_CODE_CLIENT_ID PKJWT_CODE_PRIVATE_JWK \
   USERNAME PASSWORD NODE_EXTRA_CA_CERTS
 
 cd "$HERE"

@@ -74,7 +74,7 @@ async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuth
         grant: GRANT_TYPE,
         subject: Some(Subject { user_id: user.user.id, username: user.user.username }),
         scopes: rec.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-        audience: rec.audience.clone(),
+        audience: super::narrow_audience(&rec.audience, form, "this authorization")?,
         grant_id: Some(rec.grant_id.clone()),
         session_id: Some(rec.session_id.clone()),
         auth_time: Some(rec.auth_time),

@@ -103,6 +103,25 @@ pub fn requested_scopes(app: &App, form: &Form) -> Result<Vec<String>, OAuthErro
     }
 }
 
+/// RFC 8707 §2.2 at the token endpoint: `resource` values narrow the audience to a subset of what
+/// was `authorized` (absent: all of it); anything outside it is `invalid_target`. `what` names
+/// the grant for the message.
+pub fn narrow_audience(authorized: &[String], form: &Form, what: &str) -> Result<Vec<String>, OAuthError> {
+    let resources = form.get_all("resource");
+    if resources.is_empty() {
+        return Ok(authorized.to_vec());
+    }
+    if let Some(bad) = resources.iter().find(|r| !authorized.iter().any(|a| a == *r)) {
+        return Err(OAuthError::new(
+            crate::error::ErrorCode::InvalidTarget,
+            format!("resource {bad:?} was not granted to {what}"),
+        ));
+    }
+    let mut narrowed: Vec<String> = resources.iter().map(|s| s.to_string()).collect();
+    narrowed.dedup();
+    Ok(narrowed)
+}
+
 /// RFC 8707 `resource` values, each within the app's `--audience`; absent: the app's default.
 pub fn requested_audience(app: &App, form: &Form) -> Result<Vec<String>, OAuthError> {
     resolve_audience(app, &form.get_all("resource"))

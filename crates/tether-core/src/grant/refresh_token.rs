@@ -73,18 +73,7 @@ async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuth
             req
         }
     };
-    let resources = form.get_all("resource");
-    let audience = if resources.is_empty() {
-        rec.audience.clone()
-    } else {
-        if let Some(bad) = resources.iter().find(|r| !rec.audience.iter().any(|a| a == *r)) {
-            return Err(OAuthError::new(
-                crate::error::ErrorCode::InvalidTarget,
-                format!("resource {bad:?} was not granted to this refresh token"),
-            ));
-        }
-        resources.iter().map(|s| s.to_string()).collect()
-    };
+    let audience = super::narrow_audience(&rec.audience, form, "this refresh token")?;
     let subject = match (&rec.user_id, &rec.username) {
         (Some(id), Some(name)) => Some(Subject { user_id: id.clone(), username: name.clone() }),
         _ => None,

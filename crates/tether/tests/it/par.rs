@@ -226,3 +226,61 @@ async fn a_dpop_proof_at_the_push_binds_the_code_to_its_key() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// RFC 8707: `resource` pushed with the request fixes what the user authorizes; at the code
+/// exchange (and at refresh) `resource` narrows the token to part of it, and anything outside it
+/// is `invalid_target`.
+#[tokio::test]
+async fn resource_at_the_push_and_narrowing_at_the_token_endpoint() {
+    let srv = TestServer::start().await;
+    srv.add_user("dave", "pw").await;
+    let (api1, api2, api3) = ("https://api1.example", "https://api2.example", "https://api3.example");
+    let mut ch = code_app();
+    ch.audience = Some(vec![api1.into(), api2.into(), api3.into()]);
+    ch.token_type = Some("jwt".into());
+    let a = srv.create_app(ch).await;
+    let (verifier, challenge) = pkce();
+    let uri = pushed(
+        &srv,
+        &a,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("resource", api1),
+            ("resource", api2),
+        ],
+    )
+    .await;
+    let loc = login_flow(&srv, &srv.browser(), &front(&a.client_id, &uri), "dave", "pw").await;
+    let code = query_param(&loc, "code").unwrap();
+    let exchange = |resource: &'static str| {
+        let (srv, a, code, verifier) = (&srv, &a, code.clone(), verifier.clone());
+        async move {
+            srv.token(
+                a,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", CB),
+                    ("code_verifier", &verifier),
+                    ("resource", resource),
+                ],
+            )
+            .await
+        }
+    };
+    // Not authorized (api3 is the app's, but the user did not authorize it): refused, code kept.
+    let r = exchange(api3).await;
+    assert_oauth_error(r, 400, "invalid_target").await;
+    let r = exchange(api2).await;
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(jwt_claims(t["access_token"].as_str().unwrap())["aud"], json!(api2), "narrowed to api2");
+    // Refresh narrows within what the refresh token carries.
+    let rt = t["refresh_token"].as_str().unwrap();
+    let r = srv.token(&a, &[("grant_type", "refresh_token"), ("refresh_token", rt), ("resource", api1)]).await;
+    assert_oauth_error(r, 400, "invalid_target").await;
+}
