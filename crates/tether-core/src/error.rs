@@ -15,6 +15,8 @@ pub enum ErrorCode {
     UnsupportedResponseType,
     InvalidScope,
     InvalidTarget,
+    /// RFC 9101 §6.3.
+    InvalidRequestObject,
     InvalidToken,
     InsufficientScope,
     AccessDenied,
@@ -40,6 +42,7 @@ impl ErrorCode {
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
+            Self::InvalidRequestObject => "invalid_request_object",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::AccessDenied => "access_denied",

@@ -61,6 +61,13 @@ impl AuthzError {
 /// Validate a request at the authorization endpoint: its own parameters, or, with `request_uri`,
 /// the ones the client pushed (RFC 9126 §4: only those; anything else in the query is ignored).
 pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
+    if form.has("request") && form.has("request_uri") {
+        return Err(AuthzError::Page(OAuthError::invalid_request("send request or request_uri, not both")));
+    }
+    if let Some(jwt) = form.get("request") {
+        let inner = unpack_request_object(p, form, jwt).await?;
+        return validate_params(p, &inner, Source::FrontChannel).await;
+    }
     let Some(request_uri) = form.get("request_uri") else {
         return validate_params(p, form, Source::FrontChannel).await;
     };
@@ -73,9 +80,29 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
     Ok((app, req))
 }
 
-/// Validate parameters being pushed (RFC 9126), as the authorization endpoint will.
-pub async fn validate_pushed(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
-    validate_params(p, form, Source::Pushed).await
+/// Validate parameters being pushed (RFC 9126), as the authorization endpoint will. A pushed
+/// request object is unpacked: the parameters to store are returned with the validated request.
+pub async fn validate_pushed(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, AuthzRequest, Form), AuthzError> {
+    let inner = match form.get("request") {
+        Some(jwt) => unpack_request_object(p, form, jwt).await?,
+        None => form.clone(),
+    };
+    let (app, req) = validate_params(p, &inner, Source::Pushed).await?;
+    Ok((app, req, inner))
+}
+
+/// A request object's parameters (RFC 9101), verified with the client's keys. Its failures are
+/// shown on a page: the redirect URI inside it cannot be trusted.
+async fn unpack_request_object(p: &Provider, form: &Form, jwt: &str) -> Result<Form, AuthzError> {
+    let client_id = form
+        .get("client_id")
+        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
+    let app = p
+        .find_app(client_id)
+        .await
+        .map_err(|e| AuthzError::Page(e.into()))?
+        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("unknown client_id")))?;
+    super::request_object::unpack(p, &app, jwt).await.map_err(AuthzError::Page)
 }
 
 /// Where an authorization request's parameters come from.
@@ -137,7 +164,7 @@ async fn validate_params(
             &redirect_uri,
             state,
             ErrorCode::InvalidRequest,
-            "request objects are not supported",
+            "request and request_uri cannot be nested",
         ));
     }
     let scopes = grant::requested_scopes(&app.app, form).map_err(|e| r(e.code, &e.description))?;

@@ -65,6 +65,7 @@ async fn push(
     let mut params: Vec<(String, String)> =
         form.pairs().iter().filter(|(k, _)| !AUTH_PARAMS.contains(&k.as_str()) && k != "client_id").cloned().collect();
     params.insert(0, ("client_id".into(), app.app.client_id.clone()));
+    let mut dpop_jkt = None;
     if let Some(h) = dpop_header {
         let proof = dpop::check_proof(p, h, "POST", paths::PAR, None).await?;
         match form.get("dpop_jkt") {
@@ -72,15 +73,20 @@ async fn push(
                 return Err(OAuthError::invalid_request("dpop_jkt names another key than the DPoP proof's"));
             }
             Some(_) => {}
-            None => params.push(("dpop_jkt".into(), proof.jkt)),
+            None => dpop_jkt = Some(proof.jkt),
         }
     }
-    // Validated as the authorization endpoint will; its errors are answered here, in JSON.
-    let pushed = Form::from_pairs(params.clone());
-    authorize::validate_pushed(p, &pushed).await.map_err(|e| match e {
+    // Validated as the authorization endpoint will; its errors are answered here, in JSON. A
+    // pushed request object is stored unpacked (its parameters only, RFC 9101 §6.3).
+    let pushed = Form::from_pairs(params);
+    let (_, _, inner) = authorize::validate_pushed(p, &pushed).await.map_err(|e| match e {
         AuthzError::Page(e) => e,
         AuthzError::Redirect { error, .. } => error,
     })?;
+    let mut params = inner.pairs().to_vec();
+    if let (Some(jkt), false) = (dpop_jkt, inner.has("dpop_jkt")) {
+        params.push(("dpop_jkt".into(), jkt));
+    }
     let random = b64url(&random_bytes::<32>());
     let rec = ParRecord {
         uri_hash: hash_secret(&random),

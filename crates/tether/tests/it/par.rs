@@ -284,3 +284,89 @@ async fn resource_at_the_push_and_narrowing_at_the_token_endpoint() {
     let r = srv.token(&a, &[("grant_type", "refresh_token"), ("refresh_token", rt), ("resource", api1)]).await;
     assert_oauth_error(r, 400, "invalid_target").await;
 }
+
+/// RFC 9101: a signed request object at the authorization endpoint and inside a push; only its
+/// parameters count; a bad signature, a wrong `iss` or `aud`, an expired object or `alg: none` are
+/// refused on a page (the redirect URI inside cannot be trusted).
+#[tokio::test]
+async fn signed_request_objects_at_the_front_channel_and_in_a_push() {
+    let srv = TestServer::start().await;
+    srv.add_user("erin", "pw").await;
+    let key = DpopKey::generate();
+    let mut ch = code_app();
+    let mut jwk = key.jwk.clone();
+    jwk["kid"] = json!("rk1");
+    ch.jwks = Some(json!({"keys": [jwk]}).to_string());
+    let a = srv.create_app(ch).await;
+    let now = srv.clock.now();
+    let (verifier, challenge) = pkce();
+    let claims = |state: &str| {
+        json!({
+            "iss": a.client_id, "aud": srv.url(""), "exp": now + 300, "iat": now, "nbf": now, "jti": "j1",
+            "client_id": a.client_id, "response_type": "code", "redirect_uri": CB, "scope": "openid",
+            "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
+        })
+    };
+    let sign = |c: &Value| key.sign_raw(&json!({"alg": "ES256", "typ": "oauth-authz-req+jwt", "kid": "rk1"}), c);
+    let q = |jwt: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &a.client_id)
+            .append_pair("request", jwt)
+            .append_pair("state", "not-from-the-object")
+            .finish()
+    };
+    let loc = login_flow(&srv, &srv.browser(), &q(&sign(&claims("from-jar"))), "erin", "pw").await;
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("from-jar"), "only the object's parameters: {loc}");
+    let code = query_param(&loc, "code").unwrap();
+    let t = srv
+        .token(
+            &a,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!(t.status(), 200);
+
+    let b = tether_core::secret::b64url;
+    let unsigned =
+        format!("{}.{}.", b(json!({"alg": "none"}).to_string().as_bytes()), b(claims("none").to_string().as_bytes()));
+    let mut bad: Vec<(&str, String)> = vec![
+        ("another key", DpopKey::generate().sign_raw(&json!({"alg": "ES256"}), &claims("x"))),
+        ("alg none", unsigned),
+    ];
+    for (why, change) in [
+        ("wrong iss", ("iss", json!("someone-else"))),
+        ("wrong aud", ("aud", json!("https://other.example"))),
+        ("expired", ("exp", json!(now - 1))),
+        ("too long", ("exp", json!(now + 7200))),
+        ("nbf in the future", ("nbf", json!(now + 600))),
+    ] {
+        let mut c = claims("x");
+        c[change.0] = change.1;
+        bad.push((why, sign(&c)));
+    }
+    for (why, jwt) in bad {
+        let r = srv.browser().get(srv.url(&format!("/oauth2/authorize?{}", q(&jwt)))).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{why}");
+        assert!(r.text().await.unwrap().contains("invalid_request_object"), "{why}");
+    }
+
+    // Inside a push: stored unpacked, used at the front channel with request_uri.
+    let r = push(&srv, &a, &[("request", &sign(&claims("pushed-jar")))], None).await;
+    assert_eq!(r.status(), 201);
+    let uri = r.json::<Value>().await.unwrap()["request_uri"].as_str().unwrap().to_string();
+    let loc = login_flow(&srv, &srv.browser(), &front(&a.client_id, &uri), "erin", "pw").await;
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("pushed-jar"), "{loc}");
+    let r = push(&srv, &a, &[("request", &DpopKey::generate().sign_raw(&json!({"alg": "ES256"}), &claims("x")))], None)
+        .await;
+    assert_oauth_error(r, 400, "invalid_request_object").await;
+
+    let d: Value =
+        srv.client().get(srv.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(d["request_parameter_supported"], true);
+    assert!(d["request_object_signing_alg_values_supported"].as_array().unwrap().contains(&json!("ES256")));
+}
