@@ -27,6 +27,13 @@
 //   PKJWT_CODE_PRIVATE_JWK    types authorization_code, refresh_token;
 //                             REDIRECT_URI registered; JWT access tokens; its
 //                             private key as for PKJWT_PRIVATE_JWK (its own)
+//   JAR_CLIENT_ID       confidential client (client_secret_basic); grant types
+//   JAR_CLIENT_SECRET     authorization_code, refresh_token; REDIRECT_URI
+//                         registered; JWT access tokens; a JWK Set registered
+//                         (app create --jwks) to verify its request objects
+//                         (RFC 9101)
+//   JAR_PRIVATE_JWK     that client's private key, as for PKJWT_PRIVATE_JWK
+//                         (its own); signs its request objects
 // TLS: the server's CA must be trusted via NODE_EXTRA_CA_CERTS; verification
 // is never disabled.
 //
@@ -64,6 +71,9 @@ const PAR_CLIENT_ID = env('PAR_CLIENT_ID');
 const PAR_CLIENT_SECRET = env('PAR_CLIENT_SECRET');
 const PKJWT_CODE_CLIENT_ID = env('PKJWT_CODE_CLIENT_ID');
 const PKJWT_CODE_PRIVATE_JWK = parseJwk('PKJWT_CODE_PRIVATE_JWK');
+const JAR_CLIENT_ID = env('JAR_CLIENT_ID');
+const JAR_CLIENT_SECRET = env('JAR_CLIENT_SECRET');
+const JAR_PRIVATE_JWK = parseJwk('JAR_PRIVATE_JWK');
 
 // The private JWK in the environment variable `name`.
 function parseJwk(name) {
@@ -363,8 +373,10 @@ async function authorize(browser, authUrl, { expectLogin }) {
 
 // Starts a fresh code flow for `config`: state, nonce and a PKCE S256 pair.
 // With `par`, the parameters are pushed first (RFC 9126) and the URL carries
-// only client_id and request_uri.
-async function newAuthorization(config, { par = false } = {}) {
+// only client_id and request_uri. With `jar` (a signing key: { key, kid }),
+// the parameters go into a request object signed with it (RFC 9101); the URL
+// carries only client_id and request, or, with `par` too, that pair is pushed.
+async function newAuthorization(config, { par = false, jar } = {}) {
   const codeVerifier = client.randomPKCECodeVerifier();
   const codeChallenge = await client.calculatePKCECodeChallenge(codeVerifier);
   const state = client.randomState();
@@ -377,6 +389,12 @@ async function newAuthorization(config, { par = false } = {}) {
     state,
     nonce,
   };
+  if (jar) {
+    const jarUrl = await client.buildAuthorizationUrlWithJAR(config, params, jar);
+    const request = jarUrl.searchParams.get('request');
+    const url = par ? await client.buildAuthorizationUrlWithPAR(config, jarUrl.searchParams) : jarUrl;
+    return { url, codeVerifier, state, nonce, request };
+  }
   const url = par
     ? await client.buildAuthorizationUrlWithPAR(config, params)
     : client.buildAuthorizationUrl(config, params);
@@ -866,6 +884,112 @@ await check('PAR required: a plain authorization request is answered by a redire
     throw new Error(`openid-client: expected AuthorizationResponseError, got ${describe(err)}`);
   }
   throw new Error('openid-client accepted the error redirect');
+});
+
+// ------------------------- JWT-secured authorization requests (RFC 9101)
+// openid-client's buildAuthorizationUrlWithJAR puts the authorization
+// request's parameters into a request object (typ oauth-authz-req+jwt; iss =
+// client_id, aud = issuer, short exp) signed with the client's key (kid in the
+// header) and builds a URL with only client_id and request. For JAR inside
+// PAR, that URL's parameters are pushed with buildAuthorizationUrlWithPAR (as
+// openid-client documents). The browser then signs in as in the plain flow.
+
+const jarKey = { key: await jose.importJWK(JAR_PRIVATE_JWK, 'ES256'), kid: JAR_PRIVATE_JWK.kid };
+
+// A Configuration for the JAR client (client_secret_basic at the token endpoint).
+function jarConfig() {
+  assert(conf, 'prerequisite failed: no configuration from discovery');
+  const config = new client.Configuration(conf.serverMetadata(), JAR_CLIENT_ID, undefined,
+    client.ClientSecretBasic(JAR_CLIENT_SECRET));
+  client.enableNonRepudiationChecks(config);
+  return config;
+}
+
+// The request object openid-client built is what the server is meant to see.
+function checkRequestObject(auth, clientId, kid) {
+  assert(typeof auth.request === 'string' && auth.request.split('.').length === 3,
+    'openid-client built a signed request object');
+  const header = jose.decodeProtectedHeader(auth.request);
+  assertEq(header.alg, 'ES256', 'request object alg');
+  assertEq(header.kid, kid, 'request object kid');
+  const claims = jose.decodeJwt(auth.request);
+  assertEq(claims.iss, clientId, 'request object iss');
+  assertEq(claims.aud, ISSUER, 'request object aud');
+  assertEq(claims.state, auth.state, 'request object state');
+}
+
+// Tokens from a completed code flow of `clientId`, ID token validated by
+// openid-client (signature included) and checked here.
+function checkCodeTokens(res, auth, clientId) {
+  assert(res.access_token, 'access_token present');
+  assert(res.refresh_token, 'refresh_token present');
+  const claims = res.claims();
+  assertEq(claims.iss, ISSUER, 'ID token iss');
+  assertEq(claims.nonce, auth.nonce, 'ID token nonce');
+  assert([claims.aud].flat().includes(clientId), `ID token aud includes ${clientId}`);
+  assert(typeof claims.sid === 'string' && claims.sid.length > 0, 'ID token sid present');
+  assert(typeof claims.auth_time === 'number', 'ID token auth_time present');
+  checkAtHash(res.id_token, res.access_token);
+  return claims;
+}
+
+await check('discovery: request_parameter_supported and ES256 request objects advertised (RFC 9101)', async () => {
+  assert(conf, 'prerequisite failed: no configuration from discovery');
+  const md = conf.serverMetadata();
+  assertEq(md.request_parameter_supported, true, 'request_parameter_supported');
+  const algs = md.request_object_signing_alg_values_supported;
+  assert(Array.isArray(algs) && algs.includes('ES256'),
+    `request_object_signing_alg_values_supported includes ES256 (${JSON.stringify(algs)})`);
+  assert(!algs.includes('none'), 'request_object_signing_alg_values_supported does not include none');
+});
+
+await check('JAR + PKCE S256 + nonce + state: URL has only client_id and request; login; code grant (client_secret_basic)', async () => {
+  const config = jarConfig();
+  const auth = await newAuthorization(config, { jar: jarKey });
+  checkRequestObject(auth, JAR_CLIENT_ID, jarKey.kid);
+  const md = config.serverMetadata();
+  assertEq(`${auth.url.origin}${auth.url.pathname}`, md.authorization_endpoint, 'URL is the authorization endpoint');
+  assertEq([...auth.url.searchParams.keys()].sort().join(' '), 'client_id request', 'URL parameters');
+  assertEq(auth.url.searchParams.get('client_id'), JAR_CLIENT_ID, 'URL client_id');
+
+  const browser = new Browser();
+  const callback = await authorize(browser, auth.url, { expectLogin: true });
+  assert(browser.cookies.has('tether_session'), 'tether_session cookie set after login');
+  const res = await redeem(config, callback, auth); // checks state, PKCE, nonce
+  const claims = checkCodeTokens(res, auth, JAR_CLIENT_ID);
+  const at = await verifyAccessToken(jwks, res.access_token, { clientId: JAR_CLIENT_ID, audience: undefined });
+  assertEq(at.sub, claims.sub, 'access token sub is the user');
+  assert(scopes(at.scope).includes('openid') && scopes(at.scope).includes('email'),
+    `access token scope is the one in the request object (${at.scope})`);
+});
+
+await check('JAR inside PAR: request object pushed; URL has only client_id and request_uri; login; code grant (private_key_jwt)', async () => {
+  const { config, pushed } = parConfig(PKJWT_CODE_CLIENT_ID, client.PrivateKeyJwt(pkjwtCodeKey));
+  const auth = await newAuthorization(config, { jar: pkjwtCodeKey, par: true });
+  checkRequestObject(auth, PKJWT_CODE_CLIENT_ID, pkjwtCodeKey.kid);
+  assertEq(pushed.length, 1, 'number of pushed authorization requests');
+  assertEq(pushed[0].status, 201, `PAR response status (${JSON.stringify(pushed[0].body)})`);
+  assertEq([...auth.url.searchParams.keys()].sort().join(' '), 'client_id request_uri', 'URL parameters');
+  assertEq(auth.url.searchParams.get('request_uri'), pushed[0].body?.request_uri, 'URL request_uri is the pushed one');
+
+  const browser = new Browser();
+  const callback = await authorize(browser, auth.url, { expectLogin: true });
+  const res = await redeem(config, callback, auth);
+  const claims = checkCodeTokens(res, auth, PKJWT_CODE_CLIENT_ID);
+  const at = await verifyAccessToken(jwks, res.access_token, { clientId: PKJWT_CODE_CLIENT_ID, audience: undefined });
+  assertEq(at.sub, claims.sub, 'access token sub is the user');
+});
+
+await check('JAR: a request object signed by an unregistered key is refused with a 400 error page (invalid_request_object)', async () => {
+  const config = jarConfig();
+  // An ES256 key the server has never seen, under the registered kid.
+  const stray = { key: (await jose.generateKeyPair('ES256')).privateKey, kid: jarKey.kid };
+  const auth = await newAuthorization(config, { jar: stray });
+  const res = await fetch(auth.url, { redirect: 'manual' });
+  const body = await res.text();
+  assertEq(res.status, 400, `status (${pageSummary(body)})`);
+  assertEq(res.headers.get('location'), null, 'Location header');
+  assert(body.includes('invalid_request_object'), `body mentions invalid_request_object (${pageSummary(body)})`);
 });
 
 console.log(`${passed} passed, ${failed} failed`);

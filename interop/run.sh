@@ -10,7 +10,7 @@
 # Environment:
 #   TETHER_BIN  the tether binary (default: target/debug/tether of this checkout)
 #
-# Creates a fresh user and six apps (names carry a random suffix, so the
+# Creates a fresh user and seven apps (names carry a random suffix, so the
 # script can run repeatedly against the same data dir), installs the npm
 # dependencies from package-lock.json when node_modules is missing, and runs
 # the checks. Exit status: 0 when every check passed.
@@ -33,6 +33,14 @@
 #                         DATA_DIR/interop-pkjwt-code-SUFFIX.jwks.json); its
 #                         id and private JWK go to PKJWT_CODE_CLIENT_ID,
 #                         PKJWT_CODE_PRIVATE_JWK
+# and one for JWT-secured authorization requests (RFC 9101):
+#   interop-jar-*  client_secret_basic, authorization_code + refresh_token,
+#                  with a JWK Set of its own ES256 key pair (made as for
+#                  interop-pkjwt-*, file DATA_DIR/interop-jar-SUFFIX.jwks.json)
+#                  registered only to verify its request objects; its id,
+#                  secret and private JWK go to JAR_CLIENT_ID,
+#                  JAR_CLIENT_SECRET, JAR_PRIVATE_JWK. Request objects pushed
+#                  inside PAR are signed with interop-pkjwt-code-*'s key.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -122,6 +130,15 @@ pkjwt_code=$("$TETHER_BIN" app create --name "interop-pkjwt-code-$suffix" \
   --jwks "$PKJWT_CODE_JWKS_FILE" --redirect-uri "$REDIRECT_URI" \
   --token-type jwt --json --data-dir "$DATA_DIR")
 
+# JWT-secured authorization requests (RFC 9101): a client_secret_basic app
+# whose registered JWK Set only verifies its request objects.
+JAR_JWKS_FILE="$DATA_DIR/interop-jar-$suffix.jwks.json"
+JAR_PRIVATE_JWK=$(es256_key_pair "$JAR_JWKS_FILE")
+jar=$("$TETHER_BIN" app create --name "interop-jar-$suffix" \
+  --grant-types authorization_code,refresh_token \
+  --jwks "$JAR_JWKS_FILE" --redirect-uri "$REDIRECT_URI" \
+  --token-type jwt --json --data-dir "$DATA_DIR")
+
 CONF_CLIENT_ID=$(json_field client_id <<<"$conf")
 CONF_CLIENT_SECRET=$(json_field client_secret <<<"$conf")
 PUBLIC_CLIENT_ID=$(json_field client_id <<<"$pub")
@@ -139,12 +156,15 @@ if node -e 'process.exit("client_secret" in JSON.parse(process.argv[1]) ? 0 : 1)
   echo "interop: app create printed a client_secret for a private_key_jwt client: $pkjwt_code" >&2
   exit 1
 fi
+JAR_CLIENT_ID=$(json_field client_id <<<"$jar")
+JAR_CLIENT_SECRET=$(json_field client_secret <<<"$jar")
 USERNAME=$username
 PASSWORD=$password
 NODE_EXTRA_CA_CERTS=$CA
 export ISSUER REDIRECT_URI EXPECTED_AUDIENCE CONF_CLIENT_ID CONF_CLIENT_SECRET PUBLIC_CLIENT_ID \
   PKJWT_CLIENT_ID PKJWT_PRIVATE_JWK CSJWT_CLIENT_ID CSJWT_CLIENT_SECRET \
   PAR_CLIENT_ID PAR_CLIENT_SECRET PKJWT_CODE_CLIENT_ID PKJWT_CODE_PRIVATE_JWK \
+  JAR_CLIENT_ID JAR_CLIENT_SECRET JAR_PRIVATE_JWK \
   USERNAME PASSWORD NODE_EXTRA_CA_CERTS
 
 cd "$HERE"

@@ -309,6 +309,22 @@ async fn client_secret_jwt_keeps_its_secret_sealed_and_accepts_only_its_method()
         !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
         "the secret is stored sealed, never in clear"
     );
+
+    // Switching away deletes the sealed copy (the hash stays: the same secret now works over
+    // Basic); switching back mints a new secret, since only a hash of the old one exists.
+    let p = &srv.running().provider;
+    let actor = tether_core::audit::Actor::client("test");
+    let to = |m: &str| tether_core::admin::AppChanges { auth_method: Some(m.into()), ..Default::default() };
+    let (rec, minted) = tether_core::admin_ops::update_app(p, &actor, id, &to("client_secret_basic")).await.unwrap();
+    assert!(rec.sealed_secret.is_none() && minted.is_none());
+    assert!(p.store.get_app(id).await.unwrap().unwrap().sealed_secret.is_none(), "sealed copy deleted");
+    let basic = AppCreds { client_id: id.to_string(), client_secret: Some(secret.clone()) };
+    assert_eq!(srv.token(&basic, &[("grant_type", "client_credentials")]).await.status(), 200);
+    let (rec, minted) = tether_core::admin_ops::update_app(p, &actor, id, &to("client_secret_jwt")).await.unwrap();
+    let fresh = minted.expect("a new secret, shown once").into_inner();
+    assert!(rec.sealed_secret.is_some() && fresh != secret);
+    refused(cc(&srv, &hs("HS256", &secret, &claims(&srv, id))).await, "the old secret").await;
+    assert_eq!(cc(&srv, &hs("HS256", &fresh, &claims(&srv, id))).await.status(), 200, "the new one");
 }
 
 #[tokio::test]

@@ -370,3 +370,18 @@ async fn signed_request_objects_at_the_front_channel_and_in_a_push() {
     assert_eq!(d["request_parameter_supported"], true);
     assert!(d["request_object_signing_alg_values_supported"].as_array().unwrap().contains(&json!("ES256")));
 }
+
+/// `[oauth] require_par = true`: every app must push; discovery says so.
+#[tokio::test]
+async fn the_server_can_require_par_of_every_app() {
+    let srv = TestServer::start_with(|s| s.require_par = true).await;
+    let a = srv.create_app(code_app()).await;
+    let d: Value =
+        srv.client().get(srv.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(d["require_pushed_authorization_requests"], true);
+    let q = format!("response_type=code&client_id={}&redirect_uri={}&scope=openid", a.client_id, urlencode(CB));
+    let loc = location(&get(&srv.browser(), &srv, &q).await);
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("invalid_request"), "{loc}");
+    let uri = pushed(&srv, &a, &[("response_type", "code"), ("redirect_uri", CB), ("scope", "openid")]).await;
+    assert_eq!(get(&srv.browser(), &srv, &front(&a.client_id, &uri)).await.status(), 200, "the login page");
+}
