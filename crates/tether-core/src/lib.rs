@@ -22,6 +22,7 @@ pub mod audit;
 pub mod binding;
 pub mod cert;
 pub mod client_auth;
+pub mod client_keys;
 pub mod clock;
 pub mod config_text;
 pub mod crypto;

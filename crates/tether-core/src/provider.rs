@@ -38,7 +38,7 @@ pub struct ProviderConfig {
     /// §5); `None` when no listener requests client certificates.
     pub mtls_base: Option<String>,
     /// Fetches clients' `jwks_uri` key sets (`private_key_jwt`); `None`: such clients fail.
-    pub jwks_fetcher: Option<std::sync::Arc<dyn crate::client_auth::private_key_jwt::JwksFetcher>>,
+    pub jwks_fetcher: Option<std::sync::Arc<dyn crate::client_keys::JwksFetcher>>,
     /// `[oauth] require_par`: every authorization request must be pushed (RFC 9126).
     pub require_par: bool,
     /// The admin API's own base URL when it has a listener of its own (`admin_url`): the `htu`
@@ -107,7 +107,7 @@ pub struct Provider {
     /// Failure throttles for passwords and device user codes (per node).
     pub throttles: crate::throttle::Throttles,
     /// Key sets fetched from clients' `jwks_uri`s.
-    pub client_jwks: crate::client_auth::private_key_jwt::JwksCache,
+    pub client_jwks: crate::client_keys::JwksCache,
     /// The operators' unlocks ([`Store::live_unlocks`]) this node has applied to its throttles.
     unlocks_applied: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Bounded password checks (one per core, reused working memory).

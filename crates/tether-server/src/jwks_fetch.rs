@@ -1,5 +1,5 @@
 //! Fetching clients' `jwks_uri` key sets (`private_key_jwt`) over HTTPS for the core's cache
-//! ([`tether_core::client_auth::private_key_jwt::JwksCache`], which decides when to fetch).
+//! ([`tether_core::client_keys::JwksCache`], which decides when to fetch).
 //! Bounded: 5 s per fetch, 256 KiB per document, no redirects (a client's key set lives at the URL
 //! it registered), the system's trust anchors.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tether_core::client_auth::private_key_jwt::JwksFetcher;
+use tether_core::client_keys::JwksFetcher;
 
 const MAX_BYTES: usize = 256 * 1024;
 

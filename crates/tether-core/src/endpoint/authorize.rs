@@ -74,7 +74,7 @@ pub async fn validate(p: &Provider, form: &Form) -> Result<(Arc<AppRecord>, Auth
     let client_id = form
         .get("client_id")
         .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
-    let (uri_hash, pushed) = super::par::take(p, request_uri, client_id).await.map_err(AuthzError::Page)?;
+    let (uri_hash, pushed) = super::pushed::take(p, request_uri, client_id).await.map_err(AuthzError::Page)?;
     let (app, mut req) = validate_params(p, &pushed, Source::Pushed).await?;
     req.par = Some(uri_hash);
     Ok((app, req))
@@ -244,7 +244,7 @@ async fn validate_params(
 /// `request_uri` serves one authorization).
 pub async fn consume_on_error(p: &Provider, req: &AuthzRequest) {
     if let Some(h) = &req.par {
-        let _ = super::par::consume(p, h).await;
+        let _ = super::pushed::consume(p, h).await;
     }
 }
 
@@ -264,7 +264,7 @@ pub async fn issue_code(
     atbv: Option<&str>,
 ) -> Result<(String, Option<Secret>), OAuthError> {
     if let Some(h) = &req.par
-        && !super::par::consume(p, h).await?
+        && !super::pushed::consume(p, h).await?
     {
         return Err(OAuthError::invalid_request("this pushed authorization request was already used"));
     }

@@ -8,6 +8,7 @@ pub mod introspect;
 pub mod logout;
 pub mod par;
 pub mod paths;
+pub mod pushed;
 pub mod request_object;
 pub mod revoke;
 pub mod token;

@@ -3,12 +3,12 @@
 //! as the authorization endpoint validates them (so a bad request is refused here, in JSON, rather
 //! than later in the user's browser) and stored. The answer is `201 {request_uri, expires_in}`;
 //! the client then sends the user to the authorization endpoint with only `client_id` and
-//! `request_uri` ([`take`]).
+//! `request_uri` ([`super::pushed::take`]).
 //!
-//! Lifetime: [`LIFETIME`] seconds from the push to the first use at the authorization endpoint;
-//! from then on the request stays usable for [`USE_WINDOW`] seconds (the user signs in; a reload of
-//! the login page sends the same `request_uri` again) until it is consumed — when a code or an
-//! error goes back to the client. Only a hash of the `request_uri` is stored.
+//! Lifetime ([`super::pushed`], which the authorization endpoint uses): [`LIFETIME`] seconds from
+//! the push to the first use; then [`USE_WINDOW`] seconds (the user signs in; a reload of the login
+//! page sends the same `request_uri` again) until it is consumed — when a code or an error goes
+//! back to the client. Only a hash of the `request_uri` is stored.
 //!
 //! A DPoP proof sent with the push (RFC 9449 §10.1) binds the code to its key, as `dpop_jkt`
 //! would; a `dpop_jkt` parameter that names another key is refused.
@@ -25,12 +25,7 @@ use crate::provider::Provider;
 use crate::secret::{b64url, hash_secret, random_bytes};
 use crate::store::ParRecord;
 
-/// Seconds from the push to the first use.
-pub const LIFETIME: i64 = 60;
-/// Seconds a request stays usable after its first use (sign-in, page reloads), until consumed.
-pub const USE_WINDOW: i64 = 600;
-/// RFC 9126 §2.2.
-pub const URN_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+pub use super::pushed::{LIFETIME, URN_PREFIX, USE_WINDOW};
 
 /// Client authentication parameters: they authenticate the push, they are not part of the
 /// authorization request.
@@ -96,25 +91,4 @@ async fn push(
     };
     p.store.insert_par(&rec).await?;
     Ok(json!({"request_uri": format!("{URN_PREFIX}{random}"), "expires_in": LIFETIME}))
-}
-
-/// The pushed parameters a `request_uri` stands for, for `client_id`; marks the first use. The
-/// error says what is wrong (shown on a page: the request cannot be trusted to redirect).
-pub async fn take(p: &Provider, request_uri: &str, client_id: &str) -> Result<(String, Form), OAuthError> {
-    let gone = || {
-        OAuthError::invalid_request(
-            "request_uri is unknown, expired or already used; the application must push its request again",
-        )
-    };
-    let random = request_uri.strip_prefix(URN_PREFIX).ok_or_else(gone)?;
-    let uri_hash = hash_secret(random);
-    // Another client's request_uri is as unknown (and left untouched).
-    let rec = p.store.use_par(&uri_hash, client_id, p.now(), USE_WINDOW).await?.ok_or_else(gone)?;
-    Ok((uri_hash, Form::from_pairs(rec.params)))
-}
-
-/// A pushed request's authorization is over (a code or an error was issued): it cannot be used
-/// again. Returns false when it already was.
-pub async fn consume(p: &Provider, uri_hash: &str) -> Result<bool, OAuthError> {
-    Ok(p.store.consume_par(uri_hash, p.now()).await?)
 }
