@@ -94,15 +94,19 @@ pub async fn validate_pushed(p: &Provider, form: &Form) -> Result<(Arc<AppRecord
 /// A request object's parameters (RFC 9101), verified with the client's keys. Its failures are
 /// shown on a page: the redirect URI inside it cannot be trusted.
 async fn unpack_request_object(p: &Provider, form: &Form, jwt: &str) -> Result<Form, AuthzError> {
+    let app = requesting_client(p, form).await?;
+    super::request_object::unpack(p, &app, jwt).await.map_err(AuthzError::Page)
+}
+
+/// The app a request's `client_id` names (errors shown on a page: no redirect URI is trusted yet).
+async fn requesting_client(p: &Provider, form: &Form) -> Result<Arc<AppRecord>, AuthzError> {
     let client_id = form
         .get("client_id")
         .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
-    let app = p
-        .find_app(client_id)
+    p.find_app(client_id)
         .await
         .map_err(|e| AuthzError::Page(e.into()))?
-        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("unknown client_id")))?;
-    super::request_object::unpack(p, &app, jwt).await.map_err(AuthzError::Page)
+        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("unknown client_id")))
 }
 
 /// Where an authorization request's parameters come from.
@@ -119,14 +123,7 @@ async fn validate_params(
     form: &Form,
     source: Source,
 ) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
-    let client_id = form
-        .get("client_id")
-        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("missing parameter: client_id")))?;
-    let app = p
-        .find_app(client_id)
-        .await
-        .map_err(|e| AuthzError::Page(e.into()))?
-        .ok_or_else(|| AuthzError::Page(OAuthError::invalid_request("unknown client_id")))?;
+    let app = requesting_client(p, form).await?;
     let redirect_uri = match form.get("redirect_uri") {
         Some(r) if app.app.redirect_uris.iter().any(|u| u == r) => r.to_string(),
         Some(_) => {
