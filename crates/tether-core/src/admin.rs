@@ -3,7 +3,7 @@
 //! request ever meets a half-valid app.
 
 use crate::binding::registry;
-use crate::model::{App, AppRecord, AuthMethod, BindingType, GrantType, IdTokenAlg, TokenType};
+use crate::model::{App, AppRecord, AuthMethod, BindingType, GrantType, IdTokenAlg, Profile, TokenType};
 use crate::scope;
 use crate::secret::{Secret, b64url, hash_secret, random_bytes, random_token};
 
@@ -35,6 +35,11 @@ pub struct AppChanges {
     /// Where the client publishes its JWK Set; `Some("")` removes it.
     pub jwks_uri: Option<String>,
     pub require_par: Option<bool>,
+    /// `--profile`: `fapi2` or `none`.
+    pub profile: Option<String>,
+    /// OIDC Back-Channel Logout: `Some("")` removes it.
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: Option<bool>,
     /// Allow a change that destroys something (making a confidential app public deletes its
     /// secret).
     pub force: bool,
@@ -77,6 +82,9 @@ fn defaults(client_id: String) -> App {
         jwks: None,
         jwks_uri: None,
         require_par: false,
+        profile: Profile::None,
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
     }
 }
 
@@ -282,8 +290,28 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
     if let Some(v) = c.require_consent {
         app.require_consent = v;
     }
+    if let Some(v) = &c.profile {
+        let profile = Profile::parse(v.trim()).ok_or_else(|| format!("unknown --profile {v:?} (fapi2 or none)"))?;
+        if profile == Profile::Fapi2 && app.profile != Profile::Fapi2 {
+            // What the profile requires and the request leaves open follows it (FAPI 2.0: PAR;
+            // ID tokens in one of its algorithms); anything said explicitly is checked below.
+            if c.require_par.is_none() {
+                app.require_par = true;
+            }
+            if c.id_token_alg.is_none() && app.id_token_alg == IdTokenAlg::RS256 {
+                app.id_token_alg = IdTokenAlg::ES256;
+            }
+        }
+        app.profile = profile;
+    }
     if let Some(v) = c.require_par {
         app.require_par = v;
+    }
+    if let Some(u) = &c.backchannel_logout_uri {
+        app.backchannel_logout_uri = if u.trim().is_empty() { None } else { Some(check_backchannel_uri(u.trim())?) };
+    }
+    if let Some(v) = c.backchannel_logout_session_required {
+        app.backchannel_logout_session_required = v;
     }
     if let Some(e) = &c.exchange_from {
         app.exchange_from = e.clone();
@@ -360,6 +388,25 @@ fn check_jwks_uri(u: &str) -> Result<String, String> {
     }
     if parsed.fragment().is_some() {
         return Err(format!("--jwks-uri {u:?} must not have a fragment"));
+    }
+    Ok(u.to_string())
+}
+
+/// A `backchannel_logout_uri` (OIDC Back-Channel Logout 1.0 §2.2): https, or http on a loopback
+/// host for development; absolute, no fragment.
+fn check_backchannel_uri(u: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(u).map_err(|_| format!("--backchannel-logout-uri {u:?} is not an absolute URL"))?;
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => {}
+        "http" if loopback(&parsed) => {}
+        _ => {
+            return Err(format!(
+                "--backchannel-logout-uri {u:?} must be an https URL (http only on localhost, 127.0.0.1 and [::1])"
+            ));
+        }
+    }
+    if parsed.fragment().is_some() {
+        return Err(format!("--backchannel-logout-uri {u:?} must not have a fragment"));
     }
     Ok(u.to_string())
 }
@@ -465,7 +512,10 @@ pub fn check(app: &App) -> Result<(), String> {
     if !(1..=315_360_000).contains(&app.refresh_token_ttl) {
         return Err("--refresh-token-ttl must be between 1 and 315360000 seconds".into());
     }
-    Ok(())
+    if app.backchannel_logout_session_required && app.backchannel_logout_uri.is_none() {
+        return Err("--backchannel-logout-session-required goes with --backchannel-logout-uri".into());
+    }
+    crate::profile::check_app(app)
 }
 
 #[cfg(test)]

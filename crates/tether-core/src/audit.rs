@@ -32,6 +32,8 @@ pub mod kind {
     pub const DEVICE_DENIED: &str = "device.denied";
     pub const ADMIN_CHANGE: &str = "admin.change";
     pub const THROTTLE_BLOCKED: &str = "throttle.blocked";
+    /// A back-channel logout could not be delivered and was given up (`detail.target`: the app).
+    pub const LOGOUT_BACKCHANNEL_FAILED: &str = "logout.backchannel_failed";
     pub const ALL: &[&str] = &[
         LOGIN_SUCCESS,
         LOGIN_FAILURE,
@@ -45,6 +47,7 @@ pub mod kind {
         DEVICE_DENIED,
         ADMIN_CHANGE,
         THROTTLE_BLOCKED,
+        LOGOUT_BACKCHANNEL_FAILED,
     ];
 }
 
@@ -109,6 +112,18 @@ pub fn event_us(now_us: i64, kind: &str, actor: &Actor, detail: Value) -> EventR
     }
 }
 
+/// Where this process's audit log lines go instead of a `tracing` event, when set: the event as
+/// JSON text (`tether serve` writes it straight into its log buffer, as the access log does —
+/// tracing's formatter cost several µs per line, on every token issued).
+type LogWriter = Box<dyn Fn(&str) + Send + Sync>;
+static LOG_WRITER: std::sync::OnceLock<LogWriter> = std::sync::OnceLock::new();
+
+/// Set once per process; a second call is ignored and answers `false`. `RUST_LOG` (`audit=off`)
+/// still decides whether a line is written.
+pub fn set_log_writer(w: impl Fn(&str) + Send + Sync + 'static) -> bool {
+    LOG_WRITER.set(Box::new(w)).is_ok()
+}
+
 /// Queues events for the store and logs each on the `audit` target.
 pub struct Auditor {
     queue: Mutex<Vec<EventRecord>>,
@@ -132,7 +147,13 @@ impl Auditor {
 
     /// Record an event: logged now, stored with the next batch.
     pub fn record(&self, ev: EventRecord) {
-        tracing::info!(target: "audit", event = %serde_json::to_string(&ev).unwrap_or_default());
+        if tracing::enabled!(target: "audit", tracing::Level::INFO) {
+            let json = serde_json::to_string(&ev).unwrap_or_default();
+            match LOG_WRITER.get() {
+                Some(w) => w(&json),
+                None => tracing::info!(target: "audit", event = %json),
+            }
+        }
         if let Ok(mut q) = self.queue.lock()
             && q.len() < MAX_QUEUED
         {

@@ -19,8 +19,9 @@ use crate::secret::{b64url, b64url_decode, ct_eq, sha256};
 
 /// Accepted proof algorithms (asymmetric only; RFC 9449 §4.3 check 4).
 pub const ALGS: &[&str] = &["ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
-/// How far in the future a proof's `iat` may be (clock skew).
-pub const FUTURE_SKEW: i64 = 5;
+/// How far in the future a proof's `iat` may be (clock skew): 10 s, as FAPI 2.0 §5.3.2.1 asks,
+/// at the authorization server and the gateway alike.
+pub const FUTURE_SKEW: i64 = 10;
 /// JWK members that make a key private (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037).
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
@@ -57,6 +58,8 @@ pub struct ProofOk {
     pub jti: String,
     /// Until when the `jti` must be remembered.
     pub replay_until: i64,
+    /// The proof's signing algorithm (a profile may accept fewer).
+    pub alg: &'static str,
 }
 
 /// RFC 3986 §6.2.2–6.2.3 normalisation for comparing `htu`: scheme and host lower-cased, the
@@ -151,7 +154,8 @@ pub fn verify(proof: &str, e: &Expect<'_>) -> Result<ProofOk, DpopError> {
             None => return Err(DpopError::UseNonce("this server requires a DPoP nonce; use the one provided".into())),
         }
     }
-    Ok(ProofOk { jkt, jti: jti.to_string(), replay_until: iat.max(e.now) + e.lifetime + FUTURE_SKEW })
+    let alg = ALGS.iter().copied().find(|a| *a == alg).unwrap_or("");
+    Ok(ProofOk { jkt, jti: jti.to_string(), replay_until: iat.max(e.now) + e.lifetime + FUTURE_SKEW, alg })
 }
 
 #[cfg(test)]

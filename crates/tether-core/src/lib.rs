@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod admin_ops;
 pub mod audit;
+pub mod backchannel;
 pub mod binding;
 pub mod cert;
 pub mod client_auth;
@@ -39,6 +40,7 @@ pub mod login;
 pub mod model;
 pub mod password;
 pub mod pkce;
+pub mod profile;
 pub mod provider;
 pub mod resource;
 pub mod scope;

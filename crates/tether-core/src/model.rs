@@ -85,6 +85,21 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// `--profile`: a security profile whose rules the app must follow (`crate::profile`).
+    Profile {
+        None = "none",
+        Fapi2 = "fapi2",
+    }
+);
+
+#[allow(clippy::derivable_impls)] // the enum is made by `wire_enum!`, which derives no Default
+impl Default for Profile {
+    fn default() -> Self {
+        Profile::None
+    }
+}
+
 /// An application (OAuth client) as stored and as `tether app show --json` prints it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -125,6 +140,16 @@ pub struct App {
     /// `--require-par`: authorization requests must be pushed first (RFC 9126).
     #[serde(default)]
     pub require_par: bool,
+    /// `--profile`: `fapi2` applies the FAPI 2.0 Security Profile (`crate::profile`).
+    #[serde(default)]
+    pub profile: Profile,
+    /// OIDC Back-Channel Logout 1.0: where a `logout_token` is posted when a session the app holds
+    /// tokens from ends (`crate::backchannel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// The `logout_token` always carries `sid` (it does anyway; advertised to the client).
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
 }
 
 impl App {
@@ -137,6 +162,10 @@ impl App {
     }
     pub fn confidential(&self) -> bool {
         !self.public
+    }
+    /// Does the FAPI 2.0 Security Profile apply?
+    pub fn fapi2(&self) -> bool {
+        self.profile == Profile::Fapi2
     }
 }
 

@@ -36,7 +36,7 @@ use tether_core::endpoint::admin::{self as admin_auth, AdminCaller, AdminRequest
 use tether_core::endpoint::paths;
 use tether_core::error::{ErrorCode, OAuthError};
 use tether_core::keys::Alg;
-use tether_core::model::{App, AppRecord, AuthMethod, BindingType, IdTokenAlg, TokenType};
+use tether_core::model::{App, AppRecord, AuthMethod, BindingType, IdTokenAlg, Profile, TokenType};
 use tether_core::resource::{self, PopMode, Refusal};
 use tether_core::secret::{Secret, b64url, sha256};
 use tether_core::store::{EventQuery, EventRecord, TokenMeta, TokenQuery};
@@ -461,6 +461,15 @@ struct AppBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     jwks_uri: Option<Value>,
+    /// A security profile the app must follow: `fapi2` (FAPI 2.0 Security Profile) or `none`.
+    #[schema(value_type = Option<Profile>)]
+    profile: Option<String>,
+    /// OIDC Back-Channel Logout 1.0: where a `logout_token` is posted when a session ends; `null`
+    /// removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    backchannel_logout_uri: Option<Value>,
+    backchannel_logout_session_required: Option<bool>,
 }
 
 /// A member that is present, `null` included (JSON merge patch: `null` removes), as `Some`.
@@ -503,6 +512,9 @@ impl AppBody {
             refresh_token_ttl: self.refresh_token_ttl,
             jwks: text_of(self.jwks),
             jwks_uri: text_of(self.jwks_uri),
+            profile: self.profile,
+            backchannel_logout_uri: text_of(self.backchannel_logout_uri),
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
             force,
         }
     }

@@ -29,6 +29,7 @@ mod error;
 mod extract;
 mod health;
 mod jwks_fetch;
+mod logout_post;
 mod pages;
 mod routes;
 mod state;
@@ -239,6 +240,7 @@ pub struct Running {
     refresher: JoinHandle<()>,
     auditor: JoinHandle<()>,
     purger: Option<JoinHandle<()>>,
+    backchannel: Option<JoinHandle<()>>,
     /// The SQLite database file's lock, held while serving.
     _db_lock: Option<std::fs::File>,
 }
@@ -253,8 +255,8 @@ impl Running {
         self.refresher.abort();
         self.provider.audit.flush(&*self.provider.store).await;
         self.auditor.abort();
-        if let Some(p) = self.purger {
-            p.abort();
+        for t in [self.purger, self.backchannel].into_iter().flatten() {
+            t.abort();
         }
     }
 }
@@ -303,6 +305,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(|e| e.to_string())?;
     pcfg.admin_base = admin_addr.map(|a| settings.admin_url.clone().unwrap_or_else(|| format!("https://{a}")));
     pcfg.jwks_fetcher = Some(Arc::new(jwks_fetch::HttpJwks::new()?));
+    pcfg.logout_poster = Some(Arc::new(logout_post::HttpLogoutPoster::new()?));
     if let Some(ca) = &settings.tls.client_ca_file {
         pcfg.client_trust = Some(Arc::new(client_cert::CaTrust::load(ca)?));
     }
@@ -310,6 +313,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     let refresher = provider.spawn_refresher();
     let purger = provider.spawn_purger();
     let auditor = provider.spawn_auditor();
+    let backchannel = provider.spawn_backchannel();
 
     let material = match (&settings.tls.cert_file, &settings.tls.key_file) {
         (Some(c), Some(k)) => pki::from_files(c, k)?,
@@ -373,6 +377,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         refresher,
         auditor,
         purger,
+        backchannel,
         _db_lock: db_lock,
     })
 }

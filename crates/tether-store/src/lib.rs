@@ -30,6 +30,7 @@ macro_rules! migrations {
             (9, include_str!(concat!("../migrations/", $dialect, "/0009_sealed_secret.sql"))),
             (10, include_str!(concat!("../migrations/", $dialect, "/0010_events_by_id.sql"))),
             (11, include_str!(concat!("../migrations/", $dialect, "/0011_par.sql"))),
+            (12, include_str!(concat!("../migrations/", $dialect, "/0012_backchannel_logout.sql"))),
         ]
     };
 }

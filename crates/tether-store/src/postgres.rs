@@ -245,6 +245,18 @@ async fn run_op(c: &mut PgConnection, op: Op<'_>, now: i64) -> StoreResult<Answe
             .await?
                 > 0,
         ),
+        Op::KeepRefresh { hash, access_id } => Answer::Changed(
+            sqlx::query(
+                "UPDATE refresh_tokens SET access_id = $1 WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(access_id)
+            .bind(hash)
+            .execute(&mut *c)
+            .await
+            .map_err(map)?
+            .rows_affected()
+                > 0,
+        ),
         Op::FamilyOfRefresh(hash) => Answer::Id(
             lookup("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
                 .bind(hash)
@@ -637,8 +649,8 @@ impl Store for PostgresStore {
         let s = s.clone();
         self.write(move |pool| async move {
             sqlx::query(
-                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at, ip, user_agent) \
-                 VALUES ($1,$2,$3,$4,$5,$6,NULL,$7,$8)",
+                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at, ip, user_agent, \
+                 logout_pending) VALUES ($1,$2,$3,$4,$5,$6,NULL,$7,$8,1)",
             )
             .bind(&s.id)
             .bind(&s.cookie_hash)
@@ -987,6 +999,137 @@ impl Store for PostgresStore {
                 .await
                 .map_err(map)?;
             Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn queue_logouts(
+        &self,
+        now: i64,
+        idle_before: i64,
+        targets: &[(String, String)],
+        limit: u32,
+    ) -> StoreResult<u64> {
+        let targets: std::collections::HashMap<String, String> = targets.iter().cloned().collect();
+        self.write(move |pool| async move {
+            // A read first: most seconds nothing ended, and no transaction is opened.
+            let any: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM sessions WHERE logout_pending = 1 \
+                 AND (ended_at IS NOT NULL OR expires_at <= $1 OR last_seen <= $2) LIMIT 1",
+            )
+            .bind(now)
+            .bind(idle_before)
+            .fetch_optional(&pool)
+            .await
+            .map_err(map)?;
+            if any.is_none() {
+                return Ok(0);
+            }
+            tx!(pool, |c| {
+                // SKIP LOCKED: two nodes sweeping at once take different sessions.
+                let ended: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, user_id FROM sessions WHERE logout_pending = 1 \
+                     AND (ended_at IS NOT NULL OR expires_at <= $1 OR last_seen <= $2) LIMIT $3 FOR UPDATE SKIP LOCKED",
+                )
+                .bind(now)
+                .bind(idle_before)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *c)
+                .await
+                .map_err(map)?;
+                let mut queued = 0;
+                for (sid, user_id) in ended {
+                    if !targets.is_empty() {
+                        let clients: Vec<String> = sqlx::query_scalar(
+                            "SELECT client_id FROM access_tokens WHERE session_id = $1 \
+                             UNION SELECT client_id FROM refresh_tokens WHERE session_id = $1",
+                        )
+                        .bind(&sid)
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(map)?;
+                        for client in clients {
+                            let Some(uri) = targets.get(&client) else { continue };
+                            queued += sqlx::query(
+                                "INSERT INTO logout_deliveries (id, client_id, uri, sub, sid, created_at, next_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+                            )
+                            .bind(logout_delivery_id(&sid, &client))
+                            .bind(&client)
+                            .bind(uri)
+                            .bind(&user_id)
+                            .bind(&sid)
+                            .bind(now)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(map)?
+                            .rows_affected();
+                        }
+                    }
+                    sqlx::query("UPDATE sessions SET logout_pending = 0 WHERE id = $1")
+                        .bind(&sid)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(map)?;
+                }
+                queued
+            })
+        })
+        .await
+    }
+
+    async fn claim_logouts(&self, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LogoutDelivery>> {
+        self.write(move |pool| async move {
+            let rows: Vec<(String, String, String, Option<String>, Option<String>, i64, i64)> = sqlx::query_as(
+                "UPDATE logout_deliveries SET lease_until = $3 WHERE id IN (SELECT id FROM logout_deliveries \
+                 WHERE next_at <= $1 AND lease_until <= $1 ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, client_id, uri, sub, sid, created_at, attempts",
+            )
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(lease_until)
+            .fetch_all(&pool)
+            .await
+            .map_err(map)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, client_id, uri, sub, sid, created_at, attempts)| LogoutDelivery {
+                    id,
+                    client_id,
+                    uri,
+                    sub,
+                    sid,
+                    created_at,
+                    attempts,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn finish_logout(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |pool| async move {
+            sqlx::query("DELETE FROM logout_deliveries WHERE id = $1").bind(&id).execute(&pool).await.map_err(map)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retry_logout(&self, id: &str, next_at: i64, error: &str) -> StoreResult<()> {
+        let (id, error) = (id.to_string(), error.to_string());
+        self.write(move |pool| async move {
+            sqlx::query(
+                "UPDATE logout_deliveries SET attempts = attempts + 1, next_at = $2, lease_until = 0, last_error = $3 \
+                 WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(next_at)
+            .bind(&error)
+            .execute(&pool)
+            .await
+            .map_err(map)?;
+            Ok(())
         })
         .await
     }

@@ -426,6 +426,13 @@ fn run_op(c: &Connection, op: Op<'_>, now: i64) -> StoreResult<Answer> {
             now,
             hash,
         )?),
+        Op::KeepRefresh { hash, access_id } => Answer::Changed(
+            exec(
+                c,
+                "UPDATE refresh_tokens SET access_id = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND revoked_at IS NULL",
+                params![access_id, hash],
+            )? > 0,
+        ),
         Op::FamilyOfRefresh(hash) => {
             Answer::Id(lookup(c, "SELECT family_id FROM refresh_tokens WHERE token_hash = ?1", hash)?)
         }
@@ -746,8 +753,8 @@ impl Store for SqliteStore {
         self.write(move |c| {
             exec(
                 c,
-                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at, ip, user_agent) \
-                 VALUES (?1,?2,?3,?4,?5,?6,NULL,?7,?8)",
+                "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, expires_at, last_seen, ended_at, ip, user_agent, \
+                 logout_pending) VALUES (?1,?2,?3,?4,?5,?6,NULL,?7,?8,1)",
                 params![s.id, s.cookie_hash, s.user_id, s.auth_time, s.expires_at, s.last_seen, s.ip, s.user_agent],
             )?;
             Ok(())
@@ -961,6 +968,111 @@ impl Store for SqliteStore {
                 params![tether_core::audit::id_floor(before), limit],
             )?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn queue_logouts(
+        &self,
+        now: i64,
+        idle_before: i64,
+        targets: &[(String, String)],
+        limit: u32,
+    ) -> StoreResult<u64> {
+        const ENDED: &str = "SELECT id, user_id FROM sessions WHERE logout_pending = 1 \
+             AND (ended_at IS NOT NULL OR expires_at <= ?1 OR last_seen <= ?2) LIMIT ?3";
+        // A read first: most seconds nothing ended, and the writer is not bothered.
+        let any = self.read(|c| {
+            c.prepare_cached(ENDED).and_then(|mut s| s.exists(params![now, idle_before, limit])).map_err(map)
+        })?;
+        if !any {
+            return Ok(0);
+        }
+        let targets: std::collections::HashMap<String, String> = targets.iter().cloned().collect();
+        self.write(move |c| {
+            let ended: Vec<(String, String)> = c
+                .prepare_cached(ENDED)
+                .and_then(|mut s| {
+                    s.query_map(params![now, idle_before, limit], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+                })
+                .map_err(map)?;
+            let mut queued = 0;
+            for (sid, user_id) in ended {
+                if !targets.is_empty() {
+                    let clients: Vec<String> = c
+                        .prepare_cached(
+                            "SELECT client_id FROM access_tokens WHERE session_id = ?1 \
+                             UNION SELECT client_id FROM refresh_tokens WHERE session_id = ?1",
+                        )
+                        .and_then(|mut s| s.query_map([&sid], |r| r.get(0))?.collect())
+                        .map_err(map)?;
+                    for client in clients {
+                        let Some(uri) = targets.get(&client) else { continue };
+                        queued += exec(
+                            c,
+                            "INSERT OR IGNORE INTO logout_deliveries (id, client_id, uri, sub, sid, created_at, next_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                            params![logout_delivery_id(&sid, &client), client, uri, user_id, sid, now],
+                        )? as u64;
+                    }
+                }
+                exec(c, "UPDATE sessions SET logout_pending = 0 WHERE id = ?1", [&sid])?;
+            }
+            Ok(queued)
+        })
+        .await
+    }
+
+    async fn claim_logouts(&self, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LogoutDelivery>> {
+        const DUE: &str = "SELECT id FROM logout_deliveries WHERE next_at <= ?1 AND lease_until <= ?1 \
+             ORDER BY next_at LIMIT ?2";
+        let any = self.read(|c| c.prepare_cached(DUE).and_then(|mut s| s.exists(params![now, limit])).map_err(map))?;
+        if !any {
+            return Ok(vec![]);
+        }
+        self.write(move |c| {
+            c.prepare_cached(&format!(
+                "UPDATE logout_deliveries SET lease_until = ?3 WHERE id IN ({DUE}) \
+                 RETURNING id, client_id, uri, sub, sid, created_at, attempts"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![now, limit, lease_until], |r| {
+                    Ok(LogoutDelivery {
+                        id: r.get(0)?,
+                        client_id: r.get(1)?,
+                        uri: r.get(2)?,
+                        sub: r.get(3)?,
+                        sid: r.get(4)?,
+                        created_at: r.get(5)?,
+                        attempts: r.get(6)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(map)
+        })
+        .await
+    }
+
+    async fn finish_logout(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |c| {
+            exec(c, "DELETE FROM logout_deliveries WHERE id = ?1", [&id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retry_logout(&self, id: &str, next_at: i64, error: &str) -> StoreResult<()> {
+        let (id, error) = (id.to_string(), error.to_string());
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE logout_deliveries SET attempts = attempts + 1, next_at = ?2, lease_until = 0, last_error = ?3 \
+                 WHERE id = ?1",
+                params![id, next_at, error],
+            )?;
+            Ok(())
         })
         .await
     }

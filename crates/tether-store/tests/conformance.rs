@@ -169,6 +169,8 @@ conformance!(
     sessions_listed_and_ended_per_user,
     user_update_ends_sessions_and_tokens_with_it,
     pushed_requests_live_until_first_use_then_until_consumed,
+    kept_refresh_token_stays_active_and_follows_the_new_access_token,
+    ended_sessions_queue_one_logout_per_app_and_deliveries_are_claimed_once,
     retire_key_leaves_the_jwks_now,
     list_tokens_filters_and_pages,
     revoke_by_public_id_revokes_the_pair,
@@ -315,6 +317,9 @@ fn app_record(client_id: &str) -> AppRecord {
             jwks: Some(serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}]})),
             jwks_uri: None,
             require_par: true,
+            profile: tether_core::model::Profile::Fapi2,
+            backchannel_logout_uri: Some("https://app.example/logout".into()),
+            backchannel_logout_session_required: true,
         },
         secret_hash: Some("secret-hash".into()),
         previous_secret: None,
@@ -1363,4 +1368,95 @@ async fn pushed_requests_live_until_first_use_then_until_consumed(b: &Backend) {
     // Purged once every window is over.
     s.purge(NOW + 2000, 0, 100).await.unwrap();
     assert_eq!(b.raw.count("SELECT COUNT(*) FROM par_requests").await, 0);
+}
+
+/// FAPI 2.0 refresh: the refresh token is not rotated; it moves to the new access token and stays
+/// active. Once revoked, nothing is issued from it (and nothing else is revoked).
+async fn kept_refresh_token_stays_active_and_follows_the_new_access_token(b: &Backend) {
+    let s = &*b.store;
+    issue_plain(s, access("A1"), Some(refresh("R1", "F", "A1"))).await;
+    let keep = |a: &str| {
+        request(
+            access(a),
+            None,
+            ReusePolicy::RevokePrevious { with_refresh: false },
+            Precondition::KeepRefresh("R1".into()),
+        )
+    };
+    for a in ["A2", "A3"] {
+        assert!(matches!(s.issue(&keep(a)).await.unwrap(), IssueOutcome::Issued), "{a}");
+        let r1 = s.find_refresh("R1").await.unwrap().unwrap();
+        assert_eq!((r1.used_at, r1.revoked_at, r1.access_id.as_str()), (None, None, a), "kept, linked to {a}");
+    }
+    // Revoking the access token it is linked to takes the family with it, as for any refresh token.
+    s.revoke_family("F", NOW).await.unwrap();
+    assert!(revoked(s, "A3").await && refresh_revoked(s, "R1").await);
+    assert!(matches!(s.issue(&keep("A4")).await.unwrap(), IssueOutcome::Replayed));
+    assert!(s.find_access("A4").await.unwrap().is_none(), "nothing issued");
+}
+
+/// Back-channel logout queue: a session that ended (explicitly, by lifetime, by idle timeout)
+/// queues one delivery per target app holding its tokens, once; a live session queues nothing; a
+/// due delivery is claimed by one caller at a time; retry and finish.
+async fn ended_sessions_queue_one_logout_per_app_and_deliveries_are_claimed_once(b: &Backend) {
+    let s = &*b.store;
+    for id in ["ended", "expired", "idle", "live"] {
+        let mut x = session(id, "u1", NOW - 60);
+        if id == "expired" {
+            x.expires_at = NOW - 1;
+        }
+        s.create_session(&x).await.unwrap();
+    }
+    s.end_session("ended", NOW - 5).await.unwrap();
+    let tok = |hash: &str, client: &str, sid: &str| {
+        let mut a = access(hash);
+        a.client_id = client.into();
+        a.session_id = Some(sid.into());
+        a
+    };
+    for (h, client, sid) in [
+        ("E1", "app", "ended"),
+        ("E2", "other", "ended"),
+        ("E3", "silent", "ended"),
+        ("X1", "app", "expired"),
+        ("I1", "app", "idle"),
+        ("L1", "app", "live"),
+    ] {
+        issue_plain(s, tok(h, client, sid), None).await;
+    }
+    let targets = vec![
+        ("app".to_string(), "https://app.example/logout".to_string()),
+        ("other".to_string(), "https://other.example/logout".to_string()),
+    ];
+    // "idle": last seen 60 s ago; idle_before = NOW - 30 makes it idle, "live" too (same age)
+    // unless it was touched.
+    s.touch_session("live", NOW).await.unwrap();
+    let queued = s.queue_logouts(NOW, NOW - 30, &targets, 100).await.unwrap();
+    assert_eq!(queued, 4, "ended: app + other; expired: app; idle: app; silent has no URI; live: none");
+    assert_eq!(s.queue_logouts(NOW, NOW - 30, &targets, 100).await.unwrap(), 0, "each session once");
+
+    let claimed = s.claim_logouts(NOW, NOW + 30, 100).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert!(s.claim_logouts(NOW, NOW + 30, 100).await.unwrap().is_empty(), "claimed: nobody else gets them");
+    let d = claimed.iter().find(|d| d.client_id == "other").unwrap();
+    assert_eq!(
+        (d.uri.as_str(), d.sub.as_deref(), d.sid.as_deref(), d.created_at, d.attempts),
+        ("https://other.example/logout", Some("u1"), Some("ended"), NOW, 0)
+    );
+    assert_eq!(d.id, tether_core::store::logout_delivery_id("ended", "other"));
+    // One is retried later, the others finish.
+    s.retry_logout(&d.id, NOW + 2, "HTTP 503").await.unwrap();
+    for other in claimed.iter().filter(|x| x.id != d.id) {
+        s.finish_logout(&other.id).await.unwrap();
+    }
+    assert!(s.claim_logouts(NOW + 1, NOW + 31, 100).await.unwrap().is_empty(), "not due yet");
+    let again = s.claim_logouts(NOW + 2, NOW + 32, 100).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempts), (d.id.as_str(), 1));
+    // A claim that lapsed (the node died) is taken again.
+    let lapsed = s.claim_logouts(NOW + 33, NOW + 63, 100).await.unwrap();
+    assert_eq!(lapsed.len(), 1);
+    s.finish_logout(&d.id).await.unwrap();
+    assert!(s.claim_logouts(NOW + 100, NOW + 130, 100).await.unwrap().is_empty());
+    assert_eq!(b.raw.count("SELECT COUNT(*) FROM logout_deliveries").await, 0);
 }

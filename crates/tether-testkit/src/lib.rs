@@ -61,6 +61,7 @@ pub const POSTGRES_TABLES: &[&str] = &[
     "events",
     "unlocks",
     "par_requests",
+    "logout_deliveries",
     "users",
     "signing_keys",
     "server_secrets",

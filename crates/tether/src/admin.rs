@@ -47,6 +47,8 @@ pub enum AppCmd {
         no_require_consent: bool,
         #[arg(long)]
         no_require_par: bool,
+        #[arg(long)]
+        no_backchannel_logout_session_required: bool,
         /// Allow a change that deletes something (--public on a confidential app deletes its secret)
         #[arg(long)]
         force: bool,
@@ -131,8 +133,18 @@ pub struct AppFlags {
     /// Authorization requests must be pushed first (RFC 9126 PAR)
     #[arg(long)]
     require_par: bool,
+    /// A security profile the app must follow: fapi2 (FAPI 2.0 Security Profile) or none
+    #[arg(long)]
+    profile: Option<String>,
+    /// OIDC Back-Channel Logout: where a logout_token is posted when a session ends (https; "" removes)
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+    /// Advertise that the logout_token always carries sid
+    #[arg(long)]
+    backchannel_logout_session_required: bool,
     #[arg(long, value_delimiter = ',')]
     exchange_from: Option<Vec<String>>,
+    /// RS256 or ES256 (default RS256; ES256 for --profile fapi2)
     #[arg(long)]
     id_token_alg: Option<String>,
     #[arg(long)]
@@ -152,7 +164,7 @@ fn flag(on: bool, off: bool) -> Option<bool> {
 }
 
 impl AppFlags {
-    fn changes(&self, offs: [bool; 5]) -> Result<AppChanges, String> {
+    fn changes(&self, offs: [bool; 6]) -> Result<AppChanges, String> {
         let cert_pem = match &self.cert_file {
             Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read --cert-file {p}: {e}"))?),
             None => None,
@@ -168,6 +180,7 @@ impl AppFlags {
             (self.introspect_any, offs[2], "introspect-any"),
             (self.require_consent, offs[3], "require-consent"),
             (self.require_par, offs[4], "require-par"),
+            (self.backchannel_logout_session_required, offs[5], "backchannel-logout-session-required"),
         ] {
             if on && off {
                 return Err(format!("--{name} and --no-{name} contradict each other"));
@@ -197,6 +210,9 @@ impl AppFlags {
             refresh_token_ttl: self.refresh_token_ttl,
             jwks,
             jwks_uri: self.jwks_uri.clone(),
+            profile: self.profile.clone(),
+            backchannel_logout_uri: self.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: flag(self.backchannel_logout_session_required, offs[5]),
             force: false,
         })
     }
@@ -314,6 +330,8 @@ fn print_app(a: &AppRecord, secret: Option<&Secret>, as_json: bool) {
     println!("introspect_any:     {}", x.introspect_any);
     println!("require_consent:    {}", x.require_consent);
     println!("require_par:        {}", x.require_par);
+    println!("profile:            {}", x.profile);
+    println!("backchannel_logout: {}", x.backchannel_logout_uri.as_deref().unwrap_or("-"));
     println!("exchange_from:      {}", list(&x.exchange_from));
     println!("id_token_alg:       {}", x.id_token_alg);
     println!("access_token_ttl:   {}", x.access_token_ttl);
@@ -372,7 +390,7 @@ async fn app_change(ctx: &Ctx, cmd: AppCmd) -> ExitCode {
     let (p, actor) = (&*ctx.p, &ctx.actor);
     match cmd {
         AppCmd::Create(f) => {
-            let changes = match f.changes([false; 5]) {
+            let changes = match f.changes([false; 6]) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
@@ -392,6 +410,7 @@ async fn app_change(ctx: &Ctx, cmd: AppCmd) -> ExitCode {
             no_introspect_any,
             no_require_consent,
             no_require_par,
+            no_backchannel_logout_session_required,
             force,
         } => {
             let changes = match flags.changes([
@@ -400,6 +419,7 @@ async fn app_change(ctx: &Ctx, cmd: AppCmd) -> ExitCode {
                 no_introspect_any,
                 no_require_consent,
                 no_require_par,
+                no_backchannel_logout_session_required,
             ]) {
                 Ok(c) => AppChanges { force, ..c },
                 Err(e) => return usage_error(e),

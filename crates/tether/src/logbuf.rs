@@ -106,6 +106,13 @@ fn buffered(sink: Sink) -> (BufferedStderr, FlushGuard) {
     (BufferedStderr(shared.clone()), FlushGuard { shared, thread })
 }
 
+impl BufferedStderr {
+    /// Append whole lines that need not be written at once (the access log's, formatted by it).
+    pub fn append(&self, lines: &[u8]) {
+        let _ = Line { shared: &self.0, urgent: false }.write(lines);
+    }
+}
+
 /// One line's writer: appends, and writes the buffer out when it is full or the line is urgent.
 pub struct Line<'a> {
     shared: &'a Shared,

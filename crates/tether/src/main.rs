@@ -100,8 +100,53 @@ fn init_logging(format: LogFormat, default: &str) {
 /// the guard until the end: dropping it writes what is left.
 fn init_background_logging(format: LogFormat, default: &str) -> logbuf::FlushGuard {
     let (writer, guard) = logbuf::buffered_stderr();
+    // The access log's lines skip tracing's formatter (tether_tls::access's module docs say why).
+    let layout = match format {
+        LogFormat::Json => tether_tls::access::Layout::Json,
+        LogFormat::Text => tether_tls::access::Layout::Text,
+    };
+    let access = writer.clone();
+    tether_tls::access::set_writer(move |record| {
+        thread_local!(static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            record.write(layout, log_time(), line);
+            access.append(line);
+        });
+    });
+    // So do the audit log's: `{"timestamp", "level", "event": "<the event as JSON text>"}` as
+    // tracing's JSON formatter wrote them, or `<time>  INFO event=<JSON>` in text.
+    let audit = writer.clone();
+    tether_core::audit::set_log_writer(move |event| {
+        thread_local!(static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        LINE.with_borrow_mut(|line| {
+            use tether_tls::access::{json_str, rfc3339_micros};
+            line.clear();
+            let now = log_time();
+            if layout == tether_tls::access::Layout::Json {
+                line.extend_from_slice(b"{\"timestamp\":\"");
+                rfc3339_micros(now, line);
+                line.extend_from_slice(b"\",\"level\":\"INFO\",\"event\":");
+                json_str(event, line);
+                line.extend_from_slice(b"}\n");
+            } else {
+                rfc3339_micros(now, line);
+                line.extend_from_slice(b"  INFO event=");
+                line.extend_from_slice(event.as_bytes());
+                line.push(b'\n');
+            }
+            audit.append(line);
+        });
+    });
     install_logging(format, default, writer);
     guard
+}
+
+/// A log line's timestamp: wall-clock time, as tracing's formatter writes on every other line
+/// (never a protocol decision, so not the injectable clock).
+#[allow(clippy::disallowed_methods)]
+fn log_time() -> std::time::SystemTime {
+    std::time::SystemTime::now()
 }
 
 fn install_logging<W>(format: LogFormat, default: &str, writer: W)

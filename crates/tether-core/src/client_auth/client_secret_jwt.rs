@@ -35,7 +35,7 @@ pub async fn verify(p: &Provider, app: &AppRecord, raw: &str, endpoint: &str) ->
     if hmac::verify(&key, a.signing_input.as_bytes(), &a.signature).is_err() {
         return Err(OAuthError::invalid_client("client_assertion HMAC does not verify with the client's secret"));
     }
-    let (replay_key, until) = jwt_bearer::check_claims(p, &a, &app.app.client_id, endpoint)?;
+    let (replay_key, until) = jwt_bearer::check_claims(p, &a, &app.app.client_id, endpoint, false)?;
     jwt_bearer::spend(p, &replay_key, until).await
 }
 

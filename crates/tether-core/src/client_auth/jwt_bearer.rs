@@ -6,7 +6,8 @@
 //!
 //! - `iss` = `sub` = the client_id;
 //! - `aud` (a string or an array) names this server: its issuer identifier, its token endpoint
-//!   URL, or the URL of the endpoint receiving the assertion (also under the mTLS alias);
+//!   URL, or the URL of the endpoint receiving the assertion (also under the mTLS alias); for a
+//!   FAPI 2.0 client only the issuer identifier, as a string;
 //! - `exp` is required, not passed, and at most [`MAX_LIFETIME`] ahead (Authlib signs for an hour
 //!   by default); `iat` and `nbf`, when present, at most [`FUTURE_SKEW`] seconds ahead;
 //! - `jti` is required and single-use: it is spent in the database (every node shares it) only
@@ -74,6 +75,7 @@ pub fn check_claims(
     a: &Assertion<'_>,
     client_id: &str,
     endpoint: &str,
+    issuer_only: bool,
 ) -> Result<(String, i64), OAuthError> {
     let bad = |why: String| OAuthError::invalid_client(format!("client_assertion {why}"));
     let c = &a.claims;
@@ -81,6 +83,12 @@ pub fn check_claims(
     for claim in ["iss", "sub"] {
         if c[claim].as_str() != Some(client_id) {
             return Err(bad(format!("{claim} must be the client_id {client_id:?}")));
+        }
+    }
+    if issuer_only {
+        // FAPI 2.0 §5.3.2.1 (and RFC 7523bis): the issuer identifier, alone, as a string.
+        if c["aud"].as_str() != Some(p.issuer()) {
+            return Err(bad(format!("aud must be exactly the issuer {:?}, as a string (FAPI 2.0)", p.issuer())));
         }
     }
     let accepted = audiences(p, endpoint);

@@ -25,6 +25,9 @@ pub async fn verify(p: &Provider, app: &AppRecord, raw: &str, endpoint: &str) ->
             ALGS.join(", ")
         )));
     }
+    if !crate::profile::alg_allowed(&app.app, &a.alg) {
+        return Err(OAuthError::invalid_client(crate::profile::alg_refused("client_assertion", &a.alg)));
+    }
     let keys = registered_keys(p, app, a.kid.as_deref()).await?;
     let input = a.signing_input.as_bytes();
     let verified = candidates(&keys, a.kid.as_deref(), &a.alg)
@@ -35,7 +38,7 @@ pub async fn verify(p: &Provider, app: &AppRecord, raw: &str, endpoint: &str) ->
             None => "client_assertion signature does not verify with any of the client's keys".into(),
         }));
     }
-    let (replay_key, until) = jwt_bearer::check_claims(p, &a, &app.app.client_id, endpoint)?;
+    let (replay_key, until) = jwt_bearer::check_claims(p, &a, &app.app.client_id, endpoint, app.app.fapi2())?;
     jwt_bearer::spend(p, &replay_key, until).await
 }
 

@@ -124,6 +124,21 @@ async fn validate_params(
     source: Source,
 ) -> Result<(Arc<AppRecord>, AuthzRequest), AuthzError> {
     let app = requesting_client(p, form).await?;
+    if app.app.fapi2() {
+        // FAPI 2.0 §5.3.2.2: the redirect URI is trusted only from the authenticated push, so a
+        // refusal here is shown, never redirected.
+        if source == Source::FrontChannel {
+            return Err(AuthzError::Page(OAuthError::invalid_request(
+                "this FAPI 2.0 client must push its authorization request first (RFC 9126: POST it to the pushed \
+                 authorization request endpoint, then send only client_id and request_uri)",
+            )));
+        }
+        if !form.has("redirect_uri") {
+            return Err(AuthzError::Page(OAuthError::invalid_request(
+                "a FAPI 2.0 client's pushed request must carry redirect_uri",
+            )));
+        }
+    }
     let redirect_uri = match form.get("redirect_uri") {
         Some(r) if app.app.redirect_uris.iter().any(|u| u == r) => r.to_string(),
         Some(_) => {
@@ -181,13 +196,16 @@ async fn validate_params(
     {
         return Err(r(ErrorCode::InvalidRequest, "code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]"));
     }
-    if app.app.public {
+    if app.app.public || app.app.fapi2() {
+        let who = if app.app.public { "public clients" } else { "FAPI 2.0 clients" };
         match method {
             Some(pkce::Method::S256) => {}
             Some(pkce::Method::Plain) => {
-                return Err(r(ErrorCode::InvalidRequest, "public clients must use code_challenge_method=S256"));
+                return Err(r(ErrorCode::InvalidRequest, &format!("{who} must use code_challenge_method=S256")));
             }
-            None => return Err(r(ErrorCode::InvalidRequest, "public clients must send a PKCE code_challenge (S256)")),
+            None => {
+                return Err(r(ErrorCode::InvalidRequest, &format!("{who} must send a PKCE code_challenge (S256)")));
+            }
         }
     }
     let prompt = form.get("prompt").unwrap_or("");
@@ -284,7 +302,7 @@ pub async fn issue_code(
         auth_time: session.auth_time,
         grant_id: new_grant_id(),
         binding,
-        expires_at: now + p.config.code_lifetime,
+        expires_at: now + crate::profile::code_lifetime(&app.app, p.config.code_lifetime),
         used_at: None,
     };
     p.store.insert_code(&rec).await?;

@@ -62,7 +62,7 @@ async fn push(
     params.insert(0, ("client_id".into(), app.app.client_id.clone()));
     let mut dpop_jkt = None;
     if let Some(h) = dpop_header {
-        let proof = dpop::check_proof(p, h, "POST", paths::PAR, None).await?;
+        let proof = super::token::fapi_proof(&app.app, dpop::check_proof(p, h, "POST", paths::PAR, None).await?)?;
         match form.get("dpop_jkt") {
             Some(j) if j != proof.jkt => {
                 return Err(OAuthError::invalid_request("dpop_jkt names another key than the DPoP proof's"));

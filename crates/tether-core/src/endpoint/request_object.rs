@@ -32,6 +32,9 @@ pub fn algs() -> Vec<&'static str> {
 /// Verify `app`'s request object and return the authorization request it carries.
 pub async fn unpack(p: &Provider, app: &AppRecord, jwt: &str) -> Result<Form, OAuthError> {
     let a = jwt_bearer::parse(jwt).map_err(|e| bad(e.description.replace("client_assertion", "the request object")))?;
+    if !crate::profile::alg_allowed(&app.app, &a.alg) {
+        return Err(bad(crate::profile::alg_refused("the request object's", &a.alg)));
+    }
     let input = a.signing_input.as_bytes();
     let verified = if let Some(algo) = match a.alg.as_str() {
         "HS256" => Some(hmac::HMAC_SHA256),

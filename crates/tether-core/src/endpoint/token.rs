@@ -56,7 +56,7 @@ async fn run(p: &Provider, req: TokenRequest<'_>, client_id: &mut Option<String>
     // The DPoP proof is verified (and its jti spent) before any grant runs: token exchange needs
     // it to prove a DPoP-bound subject token, and every binding reads it.
     let proof = match req.dpop {
-        Some(h) => Some(dpop::check_proof(p, h, "POST", paths::TOKEN, None).await?),
+        Some(h) => Some(fapi_proof(&app.app, dpop::check_proof(p, h, "POST", paths::TOKEN, None).await?)?),
         None => None,
     };
     let evidence = binding::Evidence { dpop: proof.as_ref(), ..req.evidence };
@@ -64,6 +64,17 @@ async fn run(p: &Provider, req: TokenRequest<'_>, client_id: &mut Option<String>
         grant.validate(&GrantContext { p, app: &app.app, form: req.form, evidence, addr: req.addr }).await?;
     let ctx = BindContext { grant: grant.grant_type(), form: req.form, evidence, now: p.now() };
     issue(p, &app.app, validated, &ctx).await
+}
+
+/// A DPoP proof the app's profile accepts (FAPI 2.0: PS256, ES256, EdDSA only).
+pub fn fapi_proof(app: &App, proof: crate::dpop::ProofOk) -> Result<crate::dpop::ProofOk, OAuthError> {
+    if !crate::profile::alg_allowed(app, proof.alg) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            crate::profile::alg_refused("the DPoP proof's", proof.alg),
+        ));
+    }
+    Ok(proof)
 }
 
 /// B-1/B-2: the new token's binding. A refresh re-binds per its token's binder; a binding fixed
@@ -165,6 +176,9 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
         IssueOutcome::Reused(existing) => {
             (opaque::derive(&p.opaque_key, &existing.id), (existing.expires_at - now).max(0))
         }
+        IssueOutcome::Replayed if v.inherited.as_ref().is_some_and(|i| i.kept.is_some()) => {
+            return Err(OAuthError::invalid_grant("the refresh token has been revoked"));
+        }
         IssueOutcome::Replayed => {
             if v.grant == GrantType::RefreshToken {
                 let actor = Actor::client(&app.client_id).with_user(v.subject.as_ref().map(|s| s.username.as_str()));
@@ -192,6 +206,8 @@ pub async fn issue(p: &Provider, app: &App, v: Validated, ctx: &BindContext<'_>)
     }
     if let Some(rt) = refresh_value {
         body["refresh_token"] = json!(rt.expose());
+    } else if let Some(kept) = v.inherited.as_ref().and_then(|i| i.kept.as_deref()) {
+        body["refresh_token"] = json!(kept);
     }
     if v.grant == GrantType::TokenExchange {
         body["issued_token_type"] = json!(grant::token_exchange::ACCESS_TOKEN_TYPE);

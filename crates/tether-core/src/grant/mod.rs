@@ -74,6 +74,9 @@ pub struct Validated {
 
 #[derive(Debug)]
 pub struct Inherited {
+    /// The presented refresh token when it is kept rather than rotated (FAPI 2.0 §5.3.2.1): it
+    /// is answered again, and no new one is minted.
+    pub kept: Option<String>,
     pub binding: Option<BindingRecord>,
     pub family_id: String,
     pub refresh_scope: String,

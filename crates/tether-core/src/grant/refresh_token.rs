@@ -1,6 +1,11 @@
 //! `refresh_token` (RFC 6749 §6) with rotation: every use returns a new refresh token in the same
 //! family; presenting a rotated one revokes the family (OAuth 2.0 Security BCP §4.14.2). The new
 //! access token inherits the refresh token's binding (token-binding.md B-1).
+//!
+//! A FAPI 2.0 app's refresh tokens are not rotated (FAPI 2.0 §5.3.2.1: rotation brings nothing
+//! to a sender-constrained, authenticated client, and a lost response would strand it): the same
+//! token is answered again and stays valid, with no reuse detection; it still works only for the
+//! client that authenticates, and each new access token is bound per B-1.
 
 use serde_json::json;
 
@@ -87,9 +92,14 @@ async fn handle(p: &Provider, app: &App, form: &Form) -> Result<Validated, OAuth
         session_id: rec.session_id.clone(),
         auth_time: rec.auth_time,
         nonce: None,
-        issue_refresh: true,
-        precondition: Precondition::RotateRefresh(rec.token_hash.clone()),
+        issue_refresh: !app.fapi2(),
+        precondition: if app.fapi2() {
+            Precondition::KeepRefresh(rec.token_hash.clone())
+        } else {
+            Precondition::RotateRefresh(rec.token_hash.clone())
+        },
         inherited: Some(Inherited {
+            kept: app.fapi2().then(|| presented.to_string()),
             binding: rec.binding.clone(),
             family_id: rec.family_id.clone(),
             refresh_scope: rec.scope.clone(),

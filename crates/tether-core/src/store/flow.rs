@@ -28,6 +28,10 @@ pub enum Op<'a> {
     /// Mark the refresh token (by token hash) used if it is neither used nor revoked.
     /// [`Answer::Changed`]: whether it was active.
     RotateRefresh(&'a str),
+    /// Link the refresh token (by token hash) to the new access token `access_id` if it is
+    /// neither used nor revoked, leaving it unused (a refresh token that is not rotated: FAPI 2.0
+    /// §5.3.2.1). [`Answer::Changed`]: whether it was active.
+    KeepRefresh { hash: &'a str, access_id: &'a str },
     /// The `family_id` of the refresh token (by token hash). [`Answer::Id`].
     FamilyOfRefresh(&'a str),
     /// Move the device authorization (by device hash) from `approved` to `used`.
@@ -189,6 +193,7 @@ pub(super) mod tests {
             Op::ConsumeCode(h) => format!("ConsumeCode({h})"),
             Op::GrantOfCode(h) => format!("GrantOfCode({h})"),
             Op::RotateRefresh(h) => format!("RotateRefresh({h})"),
+            Op::KeepRefresh { hash, access_id } => format!("KeepRefresh({hash}, {access_id})"),
             Op::FamilyOfRefresh(h) => format!("FamilyOfRefresh({h})"),
             Op::ConsumeDevice(h) => format!("ConsumeDevice({h})"),
             Op::LockReuseKey(k) => format!("LockReuseKey({k})"),

@@ -5,10 +5,12 @@
 //!
 //! The order of ops, in full:
 //!
-//! 1. Precondition. `ConsumeCode` / `RotateRefresh` / `ConsumeDevice`. If it did not change a row:
+//! 1. Precondition. `ConsumeCode` / `RotateRefresh` / `KeepRefresh` / `ConsumeDevice`. If it did
+//!    not change a row:
 //!    a code looks up its grant and revokes it ([`Cascade::grant`], RFC 6749 §4.1.2), a refresh
 //!    token looks up its family and revokes it ([`Cascade::family`], reuse detection), a device
-//!    authorization revokes nothing (a concurrent poll got the tokens); the outcome is
+//!    authorization revokes nothing (a concurrent poll got the tokens), nor does a kept refresh
+//!    token (revoked meanwhile); the outcome is
 //!    [`IssueOutcome::Replayed`] and nothing is inserted.
 //! 2. Reuse key (when the new access token has one): `LockReuseKey`, `ExpireStale` (an expired
 //!    token is not the key's active token), `FindActive`. With an active token:
@@ -104,6 +106,7 @@ impl<'a> Flow<'a> for IssueFlow<'a> {
             Precondition::None => return self.reuse(),
             Precondition::ConsumeCode(hash) => Op::ConsumeCode(hash),
             Precondition::RotateRefresh(hash) => Op::RotateRefresh(hash),
+            Precondition::KeepRefresh(hash) => Op::KeepRefresh { hash, access_id: &self.req.access.token_hash },
             Precondition::ConsumeDevice(hash) => Op::ConsumeDevice(hash),
         };
         self.run(State::Precondition, op)
@@ -120,6 +123,8 @@ impl<'a> Flow<'a> for IssueFlow<'a> {
                 // A device authorization no longer approved: a concurrent poll got the tokens.
                 // Nothing to revoke.
                 Precondition::ConsumeDevice(_) => Step::Done(IssueOutcome::Replayed),
+                // A kept refresh token revoked meanwhile: nothing to revoke either.
+                Precondition::KeepRefresh(_) => Step::Done(IssueOutcome::Replayed),
                 Precondition::None => return Err(unexpected("issuance", &Answer::Changed(false))),
             },
             (State::ReplayLookup, Answer::Id(None)) => Step::Done(IssueOutcome::Replayed),
@@ -231,7 +236,9 @@ mod tests {
 
     fn answer(w: World) -> impl FnMut(&Op<'_>) -> Answer {
         move |op| match op {
-            Op::ConsumeCode(_) | Op::RotateRefresh(_) | Op::ConsumeDevice(_) => Answer::Changed(w.fresh),
+            Op::ConsumeCode(_) | Op::RotateRefresh(_) | Op::KeepRefresh { .. } | Op::ConsumeDevice(_) => {
+                Answer::Changed(w.fresh)
+            }
             Op::GrantOfCode(_) => Answer::Id(w.known.then(|| "G".into())),
             Op::FamilyOfRefresh(_) => Answer::Id(w.known.then(|| "F0".into())),
             Op::FindActive(key) => Answer::Token(w.active.then(|| Box::new(access("OLD", Some(key))))),
@@ -278,6 +285,7 @@ mod tests {
         let code = || P::ConsumeCode("C".into());
         let rt = || P::RotateRefresh("RT".into());
         let dev = || P::ConsumeDevice("D".into());
+        let keep = || P::KeepRefresh("RT".into());
         let replayed = World { fresh: false, ..FRESH };
         let gone = World { fresh: false, known: false, active: false };
         let active = World { active: true, ..FRESH };
@@ -301,6 +309,10 @@ mod tests {
                 vec!["RotateRefresh(RT)", "FamilyOfRefresh(RT)", "RevokeFamilyAccess(F0)", "RevokeFamilyRefresh(F0)"], "Replayed"),
             ("unknown refresh token", request(rt(), REVOKE_ALL, None, true), gone,
                 vec!["RotateRefresh(RT)", "FamilyOfRefresh(RT)"], "Replayed"),
+            ("refresh kept: relinked to the new access token", request(keep(), REVOKE, Some("K"), false), active,
+                cat(&[&["KeepRefresh(RT, NEW)"], &lookup, &["RevokeAccess(OLD)", "InsertAccess(NEW)"]]), "Issued"),
+            ("kept refresh token revoked meanwhile: nothing revoked", request(keep(), REVOKE, Some("K"), false), replayed,
+                vec!["KeepRefresh(RT, NEW)"], "Replayed"),
             ("device consumed", request(dev(), REVOKE, None, true), FRESH,
                 cat(&[&["ConsumeDevice(D)"], &insert]), "Issued"),
             ("device already used: nothing revoked", request(dev(), REVOKE, Some("K"), true), replayed,

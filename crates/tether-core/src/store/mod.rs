@@ -369,6 +369,26 @@ pub enum ReusePolicy {
     RevokePrevious { with_refresh: bool },
 }
 
+/// A queued back-channel logout (OIDC Back-Channel Logout 1.0): one app, one ended session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutDelivery {
+    /// Also the logout token's `jti` (every attempt is signed anew with it).
+    pub id: String,
+    pub client_id: String,
+    pub uri: String,
+    pub sub: Option<String>,
+    pub sid: Option<String>,
+    pub created_at: i64,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// The id of the delivery of `session_id`'s logout to `client_id`: derived, so queueing it twice
+/// (two nodes at once) stores it once; random to anyone without the session id.
+pub fn logout_delivery_id(session_id: &str, client_id: &str) -> String {
+    crate::secret::hash_secret(&format!("logout\u{0}{session_id}\u{0}{client_id}"))[..32].to_string()
+}
+
 /// What must hold, atomically with issuance.
 #[derive(Debug, Clone)]
 pub enum Precondition {
@@ -379,6 +399,10 @@ pub enum Precondition {
     /// The refresh token (by token hash) is active; it becomes used. If it had been used already, its whole
     /// family is revoked (reuse detection) and nothing is issued.
     RotateRefresh(String),
+    /// The refresh token (by token hash) is active and stays so, now linked to the new access
+    /// token (not rotated: FAPI 2.0 §5.3.2.1). If it is not active, nothing is issued and nothing
+    /// revoked.
+    KeepRefresh(String),
     /// The device authorization (by device hash) is `approved`; it becomes `used`. If it is not
     /// approved any more (used by a concurrent poll), nothing is issued ([`IssueOutcome::Replayed`]).
     ConsumeDevice(String),
@@ -481,6 +505,25 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_events(&self, before: i64, limit: u32) -> StoreResult<u64>;
     async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()>;
     async fn insert_par(&self, r: &ParRecord) -> StoreResult<()>;
+    /// Back-channel logout, step 1 (`crate::backchannel`): the sessions still marked
+    /// `logout_pending` that have ended — `ended_at` set, `expires_at <= now`, or idle since
+    /// `last_seen <= idle_before` — at most `limit` of them. For each, in one transaction: a
+    /// delivery ([`logout_delivery_id`]) for every app of `targets` (client_id, URI) that holds an
+    /// access or refresh token of the session, then the mark cleared. Returns the deliveries queued.
+    async fn queue_logouts(
+        &self,
+        now: i64,
+        idle_before: i64,
+        targets: &[(String, String)],
+        limit: u32,
+    ) -> StoreResult<u64>;
+    /// Step 2: claim at most `limit` deliveries that are due (`next_at <= now`) and not claimed
+    /// (`lease_until <= now`) until `lease_until`; no other node gets them meanwhile.
+    async fn claim_logouts(&self, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LogoutDelivery>>;
+    /// A delivery done (or given up): removed from the queue.
+    async fn finish_logout(&self, id: &str) -> StoreResult<()>;
+    /// A delivery to try again at `next_at`: one more attempt counted, the claim released.
+    async fn retry_logout(&self, id: &str, next_at: i64, error: &str) -> StoreResult<()>;
     /// Use a pushed request of `client_id`: found, not consumed, and either unused and before its
     /// `expires_at` or used before and still before its use window; the first use opens the
     /// window (`now + window`). `None` otherwise (another client's request is not touched).
