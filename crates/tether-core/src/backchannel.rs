@@ -26,7 +26,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::json;
 
 use crate::audit::{Actor, kind};
@@ -35,6 +34,8 @@ use crate::keys::Alg;
 use crate::model::{App, IdTokenAlg};
 use crate::provider::Provider;
 use crate::store::LogoutDelivery;
+
+pub use crate::logout_poster::{LogoutPoster, Posted};
 
 /// The `events` member's key (§2.4).
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -48,23 +49,6 @@ pub const GIVE_UP_AFTER: i64 = 600;
 pub const LEASE: i64 = 30;
 /// Sessions looked at and deliveries claimed per run.
 const BATCH: u32 = 100;
-
-/// How a POST went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Posted {
-    /// A 2xx answer.
-    Delivered,
-    /// An answer that says the token will never be accepted (400 and the like): not retried.
-    Refused(String),
-    /// A 5xx, a 429, a timeout, no connection: retried.
-    Failed(String),
-}
-
-/// Posts `logout_token=…` (the HTTP side lives in the server crate).
-#[async_trait]
-pub trait LogoutPoster: Send + Sync + std::fmt::Debug {
-    async fn post(&self, uri: &str, logout_token: &str) -> Posted;
-}
 
 /// Seconds before attempt `attempts + 1`: 1, 2, 4 … 64, then every 64 s.
 pub fn backoff(attempts: i64) -> i64 {
@@ -93,6 +77,24 @@ pub fn logout_token(p: &Provider, app: &App, d: &LogoutDelivery) -> Result<Strin
         claims["sid"] = json!(sid);
     }
     Ok(p.signing_key(alg)?.sign_jwt(TYP, &claims))
+}
+
+/// The background job: every second, on every node (the store gives each delivery to one node).
+/// `None` when the provider has no poster.
+pub fn spawn(p: &Arc<Provider>) -> Option<tokio::task::JoinHandle<()>> {
+    let poster = p.config.logout_poster.clone()?;
+    let weak = Arc::downgrade(p);
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(p) = weak.upgrade() else { return };
+            if let Err(e) = run_once(&p, &poster).await {
+                tracing::warn!(error = %e.description, "back-channel logout run failed; will retry");
+            }
+        }
+    }))
 }
 
 /// One run: queue the logouts of sessions that ended, then post the deliveries that are due.

@@ -37,6 +37,7 @@ pub mod fuzzing;
 pub mod grant;
 pub mod keys;
 pub mod login;
+pub mod logout_poster;
 pub mod model;
 pub mod password;
 pub mod pkce;

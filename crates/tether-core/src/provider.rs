@@ -42,7 +42,7 @@ pub struct ProviderConfig {
     /// `[oauth] require_par`: every authorization request must be pushed (RFC 9126).
     pub require_par: bool,
     /// Posts back-channel logout tokens; `None`: no deliveries are made (`crate::backchannel`).
-    pub logout_poster: Option<std::sync::Arc<dyn crate::backchannel::LogoutPoster>>,
+    pub logout_poster: Option<std::sync::Arc<dyn crate::logout_poster::LogoutPoster>>,
     /// The admin API's own base URL when it has a listener of its own (`admin_url`): the `htu`
     /// of DPoP proofs sent to it. `None`: the admin API is under the issuer.
     pub admin_base: Option<String>,
@@ -343,24 +343,6 @@ impl Provider {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "purged expired and revoked rows"),
                     Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
-                }
-            }
-        }))
-    }
-
-    /// Back-channel logout (`crate::backchannel`): every second, on every node (the store gives
-    /// each delivery to one node). `None` without a poster.
-    pub fn spawn_backchannel(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        let poster = self.config.logout_poster.clone()?;
-        let weak = Arc::downgrade(self);
-        Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(p) = weak.upgrade() else { return };
-                if let Err(e) = crate::backchannel::run_once(&p, &poster).await {
-                    tracing::warn!(error = %e.description, "back-channel logout run failed; will retry");
                 }
             }
         }))

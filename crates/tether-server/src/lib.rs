@@ -313,7 +313,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
     let refresher = provider.spawn_refresher();
     let purger = provider.spawn_purger();
     let auditor = provider.spawn_auditor();
-    let backchannel = provider.spawn_backchannel();
+    let backchannel = tether_core::backchannel::spawn(&provider);
 
     let material = match (&settings.tls.cert_file, &settings.tls.key_file) {
         (Some(c), Some(k)) => pki::from_files(c, k)?,

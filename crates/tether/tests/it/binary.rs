@@ -481,6 +481,48 @@ async fn openid_client_library_interop() {
     p.term();
 }
 
+/// The FAPI 2.0 profile and back-channel logout driven by openid-client, unchanged: PAR + PKCE +
+/// `private_key_jwt` + DPoP, and a second client with mTLS (`self_signed_tls_client_auth`,
+/// certificate-bound tokens) at the mutual-TLS listener; refresh tokens not rotated; each rule's
+/// refusal; a back-channel receiver on loopback verifying the `logout_token` with the JWKS. See
+/// interop/fapi2.mjs.
+#[tokio::test]
+async fn openid_client_fapi2_interop() {
+    let node = Command::new("node").arg("--version").output();
+    assert!(node.is_ok_and(|o| o.status.success()), "node is required for the interop test (install nodejs)");
+    let d = TempDir::new("interop-fapi2");
+    let dir = d.path().to_path_buf();
+    let config = dir.join("tether.toml");
+    std::fs::write(&config, "[tls]\nmtls_listen = \"127.0.0.1:0\"\nrequest_client_cert = false\n").unwrap();
+    let mut p = Proc::spawn(
+        &dir,
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ],
+        &[],
+    );
+    let port = port_of(&p.wait_for("listening on https://"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/fapi2.sh");
+    let out = Command::new("bash")
+        .args([script, dir.to_str().unwrap(), &format!("https://localhost:{port}")])
+        .env("TETHER_BIN", BIN)
+        .output()
+        .expect("run interop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "interop failed:\n{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.ends_with("passed, 0 failed")), "{stdout}");
+    p.term();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Several nodes on one database (PostgreSQL in the suite's second pass; two processes on one
 // SQLite WAL file in the first).

@@ -18,6 +18,7 @@ mod dpop;
 mod dpop_algs;
 mod errors;
 mod exchange;
+mod fapi2;
 mod gateway;
 mod gateway_fidelity;
 mod grants;
