@@ -40,6 +40,8 @@ pub struct AppChanges {
     /// OIDC Back-Channel Logout: `Some("")` removes it.
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: Option<bool>,
+    /// Set only by dynamic client registration (never by the CLI or the admin API).
+    pub registered: Option<bool>,
     /// Allow a change that destroys something (making a confidential app public deletes its
     /// secret).
     pub force: bool,
@@ -85,6 +87,7 @@ fn defaults(client_id: String) -> App {
         profile: Profile::None,
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        registered: false,
     }
 }
 
@@ -313,6 +316,9 @@ fn apply(app: &mut App, c: &AppChanges) -> Result<(), String> {
     if let Some(v) = c.backchannel_logout_session_required {
         app.backchannel_logout_session_required = v;
     }
+    if let Some(v) = c.registered {
+        app.registered = v;
+    }
     if let Some(e) = &c.exchange_from {
         app.exchange_from = e.clone();
     }
@@ -515,7 +521,37 @@ pub fn check(app: &App) -> Result<(), String> {
     if app.backchannel_logout_session_required && app.backchannel_logout_uri.is_none() {
         return Err("--backchannel-logout-session-required goes with --backchannel-logout-uri".into());
     }
-    crate::profile::check_app(app)
+    crate::profile::check_app(app)?;
+    check_third_party(app)
+}
+
+/// The scopes no dynamically registered client may hold: the admin API's, registration itself.
+pub const PRIVILEGED_SCOPES: [&str; 3] = ["admin:read", "admin:write", "client:register"];
+
+/// A client registered through RFC 7591 is a third party: whatever changes it later (its own
+/// RFC 7592 update, or an operator), it asks the user's consent, and it holds none of what would
+/// let it act beyond its users' grants.
+fn check_third_party(app: &App) -> Result<(), String> {
+    if !app.registered {
+        return Ok(());
+    }
+    let who = "a dynamically registered client";
+    if !app.require_consent && app.allows_grant(GrantType::AuthorizationCode) {
+        return Err(format!("{who} always asks for consent (--require-consent)"));
+    }
+    if app.introspect_any {
+        return Err(format!("{who} cannot introspect other apps' tokens (--introspect-any)"));
+    }
+    if !app.exchange_from.is_empty() {
+        return Err(format!("{who} cannot exchange other apps' tokens (--exchange-from)"));
+    }
+    if app.allows_grant(GrantType::Password) {
+        return Err(format!("{who} cannot use the password grant"));
+    }
+    if let Some(s) = app.scopes.iter().find(|s| PRIVILEGED_SCOPES.contains(&s.as_str())) {
+        return Err(format!("{who} cannot hold the scope {s:?}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -121,12 +121,22 @@ pub async fn create_app(
     actor: &Actor,
     changes: &AppChanges,
 ) -> Result<(AppRecord, Option<Secret>), AdminError> {
+    create_app_as(p, actor, changes, "app.create").await
+}
+
+/// [`create_app`], recorded as `action` (dynamic registration's `app.register`).
+pub async fn create_app_as(
+    p: &Provider,
+    actor: &Actor,
+    changes: &AppChanges,
+    action: &str,
+) -> Result<(AppRecord, Option<Secret>), AdminError> {
     let (mut rec, secret) = admin::create(changes).map_err(invalid)?;
     seal_secret(p, &mut rec, secret.as_ref());
     ensure_unique_name(p, &rec.app.name, None).await?;
     p.store.create_app(&rec).await?;
     p.refresh().await?;
-    change_event(p, actor, "app.create", &rec.app.client_id, json!({}));
+    change_event(p, actor, action, &rec.app.client_id, json!({}));
     Ok((rec, secret))
 }
 
@@ -140,6 +150,17 @@ pub async fn update_app(
     client_id: &str,
     changes: &AppChanges,
 ) -> Result<(AppRecord, Option<Secret>), AdminError> {
+    update_app_as(p, actor, client_id, changes, "app.update").await
+}
+
+/// [`update_app`], recorded as `action`.
+pub async fn update_app_as(
+    p: &Provider,
+    actor: &Actor,
+    client_id: &str,
+    changes: &AppChanges,
+    action: &str,
+) -> Result<(AppRecord, Option<Secret>), AdminError> {
     let existing = get_app(p, client_id).await?;
     let (mut rec, secret) = admin::update(&existing, changes).map_err(invalid)?;
     seal_secret(p, &mut rec, secret.as_ref());
@@ -149,7 +170,7 @@ pub async fn update_app(
     p.store.update_app(&rec).await?;
     p.refresh().await?;
     let diff = changes_of(&existing, &rec);
-    change_event(p, actor, "app.update", client_id, json!({"changes": diff}));
+    change_event(p, actor, action, client_id, json!({"changes": diff}));
     Ok((rec, secret))
 }
 
@@ -174,11 +195,16 @@ fn changes_of(before: &AppRecord, after: &AppRecord) -> Value {
 }
 
 pub async fn delete_app(p: &Provider, actor: &Actor, client_id: &str) -> Result<(), AdminError> {
+    delete_app_as(p, actor, client_id, "app.delete").await
+}
+
+/// [`delete_app`], recorded as `action`.
+pub async fn delete_app_as(p: &Provider, actor: &Actor, client_id: &str, action: &str) -> Result<(), AdminError> {
     if !p.store.delete_app(client_id, p.now()).await? {
         return Err(AdminError::NotFound(format!("no app with client_id {client_id}")));
     }
     p.refresh().await?;
-    change_event(p, actor, "app.delete", client_id, json!({}));
+    change_event(p, actor, action, client_id, json!({}));
     Ok(())
 }
 

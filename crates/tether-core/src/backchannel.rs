@@ -134,7 +134,8 @@ async fn deliver(p: &Provider, poster: &dyn LogoutPoster, d: &LogoutDelivery) ->
         return Ok(p.store.finish_logout(&d.id).await?);
     }
     let token = logout_token(p, &app.app, d)?;
-    let reason = match poster.post(&d.uri, &token).await {
+    let guarded = app.app.registered && !p.config.registration.allow_private_uris;
+    let reason = match poster.post(&d.uri, &token, guarded).await {
         Posted::Delivered => return Ok(p.store.finish_logout(&d.id).await?),
         Posted::Refused(why) => why,
         Posted::Failed(why) => {

@@ -21,7 +21,9 @@ pub const REFETCH_MIN: i64 = 10;
 /// Fetches a client's JWK Set (the server's HTTP client).
 #[async_trait]
 pub trait JwksFetcher: Send + Sync + std::fmt::Debug {
-    async fn fetch(&self, uri: &str) -> Result<Value, String>;
+    /// `guarded`: a registered client's URL, to be fetched only from addresses outside the
+    /// server's own networks.
+    async fn fetch(&self, uri: &str, guarded: bool) -> Result<Value, String>;
 }
 
 /// Key sets fetched from clients' `jwks_uri`s, per URL.
@@ -48,8 +50,12 @@ impl JwksCache {
         fetcher: Option<&dyn JwksFetcher>,
         uri: &str,
         kid: Option<&str>,
+        guarded: bool,
     ) -> Result<Arc<Vec<Value>>, OAuthError> {
-        let cached = self.entries.lock().ok().and_then(|m| m.get(uri).cloned());
+        // A guarded fetch is cached apart: an operator's app with the same URL (fetched
+        // unguarded) must not hand a registered client what its own fetch would be refused.
+        let key = if guarded { format!("guarded {uri}") } else { uri.to_string() };
+        let cached = self.entries.lock().ok().and_then(|m| m.get(&key).cloned());
         if let Some(e) = &cached {
             let has_kid = kid.is_none_or(|k| e.keys.iter().any(|j| j["kid"].as_str() == Some(k)));
             let fresh = e.fetched_at.is_some_and(|t| now - t < FRESH);
@@ -60,7 +66,7 @@ impl JwksCache {
         let Some(fetcher) = fetcher else {
             return Err(OAuthError::invalid_client("this server cannot fetch jwks_uri key sets"));
         };
-        let fetched = fetcher.fetch(uri).await.and_then(|v| match v["keys"].as_array() {
+        let fetched = fetcher.fetch(uri, guarded).await.and_then(|v| match v["keys"].as_array() {
             Some(k) => Ok(k.clone()),
             None => Err("the document has no \"keys\" array".to_string()),
         });
@@ -76,7 +82,7 @@ impl JwksCache {
         };
         let keys = entry.keys.clone();
         if let Ok(mut m) = self.entries.lock() {
-            m.insert(uri.to_string(), entry);
+            m.insert(key, entry);
         }
         Ok(keys)
     }

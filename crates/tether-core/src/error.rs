@@ -17,6 +17,9 @@ pub enum ErrorCode {
     InvalidTarget,
     /// RFC 9101 §6.3.
     InvalidRequestObject,
+    /// RFC 7591 §3.2.2.
+    InvalidRedirectUri,
+    InvalidClientMetadata,
     InvalidToken,
     InsufficientScope,
     AccessDenied,
@@ -43,6 +46,8 @@ impl ErrorCode {
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
             Self::InvalidRequestObject => "invalid_request_object",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::AccessDenied => "access_denied",

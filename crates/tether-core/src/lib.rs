@@ -39,6 +39,7 @@ pub mod keys;
 pub mod login;
 pub mod logout_poster;
 pub mod model;
+pub mod net;
 pub mod password;
 pub mod pkce;
 pub mod profile;

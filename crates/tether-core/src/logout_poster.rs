@@ -17,5 +17,7 @@ pub enum Posted {
 /// Posts `logout_token=…` (the HTTP side lives in the server crate).
 #[async_trait]
 pub trait LogoutPoster: Send + Sync + std::fmt::Debug {
-    async fn post(&self, uri: &str, logout_token: &str) -> Posted;
+    /// `guarded`: the URI is a registered client's, so only addresses outside the server's own
+    /// networks may be reached (and no redirect followed).
+    async fn post(&self, uri: &str, logout_token: &str, guarded: bool) -> Posted;
 }

@@ -150,6 +150,10 @@ pub struct App {
     /// The `logout_token` always carries `sid` (it does anyway; advertised to the client).
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// Registered through dynamic client registration (RFC 7591): a third-party client, held to
+    /// `crate::endpoint::registration`'s rules by every later change too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub registered: bool,
 }
 
 impl App {

@@ -41,6 +41,8 @@ pub struct ProviderConfig {
     pub jwks_fetcher: Option<std::sync::Arc<dyn crate::client_keys::JwksFetcher>>,
     /// `[oauth] require_par`: every authorization request must be pushed (RFC 9126).
     pub require_par: bool,
+    /// `[registration]`: dynamic client registration (`crate::endpoint::registration`).
+    pub registration: crate::endpoint::registration::RegistrationConfig,
     /// Posts back-channel logout tokens; `None`: no deliveries are made (`crate::backchannel`).
     pub logout_poster: Option<std::sync::Arc<dyn crate::logout_poster::LogoutPoster>>,
     /// The admin API's own base URL when it has a listener of its own (`admin_url`): the `htu`
@@ -72,6 +74,7 @@ impl ProviderConfig {
             jwks_fetcher: None,
             require_par: false,
             logout_poster: None,
+            registration: Default::default(),
             device_expires_in: 600,
             device_interval: 5,
             dpop_require_nonce: false,

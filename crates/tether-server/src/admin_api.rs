@@ -515,6 +515,7 @@ impl AppBody {
             profile: self.profile,
             backchannel_logout_uri: text_of(self.backchannel_logout_uri),
             backchannel_logout_session_required: self.backchannel_logout_session_required,
+            registered: None,
             force,
         }
     }

@@ -45,6 +45,21 @@ pub struct FileConfig {
     pub oauth: OauthSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub registration: RegistrationSection,
+}
+
+/// `[registration]`: dynamic client registration (RFC 7591).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationSection {
+    /// Registration without a token (default false: a token with `client:register` is needed).
+    pub open: Option<bool>,
+    /// The scopes registered clients may ask for (default openid, profile, email).
+    pub allowed_scopes: Option<Vec<String>>,
+    /// Registered clients' jwks_uri / backchannel_logout_uri may name internal addresses
+    /// (default false; development only).
+    pub allow_private_uris: Option<bool>,
 }
 
 /// `[audit]` (admin-api.md A-4).
@@ -228,6 +243,8 @@ pub struct Settings {
     pub require_par: bool,
     /// `[log] access`: the access log (default on).
     pub access_log: bool,
+    /// `[registration]`.
+    pub registration: tether_core::endpoint::registration::RegistrationConfig,
 }
 
 /// A base URL (`issuer`, `admin_url`): https (or http), no query, no fragment.
@@ -300,6 +317,17 @@ impl Settings {
         if file.tls.cert_file.is_some() != file.tls.key_file.is_some() {
             return Err("[tls] cert_file and key_file must be given together".into());
         }
+        let registration = {
+            let d = tether_core::endpoint::registration::RegistrationConfig::default();
+            let r = &file.registration;
+            let cfg = tether_core::endpoint::registration::RegistrationConfig {
+                open: r.open.unwrap_or(d.open),
+                allowed_scopes: r.allowed_scopes.clone().unwrap_or(d.allowed_scopes),
+                allow_private_uris: r.allow_private_uris.unwrap_or(d.allow_private_uris),
+            };
+            cfg.check()?;
+            cfg
+        };
         Ok(Self {
             data_dir,
             listen,
@@ -325,6 +353,7 @@ impl Settings {
             revoke_on_password_change: file.security.revoke_on_password_change.unwrap_or(true),
             require_par: file.oauth.require_par.unwrap_or(false),
             access_log: file.log.access.unwrap_or(true),
+            registration,
         })
     }
 }

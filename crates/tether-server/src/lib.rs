@@ -30,7 +30,9 @@ mod extract;
 mod health;
 mod jwks_fetch;
 mod logout_post;
+mod outbound;
 mod pages;
+mod registration;
 mod routes;
 mod state;
 
@@ -121,6 +123,7 @@ pub fn provider_config(settings: &Settings, issuer: String) -> ProviderConfig {
     c.audit_retention_days = settings.audit_retention_days;
     c.audit_token_events = settings.audit_token_events;
     c.require_par = settings.require_par;
+    c.registration = settings.registration.clone();
     c
 }
 

@@ -1,7 +1,8 @@
 //! Posting back-channel logout tokens (OIDC Back-Channel Logout 1.0 §2.5) for the core's queue
 //! ([`tether_core::backchannel`], which decides what to send, when, and what to retry).
 //! A form POST of `logout_token`, 5 s per attempt, no redirects (the token goes to the URI the
-//! app registered and nowhere else), the system's trust anchors, no cookies.
+//! app registered and nowhere else), the system's trust anchors, no cookies; a registered client's
+//! URI only to addresses outside the server's networks ([`crate::outbound`]).
 
 use std::time::Duration;
 
@@ -9,25 +10,33 @@ use async_trait::async_trait;
 use tether_core::backchannel::{LogoutPoster, Posted};
 
 #[derive(Debug)]
-pub struct HttpLogoutPoster(reqwest::Client);
+pub struct HttpLogoutPoster {
+    plain: reqwest::Client,
+    guarded: reqwest::Client,
+}
 
 impl HttpLogoutPoster {
     pub fn new() -> Result<Self, String> {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map(HttpLogoutPoster)
-            .map_err(|e| format!("cannot build the back-channel logout HTTP client: {e}"))
+        let t = Duration::from_secs(5);
+        Ok(HttpLogoutPoster { plain: crate::outbound::client(t, false)?, guarded: crate::outbound::client(t, true)? })
     }
 }
 
 #[async_trait]
 impl LogoutPoster for HttpLogoutPoster {
-    async fn post(&self, uri: &str, logout_token: &str) -> Posted {
+    async fn post(&self, uri: &str, logout_token: &str, guarded: bool) -> Posted {
+        // A guard refusal is not retried: the address will not become allowed.
+        if guarded && let Some(f) = crate::outbound::literal_forbidden(uri) {
+            return Posted::Refused(f.to_string());
+        }
+        let client = if guarded { &self.guarded } else { &self.plain };
         let sent =
-            self.0.post(uri).header("cache-control", "no-store").form(&[("logout_token", logout_token)]).send().await;
+            client.post(uri).header("cache-control", "no-store").form(&[("logout_token", logout_token)]).send().await;
+        if let Err(e) = &sent
+            && let Some(why) = crate::outbound::is_forbidden(e)
+        {
+            return Posted::Refused(why);
+        }
         match sent {
             Ok(r) if r.status().is_success() => Posted::Delivered,
             Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => {

@@ -65,6 +65,7 @@ pub fn router(p: Arc<Provider>, opts: Options, admin: bool) -> Router {
         .route(paths::DEVICE, get(device::get).post(device::post).layer(browser_cookie.clone()))
         .route(paths::LOGOUT, get(logout::get).post(logout::post).layer(browser_cookie))
         .route(paths::HEALTH, get(health::healthz))
+        .merge(crate::registration::routes())
         .merge(browser)
         .merge(admin_routes)
         .route_layer(middleware::from_fn(track))

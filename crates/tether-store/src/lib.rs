@@ -31,6 +31,7 @@ macro_rules! migrations {
             (10, include_str!(concat!("../migrations/", $dialect, "/0010_events_by_id.sql"))),
             (11, include_str!(concat!("../migrations/", $dialect, "/0011_par.sql"))),
             (12, include_str!(concat!("../migrations/", $dialect, "/0012_backchannel_logout.sql"))),
+            (13, include_str!(concat!("../migrations/", $dialect, "/0013_registration.sql"))),
         ]
     };
 }

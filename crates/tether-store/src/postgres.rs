@@ -490,6 +490,11 @@ impl Store for PostgresStore {
                 if r.rows_affected() == 0 {
                     false
                 } else {
+                    sqlx::query("DELETE FROM client_registrations WHERE client_id = $1")
+                        .bind(&id)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(map)?;
                     for sql in [
                         "UPDATE access_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
                         "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
@@ -1132,6 +1137,31 @@ impl Store for PostgresStore {
             Ok(())
         })
         .await
+    }
+
+    async fn set_registration_token(&self, client_id: &str, token_hash: &str) -> StoreResult<()> {
+        let (id, h) = (client_id.to_string(), token_hash.to_string());
+        self.write(move |pool| async move {
+            sqlx::query(
+                "INSERT INTO client_registrations (client_id, token_hash) VALUES ($1, $2) \
+                 ON CONFLICT (client_id) DO UPDATE SET token_hash = excluded.token_hash",
+            )
+            .bind(&id)
+            .bind(&h)
+            .execute(&pool)
+            .await
+            .map_err(map)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn registration_token(&self, client_id: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT token_hash FROM client_registrations WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)
     }
 
     async fn insert_par(&self, r: &ParRecord) -> StoreResult<()> {

@@ -629,6 +629,7 @@ impl Store for SqliteStore {
             if exec(c, "DELETE FROM apps WHERE client_id = ?1", [&id])? == 0 {
                 return Ok(false);
             }
+            exec(c, "DELETE FROM client_registrations WHERE client_id = ?1", [&id])?;
             exec(
                 c,
                 "UPDATE access_tokens SET revoked_at = ?1 WHERE client_id = ?2 AND revoked_at IS NULL",
@@ -1075,6 +1076,24 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn set_registration_token(&self, client_id: &str, token_hash: &str) -> StoreResult<()> {
+        let (id, h) = (client_id.to_string(), token_hash.to_string());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO client_registrations (client_id, token_hash) VALUES (?1, ?2) \
+                 ON CONFLICT (client_id) DO UPDATE SET token_hash = excluded.token_hash",
+                params![id, h],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn registration_token(&self, client_id: &str) -> StoreResult<Option<String>> {
+        self.read(|c| lookup(c, "SELECT token_hash FROM client_registrations WHERE client_id = ?1", client_id))
     }
 
     async fn insert_par(&self, r: &ParRecord) -> StoreResult<()> {

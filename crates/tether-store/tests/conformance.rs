@@ -170,6 +170,7 @@ conformance!(
     user_update_ends_sessions_and_tokens_with_it,
     pushed_requests_live_until_first_use_then_until_consumed,
     kept_refresh_token_stays_active_and_follows_the_new_access_token,
+    registration_tokens_are_kept_hashed_and_go_with_their_app,
     ended_sessions_queue_one_logout_per_app_and_deliveries_are_claimed_once,
     retire_key_leaves_the_jwks_now,
     list_tokens_filters_and_pages,
@@ -320,6 +321,7 @@ fn app_record(client_id: &str) -> AppRecord {
             profile: tether_core::model::Profile::Fapi2,
             backchannel_logout_uri: Some("https://app.example/logout".into()),
             backchannel_logout_session_required: true,
+            registered: true,
         },
         secret_hash: Some("secret-hash".into()),
         previous_secret: None,
@@ -1459,4 +1461,15 @@ async fn ended_sessions_queue_one_logout_per_app_and_deliveries_are_claimed_once
     s.finish_logout(&d.id).await.unwrap();
     assert!(s.claim_logouts(NOW + 100, NOW + 130, 100).await.unwrap().is_empty());
     assert_eq!(b.raw.count("SELECT COUNT(*) FROM logout_deliveries").await, 0);
+}
+
+async fn registration_tokens_are_kept_hashed_and_go_with_their_app(b: &Backend) {
+    let s = &*b.store;
+    s.create_app(&app_record("reg")).await.unwrap();
+    assert_eq!(s.registration_token("reg").await.unwrap(), None);
+    s.set_registration_token("reg", "h1").await.unwrap();
+    s.set_registration_token("reg", "h2").await.unwrap();
+    assert_eq!(s.registration_token("reg").await.unwrap().as_deref(), Some("h2"), "replaced");
+    assert!(s.delete_app("reg", NOW).await.unwrap());
+    assert_eq!(s.registration_token("reg").await.unwrap(), None, "deleted with the app");
 }

@@ -62,6 +62,7 @@ pub const POSTGRES_TABLES: &[&str] = &[
     "unlocks",
     "par_requests",
     "logout_deliveries",
+    "client_registrations",
     "users",
     "signing_keys",
     "server_secrets",

@@ -213,6 +213,7 @@ impl AppFlags {
             profile: self.profile.clone(),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: flag(self.backchannel_logout_session_required, offs[5]),
+            registered: None,
             force: false,
         })
     }

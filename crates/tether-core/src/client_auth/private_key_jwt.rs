@@ -58,7 +58,10 @@ pub async fn registered_keys(p: &Provider, app: &AppRecord, kid: Option<&str>) -
         return Ok(Arc::new(set["keys"].as_array().cloned().unwrap_or_default()));
     }
     match &app.app.jwks_uri {
-        Some(uri) => p.client_jwks.keys(p.now(), p.config.jwks_fetcher.as_deref(), uri, kid).await,
+        Some(uri) => {
+            let guarded = app.app.registered && !p.config.registration.allow_private_uris;
+            p.client_jwks.keys(p.now(), p.config.jwks_fetcher.as_deref(), uri, kid, guarded).await
+        }
         None => Err(OAuthError::invalid_client("the client registered no keys (jwks or jwks_uri)")),
     }
 }

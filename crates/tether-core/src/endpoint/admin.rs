@@ -13,6 +13,7 @@ use crate::dpop::ProofOk;
 use crate::error::{ErrorCode, OAuthError};
 use crate::provider::Provider;
 use crate::resource::{self, Confirmation, Credentials, Policy, ProofChecker, ResourceRequest};
+use crate::store::AccessTokenRecord;
 use crate::token::liveness;
 
 /// DPoP proofs at the admin API: its own listener's URL (`admin_url`) when it has one, else the
@@ -50,36 +51,23 @@ pub struct AdminCaller {
 }
 
 pub async fn authenticate(p: &Provider, req: AdminRequest<'_>) -> Result<AdminCaller, OAuthError> {
-    let bad = || OAuthError::invalid_token("the access token is unknown, expired or revoked");
-    let rec = match crate::token::find(p, &req.credentials.token, Some("access_token")).await? {
-        Some(crate::token::Found::Access(a)) => a,
-        _ => return Err(bad()),
-    };
-    if !rec.active(p.now()) || !liveness::access_alive(p, &rec).await? {
-        return Err(bad());
-    }
     let aud = admin_audience(p.issuer());
-    if rec.audience != [aud.clone()] {
-        return Err(OAuthError::invalid_token(format!(
-            "this token is not for the admin API (its audience must be {aud}: request the admin:read or admin:write scope)"
-        )));
-    }
-    let thumbprint = req.evidence.peer_cert.map(|c| c.thumbprint());
-    let rr = ResourceRequest {
+    let presented = Presented {
         method: req.method,
         path: req.path,
         credentials: req.credentials,
         dpop: req.dpop,
-        cert_thumbprint: thumbprint.as_deref(),
+        evidence: req.evidence,
     };
-    let checked =
-        resource::check(&rr, &Confirmation::of(rec.binding.as_ref()), Policy::OPTIONAL, &AdminProofs(p)).await;
-    if let (Err(_), Some(b)) = (&checked, &rec.binding) {
-        let actor = Actor::client(&rec.client_id).with_user(rec.username.as_deref());
-        let detail = serde_json::json!({"target": rec.jti, "where": "admin_api", "binding_type": b.kind.as_str()});
-        p.event(crate::audit::kind::BINDING_MISMATCH, &actor, detail);
-    }
-    checked?;
+    let rec = proven_token(p, presented, &AdminProofs(p), "admin_api", |rec| {
+        if rec.audience != [aud.clone()] {
+            return Err(OAuthError::invalid_token(format!(
+                "this token is not for the admin API (its audience must be {aud}: request the admin:read or admin:write scope)"
+            )));
+        }
+        Ok(())
+    })
+    .await?;
     let scopes: Vec<&str> = rec.scope.split(' ').collect();
     let allowed = scopes.contains(&ADMIN_WRITE) || (!req.write && scopes.contains(&ADMIN_READ));
     if !allowed {
@@ -89,4 +77,52 @@ pub async fn authenticate(p: &Provider, req: AdminRequest<'_>) -> Result<AdminCa
     let actor =
         Actor { client_id: Some(rec.client_id.clone()), username: rec.username.clone(), ip: None, user_agent: None };
     Ok(AdminCaller { actor, client_id: rec.client_id })
+}
+
+/// An access token presented to one of Tether's own APIs, as received.
+pub struct Presented<'a> {
+    pub method: &'a str,
+    /// The request path (for a DPoP proof's `htu`).
+    pub path: &'a str,
+    pub credentials: &'a Credentials,
+    pub dpop: Vec<&'a [u8]>,
+    pub evidence: Evidence<'a>,
+}
+
+/// The token of a request to one of Tether's own APIs (the admin API, client registration): one
+/// of this Tether's access tokens, active, its session alive, passing `fits` (the API's audience
+/// rule), and its binding proven exactly as at userinfo (a bound token without its proof is
+/// refused, and recorded as `binding.mismatch` at `place`).
+pub async fn proven_token(
+    p: &Provider,
+    req: Presented<'_>,
+    proofs: &dyn ProofChecker,
+    place: &str,
+    fits: impl FnOnce(&AccessTokenRecord) -> Result<(), OAuthError>,
+) -> Result<AccessTokenRecord, OAuthError> {
+    let bad = || OAuthError::invalid_token("the access token is unknown, expired or revoked");
+    let rec = match crate::token::find(p, &req.credentials.token, Some("access_token")).await? {
+        Some(crate::token::Found::Access(a)) => a,
+        _ => return Err(bad()),
+    };
+    if !rec.active(p.now()) || !liveness::access_alive(p, &rec).await? {
+        return Err(bad());
+    }
+    fits(&rec)?;
+    let thumbprint = req.evidence.peer_cert.map(|c| c.thumbprint());
+    let rr = ResourceRequest {
+        method: req.method,
+        path: req.path,
+        credentials: req.credentials,
+        dpop: req.dpop,
+        cert_thumbprint: thumbprint.as_deref(),
+    };
+    let checked = resource::check(&rr, &Confirmation::of(rec.binding.as_ref()), Policy::OPTIONAL, proofs).await;
+    if let (Err(_), Some(b)) = (&checked, &rec.binding) {
+        let actor = Actor::client(&rec.client_id).with_user(rec.username.as_deref());
+        let detail = serde_json::json!({"target": rec.jti, "where": place, "binding_type": b.kind.as_str()});
+        p.event(crate::audit::kind::BINDING_MISMATCH, &actor, detail);
+    }
+    checked?;
+    Ok(rec)
 }

@@ -51,6 +51,7 @@ pub fn metadata(p: &Provider) -> Value {
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "isk", "name", "preferred_username", "email", "email_verified"],
         "authorization_response_iss_parameter_supported": true,
+        "registration_endpoint": format!("{iss}{}", paths::REGISTER),
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
         "request_parameter_supported": true,

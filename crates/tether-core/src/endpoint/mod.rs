@@ -9,6 +9,7 @@ pub mod logout;
 pub mod par;
 pub mod paths;
 pub mod pushed;
+pub mod registration;
 pub mod request_object;
 pub mod revoke;
 pub mod token;

@@ -16,5 +16,8 @@ pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
 pub const OAUTH_DISCOVERY: &str = "/.well-known/oauth-authorization-server";
 pub const HEALTH: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
+/// Dynamic client registration (RFC 7591; WSO2's path). A client's own URL (RFC 7592) is this
+/// plus `/{client_id}`.
+pub const REGISTER: &str = "/api/identity/oauth2/dcr/v1.1/register";
 /// The admin REST API (admin-api.md A-1).
 pub const ADMIN_API: &str = "/api/admin/v1";

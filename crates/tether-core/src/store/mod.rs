@@ -505,6 +505,10 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_events(&self, before: i64, limit: u32) -> StoreResult<u64>;
     async fn insert_code(&self, c: &CodeRecord) -> StoreResult<()>;
     async fn insert_par(&self, r: &ParRecord) -> StoreResult<()>;
+    /// Dynamic registration (RFC 7592): the hash of a registered client's registration access
+    /// token (set or replaced). Deleting the app deletes it.
+    async fn set_registration_token(&self, client_id: &str, token_hash: &str) -> StoreResult<()>;
+    async fn registration_token(&self, client_id: &str) -> StoreResult<Option<String>>;
     /// Back-channel logout, step 1 (`crate::backchannel`): the sessions still marked
     /// `logout_pending` that have ended — `ended_at` set, `expires_at <= now`, or idle since
     /// `last_seen <= idle_before` — at most `limit` of them. For each, in one transaction: a

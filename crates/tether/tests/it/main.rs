@@ -27,6 +27,7 @@ mod hostile;
 mod mtls;
 mod operator;
 mod par;
+mod registration;
 mod resource_parity;
 mod reuse;
 mod signin;
