@@ -525,8 +525,7 @@ pub fn check(app: &App) -> Result<(), String> {
     check_third_party(app)
 }
 
-/// The scopes no dynamically registered client may hold: the admin API's, registration itself.
-pub const PRIVILEGED_SCOPES: [&str; 3] = ["admin:read", "admin:write", "client:register"];
+pub use crate::registration_config::PRIVILEGED_SCOPES;
 
 /// A client registered through RFC 7591 is a third party: whatever changes it later (its own
 /// RFC 7592 update, or an operator), it asks the user's consent, and it holds none of what would

@@ -44,6 +44,7 @@ pub mod password;
 pub mod pkce;
 pub mod profile;
 pub mod provider;
+pub mod registration_config;
 pub mod resource;
 pub mod scope;
 pub mod secret;

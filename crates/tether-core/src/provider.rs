@@ -42,7 +42,7 @@ pub struct ProviderConfig {
     /// `[oauth] require_par`: every authorization request must be pushed (RFC 9126).
     pub require_par: bool,
     /// `[registration]`: dynamic client registration (`crate::endpoint::registration`).
-    pub registration: crate::endpoint::registration::RegistrationConfig,
+    pub registration: crate::registration_config::RegistrationConfig,
     /// Posts back-channel logout tokens; `None`: no deliveries are made (`crate::backchannel`).
     pub logout_poster: Option<std::sync::Arc<dyn crate::logout_poster::LogoutPoster>>,
     /// The admin API's own base URL when it has a listener of its own (`admin_url`): the `htu`

@@ -25,53 +25,17 @@ use serde_json::{Map, Value, json};
 use super::admin::{Presented, proven_token};
 use super::paths;
 use super::userinfo::Proofs;
-use crate::admin::{self as settings, AppChanges, PRIVILEGED_SCOPES};
+use crate::admin::{self as settings, AppChanges};
 use crate::admin_ops::{self, AdminError};
 use crate::audit::Actor;
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::{AppRecord, AuthMethod, BindingType, GrantType};
 use crate::provider::Provider;
+pub use crate::registration_config::RegistrationConfig;
 use crate::secret::{Secret, ct_eq, hash_secret};
 
 /// The scope that lets a token register clients.
 pub const SCOPE: &str = "client:register";
-
-/// `[registration]`.
-#[derive(Debug, Clone)]
-pub struct RegistrationConfig {
-    /// Registration without a token.
-    pub open: bool,
-    /// The scopes a registered client may ask for (and gets when it names none).
-    pub allowed_scopes: Vec<String>,
-    /// Registered clients' `jwks_uri` / `backchannel_logout_uri` may name private and loopback
-    /// addresses (and `http` on loopback): for development only.
-    pub allow_private_uris: bool,
-}
-
-impl Default for RegistrationConfig {
-    fn default() -> Self {
-        Self {
-            open: false,
-            allowed_scopes: vec!["openid".into(), "profile".into(), "email".into()],
-            allow_private_uris: false,
-        }
-    }
-}
-
-impl RegistrationConfig {
-    /// A configuration that would let registered clients escalate is refused at start.
-    pub fn check(&self) -> Result<(), String> {
-        if let Some(s) = self.allowed_scopes.iter().find(|s| PRIVILEGED_SCOPES.contains(&s.as_str())) {
-            return Err(format!(
-                "[registration] allowed_scopes may not hold {s:?}: registered clients are third parties"
-            ));
-        }
-        if let Some(s) = self.allowed_scopes.iter().find(|s| !crate::scope::valid_token(s)) {
-            return Err(format!("[registration] allowed_scopes: {s:?} is not a valid scope"));
-        }
-        Ok(())
-    }
-}
 
 /// An answer that is not a success: the RFC 7591 §3.2.2 JSON error (or RFC 6750's for tokens).
 #[derive(Debug)]
