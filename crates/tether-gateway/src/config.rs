@@ -39,6 +39,13 @@ pub struct FileConfig {
     pub session_secret: Option<String>,
     pub redirect_uri: Option<String>,
     pub upstream_access_token_header: Option<String>,
+    /// Trust anchors for `https://` upstreams (default: the system's).
+    pub upstream_ca_file: Option<PathBuf>,
+    /// `/healthz`, `/readyz` and `/metrics` (default `127.0.0.1:9465`; `off`).
+    pub metrics_listen: Option<String>,
+    /// `[[routes]]`: several APIs, each with its upstreams and policy (`crate::routes`).
+    #[serde(default)]
+    pub routes: Vec<crate::routes::RouteFile>,
     /// `[http]`: connection timeouts and cap (Tether's own section, as for `tether serve`).
     #[serde(default)]
     pub http: HttpSection,
@@ -65,20 +72,8 @@ pub struct HttpSection {
     pub max_connections: Option<usize>,
 }
 
-/// `off | optional | strict` (gateway.md G-4, G-5).
-pub use tether_core::resource::PopMode;
-
-fn pop_mode(key: &str, v: Option<&str>) -> Result<PopMode, String> {
-    let v = v.unwrap_or("optional");
-    PopMode::parse(v).ok_or_else(|| format!("{key} = {v:?}: use off, optional or strict"))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    Bearer,
-    Introspection,
-    Session,
-}
+pub use crate::policy::{AuthMethod, PopMode};
+use crate::policy::{parse_auth_methods, pop_mode};
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -88,7 +83,13 @@ pub struct Config {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub data_dir: PathBuf,
-    pub upstream: url::Url,
+    /// The top-level `upstream` (the route of paths no `[[routes]]` claims); `None` with routes
+    /// only.
+    pub upstream: Option<String>,
+    pub routes: Vec<crate::routes::RouteFile>,
+    pub upstream_ca_file: Option<PathBuf>,
+    /// `None`: `metrics_listen = "off"`.
+    pub metrics_listen: Option<SocketAddr>,
     pub issuer: String,
     pub ca_file: Option<PathBuf>,
     pub auth_methods: Vec<AuthMethod>,
@@ -158,35 +159,16 @@ impl Config {
         if pu.scheme() != "https" && pu.scheme() != "http" {
             return Err(format!("public_url = {public_url:?} must be an https URL"));
         }
-        let upstream_s =
-            f.upstream.clone().ok_or("upstream is required (e.g. upstream = \"http://127.0.0.1:9000\")")?;
-        let upstream = url::Url::parse(&upstream_s).map_err(|_| format!("upstream = {upstream_s:?} is not a URL"))?;
-        if upstream.scheme() != "http" {
-            return Err(format!(
-                "upstream = {upstream_s:?}: only http:// upstreams are supported (the gateway terminates TLS in front of a local API)"
-            ));
+        if f.upstream.is_none() && f.routes.is_empty() {
+            return Err(
+                "upstream is required (e.g. upstream = \"http://127.0.0.1:9000\"), or at least one [[routes]]".into()
+            );
         }
         let issuer = f.issuer.clone().ok_or("issuer is required (the authorization server's URL)")?;
         url::Url::parse(&issuer).map_err(|_| format!("issuer = {issuer:?} is not a URL"))?;
         let issuer = issuer.trim_end_matches('/').to_string();
         let names = f.auth_methods.clone().unwrap_or_else(|| vec!["bearer".into(), "introspection".into()]);
-        let mut auth_methods = Vec::new();
-        for n in &names {
-            let m = match n.as_str() {
-                "bearer" => AuthMethod::Bearer,
-                "introspection" => AuthMethod::Introspection,
-                "session" => AuthMethod::Session,
-                other => {
-                    return Err(format!("auth_methods: {other:?} is not supported (bearer, introspection, session)"));
-                }
-            };
-            if !auth_methods.contains(&m) {
-                auth_methods.push(m);
-            }
-        }
-        if auth_methods.is_empty() {
-            return Err("auth_methods must name at least one method".into());
-        }
+        let auth_methods = parse_auth_methods("auth_methods", &names)?;
         let pop_mtls = pop_mode("proof_of_possession_mtls", f.proof_of_possession_mtls.as_deref())?;
         let pop_dpop = pop_mode("proof_of_possession_dpop", f.proof_of_possession_dpop.as_deref())?;
         if pop_mtls == PopMode::Strict && pop_dpop == PopMode::Strict {
@@ -195,7 +177,18 @@ impl Config {
                     .into(),
             );
         }
+        let route_methods: Vec<AuthMethod> = f
+            .routes
+            .iter()
+            .filter_map(|r| r.auth_methods.as_ref())
+            .filter_map(|n| parse_auth_methods("routes.auth_methods", n).ok())
+            .flatten()
+            .collect();
+        if route_methods.contains(&AuthMethod::Session) && !auth_methods.contains(&AuthMethod::Session) {
+            return Err("a route's auth_methods may name session only when the top-level auth_methods does (one session, one callback)".into());
+        }
         let needs_introspection = auth_methods.contains(&AuthMethod::Introspection)
+            || route_methods.contains(&AuthMethod::Introspection)
             || f.introspect_jwt_tokens == Some(true)
             || auth_methods.contains(&AuthMethod::Session);
         if needs_introspection && (f.client_id.is_none() || f.client_secret.is_none()) {
@@ -221,6 +214,13 @@ impl Config {
             c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
         });
         let replay_store = f.replay_store.clone().unwrap_or_else(|| "memory".into());
+        let metrics_listen = match f.metrics_listen.as_deref().unwrap_or("127.0.0.1:9465") {
+            "off" => None,
+            a => Some(
+                a.parse::<SocketAddr>()
+                    .map_err(|_| format!("metrics_listen = {a:?} is not an address (or \"off\")"))?,
+            ),
+        };
         let mut http = f.http.clone();
         {
             use tether_tls::limits as l;
@@ -240,7 +240,10 @@ impl Config {
             cert_file: f.cert_file,
             key_file: f.key_file,
             data_dir: f.data_dir.unwrap_or_else(|| PathBuf::from("tether-gateway-data")),
-            upstream,
+            upstream: f.upstream,
+            routes: f.routes,
+            upstream_ca_file: f.upstream_ca_file,
+            metrics_listen,
             issuer,
             ca_file: f.ca_file,
             auth_methods,
@@ -267,5 +270,28 @@ impl Config {
             http,
             access_log: f.log.access.unwrap_or(true),
         })
+        .and_then(|c: Config| {
+            // Routes are checked now (a mistake stops the gateway, naming the key); the running
+            // gateway builds them again from the same tables.
+            c.routes()?;
+            Ok(c)
+        })
+    }
+
+    /// The top-level policy keys: the defaults of every route.
+    pub fn defaults(&self) -> crate::routes::Defaults<'_> {
+        crate::routes::Defaults {
+            auth_methods: &self.auth_methods,
+            pop_mtls: self.pop_mtls,
+            pop_dpop: self.pop_dpop,
+            required_scopes: &self.required_scopes,
+            audience: self.audience.as_deref(),
+            public_url: &self.public_url,
+        }
+    }
+
+    /// Every route, with fresh health counters.
+    pub fn routes(&self) -> Result<crate::routes::Routes, String> {
+        crate::routes::build(&self.routes, self.upstream.as_deref(), &self.defaults())
     }
 }

@@ -87,6 +87,8 @@ pub fn nonce_key(cfg: &Config) -> MacKey {
 /// gateway's nonce key, its replay store.
 pub struct GatewayProofs<'a> {
     pub cfg: &'a Config,
+    /// The route's `public_url`: the base of the `htu` the client addressed.
+    pub public_url: &'a str,
     pub now: i64,
     pub nonce_key: &'a MacKey,
     pub replay: &'a ReplayStore,
@@ -95,7 +97,7 @@ pub struct GatewayProofs<'a> {
 #[async_trait]
 impl ProofChecker for GatewayProofs<'_> {
     fn verify(&self, proof: &str, method: &str, path: &str, token: &str) -> Result<ProofOk, OAuthError> {
-        let url = format!("{}{path}", self.cfg.public_url);
+        let url = format!("{}{path}", self.public_url);
         let e = Expect {
             method,
             url: &url,

@@ -27,6 +27,7 @@ use crate::cache::{TokenCache, token_hash};
 use crate::config::{AuthMethod, Config};
 use crate::dpop::{self, GatewayProofs};
 use crate::issuer::{Issuer, IssuerError};
+use crate::routes::RoutePolicy;
 
 /// Signature algorithms accepted on access tokens (asymmetric only).
 pub const JWT_ALGS: &[&str] =
@@ -44,6 +45,17 @@ pub struct Authenticated {
     pub scope: Option<String>,
     /// Which method validated the token.
     pub method: AuthMethod,
+}
+
+impl Authenticated {
+    /// A request on an `anonymous` route that sent no token: nothing is forwarded about it.
+    pub fn anonymous() -> Self {
+        Authenticated { token: String::new(), sub: None, client_id: None, scope: None, method: AuthMethod::Bearer }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.token.is_empty()
+    }
 }
 
 /// A refusal, rendered per G-6. Refusals of the resource-side check are core's
@@ -89,6 +101,35 @@ impl From<Refusal> for Rejection {
 }
 
 impl Rejection {
+    /// Why a request was refused, as a metric label and in the access log. Decided by the refusal's
+    /// status and code, and for `invalid_token` by what the check found.
+    pub fn reason(&self) -> &'static str {
+        let r = self;
+        let d = r.description.to_ascii_lowercase();
+        match (r.status, r.error) {
+            (_, None) => "no_token",
+            (StatusCode::NOT_FOUND, _) => "no_route",
+            (StatusCode::BAD_GATEWAY, _) => "upstream_unreachable",
+            (StatusCode::SERVICE_UNAVAILABLE, _) => "unavailable",
+            (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT, _) => "bad_request",
+            (_, Some("insufficient_scope")) => "scope",
+            (_, Some("invalid_dpop_proof" | "use_dpop_nonce")) if d.contains("replay") || d.contains("already") => {
+                "dpop_replayed"
+            }
+            (_, Some("invalid_dpop_proof" | "use_dpop_nonce")) => "dpop_invalid",
+            _ if d.contains("dpop") => "dpop_invalid",
+            _ if d.contains("certificate") => "pop_certificate",
+            _ if d.contains("signature") || d.contains("not a valid jwt") || d.contains("does not publish") => {
+                "bad_signature"
+            }
+            _ if d.contains("expired") || d.contains("not valid yet") => "expired",
+            _ if d.contains("(aud)") || d.contains("admin api token") || d.contains("not meant for") => "audience",
+            _ if d.contains("not active") => "introspection_inactive",
+            (StatusCode::BAD_REQUEST, _) => "bad_request",
+            _ => "invalid_token",
+        }
+    }
+
     fn new(status: StatusCode, error: &'static str, d: impl Into<String>) -> Self {
         Rejection { status, error: Some(error), description: d.into(), headers: Vec::new() }
     }
@@ -137,6 +178,8 @@ pub struct Guard {
     /// token hash → (claims, exp)
     jwt_cache: RwLock<TokenCache>,
     realm: String,
+    /// The top-level policy (a request that carries no route's).
+    pub default_policy: Arc<RoutePolicy>,
     pub(crate) dpop_nonce_key: tether_core::crypto::MacKey,
     pub(crate) replay: dpop::ReplayStore,
 }
@@ -161,7 +204,19 @@ impl Guard {
             cfg.client_ca_file.as_deref().map(CaTrust::load).transpose().map_err(|e| e.replace("[tls] ", ""))?;
         let realm =
             url::Url::parse(&cfg.issuer).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+        let d = cfg.defaults();
+        let default_policy = Arc::new(RoutePolicy {
+            name: "default".into(),
+            auth_methods: d.auth_methods.to_vec(),
+            pop_mtls: d.pop_mtls,
+            pop_dpop: d.pop_dpop,
+            required_scopes: d.required_scopes.to_vec(),
+            audience: d.audience.map(str::to_string),
+            public_url: d.public_url.to_string(),
+            anonymous: false,
+        });
         Ok(Guard {
+            default_policy,
             issuer: Issuer::new(&cfg)?,
             dpop_nonce_key: dpop::nonce_key(&cfg),
             replay,
@@ -190,6 +245,7 @@ impl Guard {
     /// `X-Content-Type-Options: nosniff` like every response the gateway writes itself.
     pub fn reject(&self, r: Rejection) -> http::Response<axum::body::Body> {
         let message = match r.status {
+            StatusCode::NOT_FOUND => "Not Found",
             StatusCode::UNAUTHORIZED => "Unauthorized",
             StatusCode::FORBIDDEN => "Forbidden",
             StatusCode::BAD_REQUEST => "Bad Request",
@@ -217,9 +273,11 @@ impl Guard {
         if r.status == StatusCode::SERVICE_UNAVAILABLE {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
+        let reason = r.reason();
         for (k, v) in r.headers {
             h.append(k, v);
         }
+        resp.extensions_mut().insert(crate::metrics::Refused(reason));
         resp
     }
 
@@ -354,8 +412,7 @@ impl Guard {
 
     /// G-2: validate the token with the configured methods; returns its claims (JWT payload or
     /// introspection response) and the method.
-    pub async fn validate(&self, token: &str) -> Result<(Arc<Value>, AuthMethod), Rejection> {
-        let methods = &self.cfg.auth_methods;
+    pub async fn validate(&self, token: &str, methods: &[AuthMethod]) -> Result<(Arc<Value>, AuthMethod), Rejection> {
         let jwt_shaped = token.matches('.').count() == 2;
         if jwt_shaped && methods.contains(&AuthMethod::Bearer) {
             let claims = self.verify_jwt(token).await?;
@@ -373,7 +430,13 @@ impl Guard {
 
     /// G-3 to G-5: the proof of possession (core's resource-side check, in its fixed order),
     /// then the audience and scope requirements.
-    pub async fn check_token(&self, parts: &Parts, credentials: &Credentials, claims: &Value) -> Result<(), Rejection> {
+    pub async fn check_token(
+        &self,
+        parts: &Parts,
+        credentials: &Credentials,
+        claims: &Value,
+        policy: &RoutePolicy,
+    ) -> Result<(), Rejection> {
         let cnf = Confirmation::from_claims(claims)?;
         let thumbprint = self.certificate(parts)?;
         let req = ResourceRequest {
@@ -383,15 +446,20 @@ impl Guard {
             dpop: parts.headers.get_all("dpop").iter().map(HeaderValue::as_bytes).collect(),
             cert_thumbprint: thumbprint.as_deref(),
         };
-        let proofs =
-            GatewayProofs { cfg: &self.cfg, now: self.now(), nonce_key: &self.dpop_nonce_key, replay: &self.replay };
-        resource::check(&req, &cnf, Policy { mtls: self.cfg.pop_mtls, dpop: self.cfg.pop_dpop }, &proofs).await?;
-        self.policy(claims)
+        let proofs = GatewayProofs {
+            cfg: &self.cfg,
+            public_url: &policy.public_url,
+            now: self.now(),
+            nonce_key: &self.dpop_nonce_key,
+            replay: &self.replay,
+        };
+        resource::check(&req, &cnf, Policy { mtls: policy.pop_mtls, dpop: policy.pop_dpop }, &proofs).await?;
+        self.policy(claims, policy)
     }
 
     /// The checks every admitted token passes, whatever carried it (also a session's): `aud`
     /// when `audience` is configured, then `required_scopes` (403).
-    pub fn policy(&self, claims: &Value) -> Result<(), Rejection> {
+    pub fn policy(&self, claims: &Value, policy: &RoutePolicy) -> Result<(), Rejection> {
         // An admin API token (its audience is the issuer's admin API) is never forwarded to an
         // upstream unless the configuration names that audience (admin-api.md A-2).
         let admin_aud = format!("{}{}", self.cfg.issuer, tether_core::endpoint::paths::ADMIN_API);
@@ -400,10 +468,10 @@ impl Guard {
             Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(admin_aud.as_str())),
             _ => false,
         };
-        if names_admin && self.cfg.audience.as_deref() != Some(admin_aud.as_str()) {
+        if names_admin && policy.audience.as_deref() != Some(admin_aud.as_str()) {
             return Err(Rejection::invalid_token("an admin API token is not accepted here"));
         }
-        if let Some(aud) = &self.cfg.audience {
+        if let Some(aud) = &policy.audience {
             let ok = match claims.get("aud") {
                 Some(Value::String(s)) => s == aud,
                 Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(aud)),
@@ -414,7 +482,7 @@ impl Guard {
             }
         }
         let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
-        if let Some(missing) = self.cfg.required_scopes.iter().find(|s| !scope.split(' ').any(|x| x == s.as_str())) {
+        if let Some(missing) = policy.required_scopes.iter().find(|s| !scope.split(' ').any(|x| x == s.as_str())) {
             return Err(Rejection::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
@@ -427,10 +495,17 @@ impl Guard {
     /// Every check for one request. `Ok(None)`: no credentials (the caller decides: a session,
     /// or a 401 without `error`).
     pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Authenticated>, Rejection> {
+        let policy = self.policy_of(parts);
         let Some(credentials) = self.credentials(parts)? else { return Ok(None) };
-        let (claims, method) = self.validate(&credentials.token).await?;
-        self.check_token(parts, &credentials, &claims).await?;
+        let (claims, method) = self.validate(&credentials.token, &policy.auth_methods).await?;
+        self.check_token(parts, &credentials, &claims, &policy).await?;
         Ok(Some(authenticated(credentials.token, &claims, method)))
+    }
+
+    /// The policy of a request: its route's (a request extension the gateway's router sets), or
+    /// the top-level one (the layer used on its own).
+    pub fn policy_of(&self, parts: &Parts) -> Arc<RoutePolicy> {
+        parts.extensions.get::<Arc<RoutePolicy>>().cloned().unwrap_or_else(|| self.default_policy.clone())
     }
 
     /// For callers without a session method: credentials are required.

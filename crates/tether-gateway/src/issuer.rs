@@ -124,6 +124,17 @@ impl Issuer {
             .await
     }
 
+    /// Are the issuer's keys loaded (for `/readyz`)? When not, one fetch is tried (rate-limited
+    /// like an unknown `kid`).
+    pub async fn keys_ready(&self, now: i64) -> bool {
+        let loaded = |s: &JwksState| s.fetched.is_some() && !s.keys.is_empty();
+        if self.jwks.read().is_ok_and(|s| loaded(&s)) {
+            return true;
+        }
+        let _ = self.key("", now).await;
+        self.jwks.read().is_ok_and(|s| loaded(&s))
+    }
+
     /// The key with `kid` at `now` (Unix seconds). The JWKS is fetched again when the kid is
     /// unknown (at most once per 10 s) and when the cached set is older than [`JWKS_MAX_AGE`]; a
     /// refetch replaces the set, so keys the issuer retired are dropped. If that refetch fails, a
@@ -179,8 +190,10 @@ impl Issuer {
             && let Some((v, until)) = c.get(&key)
             && now_unix < *until
         {
+            crate::metrics::introspection_cache(true);
             return Ok(v.clone());
         }
+        crate::metrics::introspection_cache(false);
         let endpoint = self
             .endpoints()
             .await?

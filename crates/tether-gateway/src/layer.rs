@@ -40,8 +40,11 @@ impl Guard {
         if session && self.cfg.redirect_uri.as_ref().is_some_and(|u| u.path() == parts.uri.path()) {
             return Err(session::callback(self, &parts).await);
         }
+        let anonymous = self.policy_of(&parts).anonymous;
         let who = match self.authenticate(&parts).await {
             Ok(Some(a)) => a,
+            // An anonymous route needs no token (one that is sent was checked in full above).
+            Ok(None) if anonymous => guard::Authenticated::anonymous(),
             Ok(None) if session => match session::from_cookie(self, &parts).await {
                 Ok(Some(a)) => a,
                 Ok(None) if session::browser_navigation(&parts) => {

@@ -41,7 +41,10 @@ pub mod dpop;
 pub mod guard;
 pub mod issuer;
 pub mod layer;
+pub mod metrics;
+pub mod policy;
 pub mod proxy;
+pub mod routes;
 pub mod server;
 pub mod session;
 

@@ -1,9 +1,13 @@
-//! Forwarding a verified request to the upstream (gateway.md G-6): the original method, path,
-//! query and body (streamed, never buffered whole), minus hop-by-hop headers and anything the
-//! client claimed about authentication, plus `X-Forwarded-*`, `X-Authenticated-*` and the token
-//! in `upstream_access_token_header`. Connections to the upstream are pooled (keep-alive). The
-//! upstream URI is built from typed parts ([`upstream_uri`]), never by pasting the client's
-//! request target after the upstream's URL.
+//! Forwarding a verified request to its route's upstream (gateway.md G-6): the original method,
+//! path (or its rest after the route's prefix, with `strip_prefix`), query and body (streamed,
+//! never buffered whole), minus hop-by-hop headers and anything the client claimed about
+//! authentication, plus `X-Forwarded-*`, `X-Authenticated-*` and the token in
+//! `upstream_access_token_header`. Connections to the upstream are pooled (keep-alive), over
+//! TLS for `https://` upstreams (verified against the system's roots or `upstream_ca_file`).
+//! The upstream URI is built from typed parts ([`upstream_uri`]), never by pasting the client's
+//! request target after the upstream's URL. No answer from a target (refused, TLS failure,
+//! `upstream_timeout_seconds`) is 502 and counts against its health ([`crate::routes`]); no
+//! healthy target is 503.
 
 use std::net::SocketAddr;
 
@@ -11,19 +15,58 @@ use axum::body::Body;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::guard::{Authenticated, Guard, Rejection, strip_authenticated_headers};
+use crate::routes::Route;
 
-pub type UpstreamClient = Client<HttpConnector, Body>;
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-pub fn client() -> UpstreamClient {
+/// The trust anchors of `https://` upstreams: `upstream_ca_file`, else the system's.
+fn roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("upstream_ca_file {}: {e}", path.display()))?;
+            for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let c = c.map_err(|e| format!("upstream_ca_file {}: not PEM certificates: {e}", path.display()))?;
+                roots.add(c).map_err(|e| format!("upstream_ca_file {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("upstream_ca_file {} holds no certificate", path.display()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// The upstream client: HTTP/1.1, keep-alive pool, TLS for `https://` targets.
+pub fn client(ca_file: Option<&std::path::Path>) -> Result<UpstreamClient, String> {
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots(ca_file)?)
+            .with_no_client_auth();
     let mut c = HttpConnector::new();
     c.set_nodelay(true);
     c.set_keepalive(Some(std::time::Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(c)
+    c.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(c);
+    Ok(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(https))
 }
 
 const HOP_BY_HOP: &[&str] = &[
@@ -53,14 +96,35 @@ fn strip_hop_by_hop(h: &mut http::HeaderMap) {
     }
 }
 
+/// Milliseconds since the Unix epoch (passive health; wall-clock, never a protocol decision).
+#[allow(clippy::disallowed_methods)]
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn unavailable_upstream(g: &Guard) -> Response<Body> {
+    g.reject(Rejection {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        error: Some("temporarily_unavailable"),
+        description: "no upstream of this route is healthy; try again".into(),
+        headers: Vec::new(),
+    })
+}
+
 pub async fn forward(
     g: &Guard,
     client: &UpstreamClient,
+    route: &Route,
     mut req: Request<Body>,
     who: &Authenticated,
     remote: Option<SocketAddr>,
 ) -> Response<Body> {
-    let Some(uri) = upstream_uri(&g.cfg.upstream, req.uri()) else {
+    let Some(target) = route.pick(now_ms()) else {
+        return unavailable_upstream(g);
+    };
+    let path = route.upstream_path(req.uri().path()).into_owned();
+    let query = req.uri().query().map(str::to_string);
+    let Some(uri) = upstream_uri(&target.url, &path, query.as_deref()) else {
         return g.reject(Rejection::invalid_request("only origin-form request targets (/path?query) can be forwarded"));
     };
     let host = req
@@ -80,16 +144,24 @@ pub async fn forward(
     strip_hop_by_hop(h);
     strip_authenticated_headers(h);
     h.remove(header::HOST);
+    if route.preserve_host
+        && let Some(host) = &host
+    {
+        h.insert(header::HOST, host.clone());
+    }
     h.remove(header::AUTHORIZATION);
     h.remove("dpop");
-    // The token, as configured (default: Authorization: Bearer <token>).
+    // The token, as configured (default: Authorization: Bearer <token>); none on an anonymous
+    // route's tokenless request.
     let (name, scheme) = &g.cfg.upstream_token_header;
-    let value = match scheme {
-        Some(s) => format!("{s} {}", who.token),
-        None => who.token.clone(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        h.insert(name.clone(), v);
+    if !who.is_anonymous() {
+        let value = match scheme {
+            Some(s) => format!("{s} {}", who.token),
+            None => who.token.clone(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name.clone(), v);
+        }
     }
     if let Some(r) = remote {
         let ip = r.ip().to_string();
@@ -113,19 +185,71 @@ pub async fn forward(
     set("x-authenticated-sub", &who.sub);
     set("x-authenticated-client", &who.client_id);
     set("x-authenticated-scope", &who.scope);
-    match client.request(req).await {
+    // A request without a body can be sent again: a target that refuses the connection is then
+    // replaced by the next healthy one, so a dead target costs the client nothing.
+    let bodyless = !req.headers().contains_key(header::TRANSFER_ENCODING)
+        && req.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
+        && matches!(
+            *req.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::DELETE | http::Method::OPTIONS
+        );
+    let again = bodyless.then(|| (req.method().clone(), req.headers().clone()));
+    let mut target = target;
+    let mut req = req;
+    let sent = loop {
+        let started = std::time::Instant::now();
+        let sent = match route.timeout {
+            Some(t) => match tokio::time::timeout(t, client.request(req)).await {
+                Ok(r) => r.map_err(Some),
+                Err(_) => Err(None),
+            },
+            None => client.request(req).await.map_err(Some),
+        };
+        crate::metrics::upstream_latency(&route.policy.name, started.elapsed());
+        match (&sent, &again) {
+            (Err(Some(e)), Some((method, headers))) if e.is_connect() => {
+                target.failed(now_ms());
+                tracing::warn!(error = %e, upstream = %target.url, "upstream refused the connection; trying another");
+                let next = route.pick_other(now_ms(), target);
+                let rebuilt = next.and_then(|n| {
+                    let uri = upstream_uri(&n.url, &path, query.as_deref())?;
+                    let mut r = Request::new(Body::empty());
+                    *r.method_mut() = method.clone();
+                    *r.uri_mut() = uri;
+                    *r.version_mut() = http::Version::HTTP_11;
+                    *r.headers_mut() = headers.clone();
+                    Some((n, r))
+                });
+                match rebuilt {
+                    Some((n, r)) => {
+                        target = n;
+                        req = r;
+                        continue;
+                    }
+                    None => break sent,
+                }
+            }
+            _ => break sent,
+        }
+    };
+    match sent {
         Ok(resp) => {
+            target.succeeded();
             let (mut parts, body) = resp.into_parts();
             parts.version = client_version;
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(e) if tether_tls::body::is_read_timeout(&e) => {
+        Err(Some(e)) if tether_tls::body::is_read_timeout(&e) => {
             tracing::debug!("the client stopped sending the request body");
             g.reject(Rejection::body_timeout())
         }
         Err(e) => {
-            tracing::warn!(error = %e, upstream = %g.cfg.upstream, "upstream unreachable");
+            target.failed(now_ms());
+            match &e {
+                Some(e) => tracing::warn!(error = %e, upstream = %target.url, "upstream unreachable"),
+                None => tracing::warn!(upstream = %target.url, "upstream timed out (upstream_timeout_seconds)"),
+            }
             g.reject(Rejection {
                 status: StatusCode::BAD_GATEWAY,
                 error: Some("bad_gateway"),
@@ -136,21 +260,20 @@ pub async fn forward(
     }
 }
 
-/// The upstream URI of a request target: scheme and authority from `upstream` (the
-/// configuration), then its base path followed by the target's path and query, parsed as a path
-/// (so the target can never name another host or scheme). Only origin-form targets are
-/// forwarded: `None` for the asterisk form (`OPTIONS *`) and anything else without a path that
-/// starts with `/`.
-pub fn upstream_uri(upstream: &url::Url, target: &Uri) -> Option<Uri> {
-    let path = target.path();
+/// The upstream URI of a request: scheme and authority from the target `upstream` (the
+/// configuration), then its base path followed by `path` and `query`, parsed as a path (so the
+/// request can never name another host or scheme). Only origin-form targets are forwarded:
+/// `None` for a path that does not start with `/` (the asterisk form `OPTIONS *`, the authority
+/// form).
+pub fn upstream_uri(upstream: &url::Url, path: &str, query: Option<&str>) -> Option<Uri> {
     if !path.starts_with('/') {
         return None;
     }
     let base = upstream.path().trim_end_matches('/');
-    let mut pq = String::with_capacity(base.len() + path.len() + target.query().map_or(0, |q| q.len() + 1));
+    let mut pq = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     pq.push_str(base);
     pq.push_str(path);
-    if let Some(q) = target.query() {
+    if let Some(q) = query {
         pq.push('?');
         pq.push_str(q);
     }
@@ -166,7 +289,10 @@ mod tests {
     #[test]
     fn only_origin_form_targets_reach_the_upstream() {
         let up = url::Url::parse("http://127.0.0.1:9000").unwrap();
-        let t = |s: &str| upstream_uri(&up, &s.parse::<Uri>().unwrap()).map(|u| u.to_string());
+        let t = |s: &str| {
+            let u = s.parse::<Uri>().unwrap();
+            upstream_uri(&up, u.path(), u.query()).map(|u| u.to_string())
+        };
         assert_eq!(t("/orders?x=1").as_deref(), Some("http://127.0.0.1:9000/orders?x=1"));
         assert_eq!(t("/").as_deref(), Some("http://127.0.0.1:9000/"));
         assert_eq!(t("*"), None);
@@ -174,7 +300,7 @@ mod tests {
         // Absolute form: only the path and query are taken.
         assert_eq!(t("http://evil.example/x?y").as_deref(), Some("http://127.0.0.1:9000/x?y"));
         let based = url::Url::parse("http://[::1]:9000/api/").unwrap();
-        let u = upstream_uri(&based, &"/orders".parse::<Uri>().unwrap()).unwrap();
+        let u = upstream_uri(&based, "/orders", None).unwrap();
         assert_eq!(u.to_string(), "http://[::1]:9000/api/orders");
     }
 }

@@ -1,45 +1,115 @@
 //! `tether gateway --config FILE`: the HTTPS listener (requesting, never requiring, a client
-//! certificate), the [`crate::GuardLayer`], and the proxy to `upstream`; around them the access
-//! log (`[log] access`, `tether_tls::access`), which names the verified token's client and, from
-//! a `trusted_proxies` peer, the forwarded client address.
+//! certificate); per request the path check and the route ([`crate::routes`]), the
+//! [`crate::GuardLayer`] with the route's policy, and the proxy to the route's upstream; around
+//! them the access log (`[log] access`, `tether_tls::access`, with the route, the token's `sub`
+//! and `client_id`, and the rejection reason) and the metrics ([`crate::metrics`]). A second
+//! listener, `metrics_listen`, serves `/healthz`, `/readyz` and `/metrics`.
+//!
+//! **Reload** ([`Running::reload`], on `SIGHUP`): the routes and every policy key (top-level and
+//! per route) are swapped at once, between requests, without touching a connection; a file that
+//! does not validate is refused and the running configuration kept. Keys the running gateway
+//! cannot change (listeners, certificates, the issuer and its credentials, caches, the replay
+//! store) are named in a warning and keep their old values until a restart.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use tether_core::clock::SharedClock;
-use tether_tls::access::{AccessLogLayer, AuthenticatedClient};
+use tether_tls::access::{AccessLogLayer, AccessNote, AuthenticatedClient};
 use tether_tls::{accept as tls, pki};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::guard::Authenticated;
-use crate::guard::Guard;
+use crate::guard::{Authenticated, Guard, Rejection};
 use crate::layer::GuardLayer;
+use crate::metrics::{self, Refused};
 use crate::proxy;
+use crate::routes::{self, RoutePolicy, Routes};
+
+/// The routes in force; replaced whole by a reload.
+pub type SharedRoutes = Arc<RwLock<Arc<Routes>>>;
 
 pub struct Running {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub guard: Arc<Guard>,
+    routes: SharedRoutes,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Apply a new configuration's routes and policies (see the module docs). `Err`: it does not
+    /// validate; nothing changed.
+    pub fn reload(&self, new: &Config) -> Result<(), String> {
+        let mut new = new.clone();
+        if new.listen.port() == 0 && new.public_url.ends_with(":0") {
+            new.public_url = format!("{}:{}", new.public_url.trim_end_matches(":0"), self.addr.port());
+        }
+        let routes = new.routes()?;
+        let old = &self.guard.cfg;
+        let fixed: Vec<&str> = [
+            ("listen", old.listen != new.listen),
+            ("metrics_listen", old.metrics_listen != new.metrics_listen),
+            ("cert_file", old.cert_file != new.cert_file),
+            ("key_file", old.key_file != new.key_file),
+            ("issuer", old.issuer != new.issuer),
+            ("ca_file", old.ca_file != new.ca_file),
+            ("client_id", old.client_id != new.client_id),
+            ("client_secret", old.client_secret != new.client_secret),
+            ("upstream_ca_file", old.upstream_ca_file != new.upstream_ca_file),
+            ("replay_store", old.replay_store != new.replay_store),
+            ("session_secret", old.session_secret != new.session_secret),
+            ("cache_ttl", old.cache_ttl != new.cache_ttl),
+            ("client_ca_file", old.client_ca_file != new.client_ca_file),
+            ("trusted_proxies", old.trusted_proxies != new.trusted_proxies),
+        ]
+        .into_iter()
+        .filter_map(|(k, changed)| changed.then_some(k))
+        .collect();
+        if !fixed.is_empty() {
+            tracing::warn!(keys = %fixed.join(", "), "these keys change only at a restart; their old values stay");
+        }
+        if let Ok(mut r) = self.routes.write() {
+            *r = Arc::new(routes);
+        }
+        tracing::info!("configuration reloaded: routes and policies replaced");
+        Ok(())
+    }
+
+    /// The routes in force (for tests and the health report).
+    pub fn routes(&self) -> Arc<Routes> {
+        current(&self.routes)
     }
 }
 
-/// The gateway as a router: guard, then proxy.
-pub fn router(guard: Arc<Guard>) -> Router {
-    let client = proxy::client();
+fn current(routes: &SharedRoutes) -> Arc<Routes> {
+    routes.read().map(|r| r.clone()).unwrap_or_default()
+}
+
+/// The route a request was given (a request extension, for the proxy).
+#[derive(Clone)]
+struct Matched {
+    routes: Arc<Routes>,
+    index: usize,
+}
+
+/// The gateway as a router: path check and route, guard, then proxy.
+pub fn router(guard: Arc<Guard>, routes: SharedRoutes) -> Result<Router, String> {
+    let client = proxy::client(guard.cfg.upstream_ca_file.as_deref())?;
     let g = guard.clone();
     let svc = tower::service_fn(move |req: Request<Body>| {
         let g = g.clone();
@@ -47,13 +117,15 @@ pub fn router(guard: Arc<Guard>) -> Router {
         async move {
             let remote = req.extensions().get::<tls::ConnInfo>().map(|c| c.remote);
             let mut req = req;
-            let Some(who) = req.extensions_mut().remove::<Authenticated>() else {
-                return Ok::<Response<Body>, Infallible>(
-                    g.reject(crate::guard::Rejection::invalid_token("not authenticated")),
-                );
+            let matched = req.extensions_mut().remove::<Matched>();
+            let (Some(who), Some(m)) = (req.extensions_mut().remove::<Authenticated>(), matched) else {
+                return Ok::<Response<Body>, Infallible>(g.reject(Rejection::invalid_token("not authenticated")));
             };
-            let mut resp = proxy::forward(&g, &client, req, &who, remote).await;
-            // The access log names the verified token's client.
+            let route = &m.routes.routes[m.index];
+            let mut resp = proxy::forward(&g, &client, route, req, &who, remote).await;
+            // The access log names the verified token's client and subject.
+            let note = AccessNote { route: None, sub: who.sub.clone(), reason: None };
+            resp.extensions_mut().insert(note);
             if let Some(c) = who.client_id {
                 resp.extensions_mut().insert(AuthenticatedClient(c));
             }
@@ -61,26 +133,80 @@ pub fn router(guard: Arc<Guard>) -> Router {
         }
     });
     let guarded = tower::ServiceBuilder::new().layer(GuardLayer::new(guard.clone())).service(svc);
-    // A request target the proxy cannot forward (`OPTIONS *`, authority form) is refused before
-    // any token is checked. An answer to HEAD carries no body (the gateway's own refusals have
-    // one; over HTTP/2 nothing strips it, and the client would see a protocol error instead).
+    // Before any token is checked: a request target the proxy cannot forward (`OPTIONS *`,
+    // authority form) and a path that could reach another route than it seems (encoded
+    // slashes, dot-segments) are refused; no route is 404. An answer to HEAD carries no body
+    // (the gateway's own refusals have one; over HTTP/2 nothing strips it).
     let svc = tower::service_fn(move |req: Request<Body>| {
         let guarded = guarded.clone();
         let g = guard.clone();
+        let routes = routes.clone();
         async move {
             let head = req.method() == http::Method::HEAD;
-            let resp = if req.uri().path().starts_with('/') {
-                tower::ServiceExt::oneshot(guarded, req).await?
+            let (mut parts, body) = req.into_parts();
+            let all = current(&routes);
+            let checked = if !parts.uri.path().starts_with('/') {
+                Err(Rejection::invalid_request("only origin-form request targets (/path?query) can be forwarded"))
+            } else if let Err(why) = routes::check_path(parts.uri.path()) {
+                Err(Rejection::invalid_request(why))
             } else {
-                let r = crate::guard::Rejection::invalid_request(
-                    "only origin-form request targets (/path?query) can be forwarded",
-                );
-                g.reject(r)
+                let host = routes::request_host(&parts);
+                match all.position(host.as_deref(), parts.uri.path()) {
+                    Some(i) => Ok(i),
+                    None => Err(Rejection {
+                        status: StatusCode::NOT_FOUND,
+                        error: Some("not_found"),
+                        description: "no route matches this request".into(),
+                        headers: Vec::new(),
+                    }),
+                }
             };
+            let route_name = match &checked {
+                Ok(i) => all.routes[*i].policy.name.clone(),
+                Err(_) => "none".into(),
+            };
+            let mut resp = match checked {
+                Ok(index) => {
+                    let policy: Arc<RoutePolicy> = all.routes[index].policy.clone();
+                    parts.extensions.insert(policy);
+                    parts.extensions.insert(Matched { routes: all.clone(), index });
+                    tower::ServiceExt::oneshot(guarded, Request::from_parts(parts, body)).await?
+                }
+                Err(r) => g.reject(r),
+            };
+            let refused = resp.extensions().get::<Refused>().map(|r| r.0);
+            metrics::answered(&route_name, resp.status().as_u16(), refused);
+            let sub = resp.extensions().get::<AccessNote>().and_then(|n| n.sub.clone());
+            resp.extensions_mut().insert(AccessNote { route: Some(route_name), sub, reason: refused });
             Ok::<Response<Body>, Infallible>(if head { resp.map(|_| Body::empty()) } else { resp })
         }
     });
-    Router::new().fallback_service(svc)
+    Ok(Router::new().fallback_service(svc))
+}
+
+/// `/healthz` (the process answers), `/readyz` (the issuer's keys are loaded and a route has a
+/// healthy upstream) and `/metrics`.
+fn ops_router(guard: Arc<Guard>, routes: SharedRoutes) -> Router {
+    use axum::routing::get;
+    let handle = tether_tls::prometheus::handle();
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let guard = guard.clone();
+                let routes = routes.clone();
+                async move {
+                    let keys = guard.issuer.keys_ready(guard.clock.now()).await;
+                    let now = proxy::now_ms();
+                    let upstream = current(&routes).routes.iter().any(|r| r.any_healthy(now));
+                    let body = serde_json::json!({"issuer_keys": keys, "healthy_upstream": upstream});
+                    let status = if keys && upstream { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    (status, axum::Json(body))
+                }
+            }),
+        )
+        .route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
 pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
@@ -97,11 +223,21 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
         .await
         .map_err(|e| format!("cannot listen on {} (listen): {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics_listener = match cfg.metrics_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen on {a} (metrics_listen): {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(|e| e.to_string())?;
     let mut cfg = cfg;
     if cfg.listen.port() == 0 && cfg.public_url.ends_with(":0") {
         // `public_url` defaults to https:// + listen; with an ephemeral port use the real one.
         cfg.public_url = format!("{}{}", cfg.public_url.trim_end_matches(":0"), format_args!(":{}", addr.port()));
     }
+    let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(cfg.routes()?)));
     let guard = Arc::new(Guard::open(cfg, clock).await?);
     // Warm the issuer's metadata; an unreachable issuer is not fatal (requests get 503 until it answers).
     if let Err(crate::issuer::IssuerError::Unreachable(e)) = guard.issuer.endpoints().await {
@@ -109,13 +245,20 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
     }
     let limits = guard.cfg.limits();
     let (tx, rx) = watch::channel(false);
-    let app = router(guard.clone());
-    let app = if guard.cfg.access_log {
-        let trusted = tether_tls::client_cert::ProxyCertConfig::parse(None, &guard.cfg.trusted_proxies)?.trusted;
-        app.layer(AccessLogLayer::new(&trusted))
-    } else {
-        app
-    };
-    let task = tokio::spawn(tls::serve(listener, Some(tls_cfg), app, rx, Duration::from_secs(20), limits));
-    Ok(Running { addr, guard, shutdown: tx, task })
+    let app = router(guard.clone(), routes.clone())?;
+    let trusted = tether_tls::client_cert::ProxyCertConfig::parse(None, &guard.cfg.trusted_proxies)?.trusted;
+    let app = if guard.cfg.access_log { app.layer(AccessLogLayer::new(&trusted)) } else { app };
+    let mut tasks = vec![tokio::spawn(tls::serve(
+        listener,
+        Some(tls_cfg),
+        app,
+        rx.clone(),
+        Duration::from_secs(20),
+        limits.clone(),
+    ))];
+    if let Some(l) = metrics_listener {
+        let ops = ops_router(guard.clone(), routes.clone());
+        tasks.push(tokio::spawn(tls::serve(l, None, ops, rx, Duration::from_secs(5), limits)));
+    }
+    Ok(Running { addr, metrics_addr, guard, routes, shutdown: tx, tasks })
 }

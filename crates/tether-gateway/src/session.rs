@@ -73,15 +73,16 @@ pub async fn from_cookie(g: &Guard, parts: &Parts) -> Result<Option<Authenticate
     if s.exp <= g.clock.now() {
         return Ok(None);
     }
-    let (claims, _) = g.validate(&s.at).await?;
+    let policy = g.policy_of(parts);
+    let (claims, _) = g.validate(&s.at, &g.default_policy.auth_methods).await?;
     // A session's token is the gateway's own; it cannot carry a proof of possession of its own.
     if claims.get("cnf").is_some_and(|c| c.as_object().is_some_and(|m| !m.is_empty())) {
         return Err(Rejection::invalid_token("a session's token must not be sender-constrained"));
     }
-    if g.cfg.pop_dpop == PopMode::Strict {
+    if policy.pop_dpop == PopMode::Strict {
         return Err(Rejection::invalid_token("a DPoP-bound access token is required (sessions cannot carry one)"));
     }
-    g.policy(&claims)?;
+    g.policy(&claims, &policy)?;
     let presented = g.certificate(parts)?;
     match (&s.cert, presented) {
         (Some(bound), Some(p)) if ct_eq(bound.as_bytes(), p.as_bytes()) => {}
@@ -90,7 +91,7 @@ pub async fn from_cookie(g: &Guard, parts: &Parts) -> Result<Option<Authenticate
                 "this session was created with a client certificate that this request did not present",
             ));
         }
-        (None, _) if g.cfg.pop_mtls == PopMode::Strict && g.cfg.pop_auth_methods_validation => {
+        (None, _) if policy.pop_mtls == PopMode::Strict && g.cfg.pop_auth_methods_validation => {
             return Err(Rejection::invalid_token("a client certificate is required"));
         }
         (None, _) => {}
@@ -190,7 +191,7 @@ pub async fn callback(g: &Guard, parts: &Parts) -> Response<Body> {
         let why = tokens.get("error_description").and_then(|v| v.as_str()).unwrap_or("no access token");
         return g.reject(Rejection::invalid_request(format!("the code could not be redeemed: {why}")));
     };
-    let (claims, _) = match g.validate(&at).await {
+    let (claims, _) = match g.validate(&at, &g.default_policy.auth_methods).await {
         Ok(x) => x,
         Err(r) => return g.reject(r),
     };

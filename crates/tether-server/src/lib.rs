@@ -38,13 +38,13 @@ mod state;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderValue;
 use axum::http::header::{STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tether_core::clock::SharedClock;
 use tether_core::crypto::MasterKey;
 use tether_core::provider::{Provider, ProviderConfig};
@@ -213,18 +213,7 @@ fn warn_wide_permissions(settings: &Settings) {
 }
 
 fn metrics_handle() -> PrometheusHandle {
-    static H: OnceLock<PrometheusHandle> = OnceLock::new();
-    H.get_or_init(|| {
-        let b = PrometheusBuilder::new()
-            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
-            .unwrap_or_else(|_| PrometheusBuilder::new());
-        match b.install_recorder() {
-            Ok(h) => h,
-            // Another recorder is installed (an embedding program's): render an empty registry.
-            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        }
-    })
-    .clone()
+    tether_tls::prometheus::handle()
 }
 
 /// A started server.

@@ -539,6 +539,8 @@ impl TestServer {
             upstream: Some(format!("http://{upstream}")),
             issuer: Some(self.base.clone()),
             ca_file: Some(ca_file),
+            // Many gateways run at once in the tests: never the fixed default port.
+            metrics_listen: Some("127.0.0.1:0".into()),
             ..Default::default()
         };
         f(&mut fc);

@@ -37,6 +37,15 @@ use crate::accept::ConnInfo;
 #[derive(Clone, Debug)]
 pub struct AuthenticatedClient(pub String);
 
+/// What the gateway adds to its access line (a response extension): the route, the token's
+/// subject, and why a request was refused.
+#[derive(Clone, Debug, Default)]
+pub struct AccessNote {
+    pub route: Option<String>,
+    pub sub: Option<String>,
+    pub reason: Option<&'static str>,
+}
+
 /// The access log as a `tower` layer; `trusted` are the proxies whose forwarding headers name
 /// the client's address.
 #[derive(Clone)]
@@ -128,6 +137,7 @@ fn log<B: HttpBody>(seen: &Seen, resp: &Response<B>) {
     let bytes = resp.body().size_hint().exact().or_else(|| {
         resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
     });
+    let note = resp.extensions().get::<AccessNote>();
     let record = Record {
         method: seen.method.as_str(),
         path: seen.uri.path(),
@@ -136,6 +146,9 @@ fn log<B: HttpBody>(seen: &Seen, resp: &Response<B>) {
         bytes,
         ip: seen.ip,
         client_id: resp.extensions().get::<AuthenticatedClient>().map(|c| c.0.as_str()),
+        route: note.and_then(|n| n.route.as_deref()),
+        sub: note.and_then(|n| n.sub.as_deref()),
+        reason: note.and_then(|n| n.reason),
     };
     if let Some(w) = WRITER.get() {
         w(&record);
@@ -150,6 +163,9 @@ fn log<B: HttpBody>(seen: &Seen, resp: &Response<B>) {
         bytes = record.bytes,
         ip = record.ip.map(tracing::field::display),
         client_id = record.client_id,
+        route = record.route,
+        sub = record.sub,
+        reason = record.reason,
         "access"
     );
 }
@@ -167,6 +183,10 @@ pub struct Record<'a> {
     pub bytes: Option<u64>,
     pub ip: Option<IpAddr>,
     pub client_id: Option<&'a str>,
+    /// The gateway's: the route, the token's subject, why it refused.
+    pub route: Option<&'a str>,
+    pub sub: Option<&'a str>,
+    pub reason: Option<&'a str>,
 }
 
 /// How [`Record::write`] lays a line out.
@@ -208,9 +228,15 @@ impl Record<'_> {
                 if let Some(ip) = self.ip {
                     let _ = write!(out, ",\"ip\":\"{ip}\"");
                 }
-                if let Some(c) = self.client_id {
-                    out.extend_from_slice(b",\"client_id\":");
-                    json_str(c, out);
+                for (k, v) in
+                    [("client_id", self.client_id), ("route", self.route), ("sub", self.sub), ("reason", self.reason)]
+                {
+                    if let Some(v) = v {
+                        out.extend_from_slice(b",\"");
+                        out.extend_from_slice(k.as_bytes());
+                        out.extend_from_slice(b"\":");
+                        json_str(v, out);
+                    }
                 }
                 out.extend_from_slice(b"}\n");
             }
@@ -227,9 +253,15 @@ impl Record<'_> {
                 if let Some(ip) = self.ip {
                     let _ = write!(out, " ip={ip}");
                 }
-                if let Some(c) = self.client_id {
-                    out.extend_from_slice(b" client_id=");
-                    text_value(c, out);
+                for (k, v) in
+                    [("client_id", self.client_id), ("route", self.route), ("sub", self.sub), ("reason", self.reason)]
+                {
+                    if let Some(v) = v {
+                        out.push(b' ');
+                        out.extend_from_slice(k.as_bytes());
+                        out.push(b'=');
+                        text_value(v, out);
+                    }
                 }
                 out.push(b'\n');
             }
@@ -346,6 +378,9 @@ mod tests {
             bytes: Some(102),
             ip: Some("203.0.113.7".parse().unwrap()),
             client_id: Some("x\ny=1"),
+            route: None,
+            sub: None,
+            reason: None,
         };
         // 2026-11-30T13:54:22.123456Z
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_796_046_862_123_456);

@@ -5,7 +5,7 @@
 //! Owns: the accept loop that hands each request its connection's client certificate
 //! ([`accept`]), with its timeouts and connection cap ([`limits`], [`body`]); certificates
 //! forwarded by trusted proxies and trust in client CAs ([`client_cert`]); the client's address
-//! behind those proxies ([`forwarded`]); the access log of both products ([`access`]); and the local PKI a first start generates ([`pki`]).
+//! behind those proxies ([`forwarded`]); the access log of both products ([`access`]) and their shared Prometheus recorder ([`prometheus`]); and the local PKI a first start generates ([`pki`]).
 //! Depends on `tether-core` for the protocol's view of a certificate, and on nothing of the
 //! server's.
 
@@ -18,3 +18,4 @@ pub mod forwarded;
 pub mod fuzzing;
 pub mod limits;
 pub mod pki;
+pub mod prometheus;

@@ -42,8 +42,8 @@ enum Cmd {
     /// Create the data directory, database (or PostgreSQL schema), master key, signing keys and
     /// local CA, then exit
     Init,
-    /// Run the proof-of-possession gateway
-    Gateway,
+    /// Run the proof-of-possession gateway (SIGHUP reloads its configuration)
+    Gateway(GatewayArgs),
     /// Manage applications (OAuth clients)
     #[command(subcommand)]
     App(admin::AppCmd),
@@ -68,6 +68,13 @@ enum TlsCmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// Log format
+    #[arg(long, env = "TETHER_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Args)]
@@ -178,7 +185,7 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Serve(a) => serve(&cli.global, a).await,
-            Cmd::Gateway => gateway(&cli.global).await,
+            Cmd::Gateway(a) => gateway(&cli.global, a).await,
             Cmd::App(c) => {
                 init_logging(LogFormat::Text, "warn");
                 admin::app(&cli.global, c).await
@@ -306,8 +313,8 @@ async fn serve(g: &Global, a: ServeArgs) -> ExitCode {
 }
 
 /// `tether gateway --config FILE` (interface.md §3, gateway.md).
-async fn gateway(g: &Global) -> ExitCode {
-    let _log = init_background_logging(LogFormat::Text, "info");
+async fn gateway(g: &Global, a: GatewayArgs) -> ExitCode {
+    let _log = init_background_logging(a.log_format, "info");
     let Some(path) = &g.config else {
         return usage_error("tether gateway needs --config FILE (or TETHER_CONFIG)");
     };
@@ -319,10 +326,45 @@ async fn gateway(g: &Global) -> ExitCode {
         Ok(r) => r,
         Err(e) => return runtime_error(e),
     };
-    eprintln!("listening on https://{}", running.addr);
+    if a.log_format == LogFormat::Json {
+        tracing::info!(addr = %running.addr, "listening on https://{}", running.addr);
+    } else {
+        eprintln!("listening on https://{}", running.addr);
+    }
+    if let Some(m) = running.metrics_addr {
+        tracing::info!(addr = %m, "health and metrics on http://{m}/ (healthz, readyz, metrics)");
+    }
+    let running = Arc::new(running);
+    let reloader = tokio::spawn(reload_on_hangup(path.clone(), running.clone()));
     wait_for_signal().await;
-    running.shutdown().await;
+    reloader.abort();
+    let _ = reloader.await;
+    match Arc::try_unwrap(running) {
+        Ok(r) => r.shutdown().await,
+        Err(_) => tracing::warn!("stopping without draining: the gateway is still referenced"),
+    }
     ExitCode::SUCCESS
+}
+
+/// `SIGHUP`: read the configuration file again and apply what can change while running
+/// (`tether_gateway::server::Running::reload`); a file that does not validate is refused, logged,
+/// and the running configuration kept.
+async fn reload_on_hangup(path: std::path::PathBuf, running: Arc<tether_gateway::server::Running>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            let applied = tether_gateway::Config::load(&path).and_then(|cfg| running.reload(&cfg));
+            if let Err(e) = applied {
+                tracing::error!(error = %e, "configuration not reloaded; the running one is kept");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, running);
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn wait_for_signal() {

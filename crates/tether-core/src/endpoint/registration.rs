@@ -117,7 +117,7 @@ pub async fn registrar(p: &Provider, token: Option<Presented<'_>>) -> Result<Act
 
 /// Register a client (RFC 7591 §3.1): the 201 body.
 pub async fn register(p: &Provider, actor: &Actor, metadata: &Value) -> Result<Value, RegError> {
-    let changes = changes_from(p, metadata, None)?;
+    let changes = free_name(p, changes_from(p, metadata, None)?, None).await?;
     let (rec, secret) = admin_ops::create_app_as(p, actor, &changes, "app.register").await?;
     let rat = Secret::generate();
     if let Err(e) = p.store.set_registration_token(&rec.app.client_id, &rat.hash()).await {
@@ -142,6 +142,20 @@ async fn managed(p: &Provider, client_id: &str, token: Option<&str>) -> Result<A
     Ok(admin_ops::get_app(p, client_id).await?)
 }
 
+/// App names are unique (they identify apps to people), but a `client_name` is only a display
+/// name a third party chose: one that is taken gets a suffix (RFC 7591 §3.2.1 lets the server
+/// replace a value and say so in its answer), rather than an error that would name the other
+/// app, or let anyone reserve names.
+async fn free_name(p: &Provider, mut changes: AppChanges, except: Option<&str>) -> Result<AppChanges, RegError> {
+    let Some(name) = changes.name.clone() else { return Ok(changes) };
+    let mut candidate = name.clone();
+    while settings::name_taken(&*p.store, &candidate, except).await?.is_some() {
+        candidate = format!("{name} ({})", crate::secret::b64url(&crate::secret::random_bytes::<4>()));
+    }
+    changes.name = Some(candidate);
+    Ok(changes)
+}
+
 /// RFC 7592 §2.1: read.
 pub async fn read(p: &Provider, client_id: &str, token: Option<&str>) -> Result<Value, RegError> {
     let rec = managed(p, client_id, token).await?;
@@ -160,7 +174,7 @@ pub async fn replace(p: &Provider, client_id: &str, token: Option<&str>, metadat
             return Err(RegError::metadata("client_secret does not match the client's (it cannot be chosen)"));
         }
     }
-    let changes = changes_from(p, metadata, Some(&existing))?;
+    let changes = free_name(p, changes_from(p, metadata, Some(&existing))?, Some(client_id)).await?;
     let actor = Actor::client(client_id);
     let (rec, secret) = admin_ops::update_app_as(p, &actor, client_id, &changes, "app.register_update").await?;
     Ok(metadata_of(p, &rec, secret.as_ref()))

@@ -278,14 +278,22 @@ impl Write for Sink {
     }
 }
 
-/// The gateway in this process; the test's runtime is single-threaded, so a subscriber set for
-/// this thread sees every event of the gateway's tasks.
+/// The gateway in this process, its access lines taken as `tether gateway` writes them: through
+/// the direct writer (`tether_tls::access::set_writer`, which the binary installs), as JSON. (A
+/// thread-local tracing subscriber missed lines when other tests ran alongside.) The writer is
+/// the process's, so the lines are told apart by this test's own path.
 #[tokio::test]
 async fn gateway_logs_the_tokens_client_and_never_the_token() {
+    // `RUST_LOG` decides whether an access line is written at all: a process-wide subscriber that
+    // enables the target (and writes nothing itself), as the binary has.
+    let _ = tracing_subscriber::fmt().with_writer(std::io::sink).with_env_filter("access=info").try_init();
     let sink = Sink::default();
     let w = sink.clone();
-    let sub = tracing_subscriber::fmt().json().flatten_event(true).with_writer(move || w.clone()).finish();
-    let _guard = tracing::subscriber::set_default(sub);
+    tether_tls::access::set_writer(move |record| {
+        let mut line = Vec::new();
+        record.write(tether_tls::access::Layout::Json, std::time::SystemTime::UNIX_EPOCH, &mut line);
+        let _ = w.clone().write(&line);
+    });
 
     let srv = TestServer::start().await;
     let mut ch = app(&["client_credentials"]);
@@ -311,7 +319,7 @@ async fn gateway_logs_the_tokens_client_and_never_the_token() {
         .unwrap();
     let c = gw.client();
     let r = c
-        .get(gw.url("/api/orders?q=SECRETQ"))
+        .get(gw.url("/api/access-log-probe?q=SECRETQ"))
         .bearer_auth(&token)
         .header("x-forwarded-for", "203.0.113.9")
         .send()
@@ -319,21 +327,23 @@ async fn gateway_logs_the_tokens_client_and_never_the_token() {
         .unwrap();
     assert_eq!(r.status(), 200);
     r.bytes().await.unwrap();
-    let r = c.get(gw.url("/api/orders?q=SECRETQ")).send().await.unwrap();
+    let r = c.get(gw.url("/api/access-log-probe?q=SECRETQ")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     r.bytes().await.unwrap();
     gw.stop().await;
 
     let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<Value> = access_lines(&log).into_iter().filter(|v| v["path"] == "/api/orders").collect();
+    let lines: Vec<Value> = access_lines(&log).into_iter().filter(|v| v["path"] == "/api/access-log-probe").collect();
     assert_eq!(lines.len(), 2, "one line per gateway request:\n{log}");
     assert_eq!(lines[0]["method"], "GET");
     assert_eq!(lines[0]["status"], 200);
     assert_eq!(lines[0]["client_id"], a.client_id.as_str());
     assert_eq!(lines[0]["ip"], "203.0.113.9", "the trusted proxy's X-Forwarded-For");
     assert!(lines[0]["duration_ms"].as_f64().is_some());
+    assert_eq!((lines[0]["route"].as_str(), lines[0]["sub"].as_str()), (Some("default"), Some(a.client_id.as_str())));
     assert_eq!(lines[1]["status"], 401);
     assert!(lines[1].get("client_id").is_none(), "no client without a token: {}", lines[1]);
+    assert_eq!(lines[1]["reason"], "no_token", "the rejection reason: {}", lines[1]);
     for line in log.lines() {
         assert!(!line.contains(&token) && !line.contains("SECRETQ"), "leaked into the log: {line}");
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tether_testkit::TempDir;
+use tether_testkit::{TempDir, echo_upstream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
@@ -521,6 +521,91 @@ async fn openid_client_fapi2_interop() {
     assert!(out.status.success(), "interop failed:\n{stdout}\n{stderr}");
     assert!(stdout.lines().any(|l| l.ends_with("passed, 0 failed")), "{stdout}");
     p.term();
+}
+
+/// Dynamic client registration driven by openid-client's `dynamicClientRegistration` (a
+/// `private_key_jwt` client registered and used at once), RFC 7592 read/replace/delete with plain
+/// HTTP, and every forbidden metadata value refused with its RFC 7591 error. See interop/dcr.mjs.
+#[tokio::test]
+async fn openid_client_dynamic_registration_interop() {
+    let node = Command::new("node").arg("--version").output();
+    assert!(node.is_ok_and(|o| o.status.success()), "node is required for the interop test (install nodejs)");
+    let d = TempDir::new("interop-dcr");
+    let dir = d.path().to_path_buf();
+    let mut p = Proc::spawn(
+        &dir,
+        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "off"],
+        &[],
+    );
+    let port = port_of(&p.wait_for("listening on https://"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/dcr.sh");
+    let out = Command::new("bash")
+        .args([script, dir.to_str().unwrap(), &format!("https://localhost:{port}")])
+        .env("TETHER_BIN", BIN)
+        .output()
+        .expect("run interop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "interop failed:\n{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.ends_with("passed, 0 failed")), "{stdout}");
+    p.term();
+}
+
+/// `tether gateway --log-format json`: every line is a JSON object; `SIGHUP` applies a changed
+/// file (a new route answers) and refuses a broken one, keeping the running configuration.
+#[tokio::test]
+async fn gateway_json_logs_and_reload_on_hangup() {
+    let d = TempDir::new("gw-bin");
+    let dir = d.path().to_path_buf();
+    let conf = dir.join("gw.toml");
+    let upstream = echo_upstream().await;
+    let base = format!(
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nissuer = \"https://localhost:1\"\nauth_methods = [\"bearer\"]\n\n[[routes]]\npath_prefix = \"/a\"\nupstream = \"http://{upstream}\"\nanonymous = true\n",
+        dir.join("data").display()
+    );
+    std::fs::write(&conf, &base).unwrap();
+    let mut p = Proc::spawn(&dir, &["gateway", "--config", conf.to_str().unwrap(), "--log-format", "json"], &[]);
+    let line = p.wait_for("listening on https://");
+    let v: Value = serde_json::from_str(&line).expect("a JSON line");
+    let port: u16 = v["addr"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    let ca = std::fs::read_to_string(dir.join("data/tls/ca.pem")).unwrap();
+    let c = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("https://localhost:{port}{path}");
+    assert_eq!(c.get(url("/a/x")).send().await.unwrap().status(), 200, "anonymous route");
+    assert_eq!(c.get(url("/b/x")).send().await.unwrap().status(), 404);
+
+    let hup = |p: &Proc| {
+        Command::new("kill").args(["-HUP", &p.child.id().to_string()]).status().expect("kill -HUP");
+    };
+    // A broken file is refused; the running configuration stays.
+    std::fs::write(&conf, format!("{base}\n[[routes]]\npath_prefix = \"b\"\nupstream = \"http://{upstream}\"\n"))
+        .unwrap();
+    hup(&p);
+    p.wait_for("configuration not reloaded");
+    assert_eq!(c.get(url("/a/x")).send().await.unwrap().status(), 200);
+    // A good one is applied.
+    std::fs::write(
+        &conf,
+        format!("{base}\n[[routes]]\npath_prefix = \"/b\"\nupstream = \"http://{upstream}\"\nanonymous = true\n"),
+    )
+    .unwrap();
+    hup(&p);
+    p.wait_for("configuration reloaded");
+    assert_eq!(c.get(url("/b/x")).send().await.unwrap().status(), 200, "the new route answers");
+    // Its keep-alive connections would hold the graceful stop: close them (on this runtime).
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    p.term();
+    let log = p.log();
+    for l in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{l}");
+    }
+    assert!(log.contains("\"route\":\"/a\""), "the access log names the route:\n{log}");
 }
 
 // ---------------------------------------------------------------------------------------------

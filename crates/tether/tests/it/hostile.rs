@@ -1708,14 +1708,18 @@ async fn hostile_requests_get_answers_and_change_nothing() {
 }
 
 /// The gateway's session method sends a browser back where it was going after sign-in, but only
-/// to a path of its own: a request target that a browser would read as another host (`//host`,
-/// `/\host`) comes back as `/`.
+/// to a path of its own: a request target that a browser would read as another host (`//host`)
+/// comes back as `/`; one with a backslash, raw or encoded (`/\host`), is refused before anything
+/// else (400), as every path a server could read two ways is.
 #[tokio::test]
 async fn the_gateway_returns_browsers_to_its_own_paths_only() {
     let w = world().await;
-    for (target, back) in
-        [("/\\evil.example/x", "/"), ("//evil.example/x", "/"), ("/%5Cevil.example/x?a=1", "/%5Cevil.example/x?a=1")]
-    {
+    for target in ["/\\evil.example/x", "/%5Cevil.example/x?a=1"] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\nConnection: close\r\n\r\n");
+        let answers = raw_exchange(w.gw.addr(), &w.gw.ca_pem, req.as_bytes()).await.unwrap();
+        assert_eq!(answers[0].0, 400, "{target}: {}", answers[0].1);
+    }
+    for (target, back) in [("//evil.example/x", "/")] {
         // A browser navigation (raw: reqwest would rewrite the backslash) without a session.
         let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\nConnection: close\r\n\r\n");
         let answers = raw_exchange(w.gw.addr(), &w.gw.ca_pem, req.as_bytes()).await.unwrap();

@@ -21,6 +21,7 @@ mod exchange;
 mod fapi2;
 mod gateway;
 mod gateway_fidelity;
+mod gateway_routes;
 mod grants;
 mod hardening;
 mod hostile;
