@@ -18,7 +18,7 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::guard::{Authenticated, Guard, Rejection, strip_authenticated_headers};
 use crate::routes::Route;
@@ -80,6 +80,18 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// The `Upgrade` a request asks for (HTTP/1.1 `Connection: upgrade`), if any.
+fn upgrade_of(req: &Request<Body>) -> Option<HeaderValue> {
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned()).flatten()
+}
+
 fn strip_hop_by_hop(h: &mut http::HeaderMap) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
@@ -135,13 +147,21 @@ pub async fn forward(
     *req.uri_mut() = uri;
     // A proxy speaks its own HTTP version to each side (RFC 9110 §6.2): HTTP/1.1 upstream, and to
     // the client the version it used (HTTP/1.1 for any 1.x client), never the upstream's.
+    let upgrade = (req.version() == http::Version::HTTP_11).then(|| upgrade_of(&req)).flatten();
     let client_version = match req.version() {
         http::Version::HTTP_2 => http::Version::HTTP_2,
         _ => http::Version::HTTP_11,
     };
     *req.version_mut() = http::Version::HTTP_11;
+    // A WebSocket (or other) upgrade, on HTTP/1.1, after every check passed: the upgrade headers
+    // go on to the upstream, and on its 101 both connections are joined.
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let h = req.headers_mut();
     strip_hop_by_hop(h);
+    if let Some(u) = &upgrade {
+        h.insert(header::UPGRADE, u.clone());
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     strip_authenticated_headers(h);
     h.remove(header::HOST);
     if route.preserve_host
@@ -233,6 +253,24 @@ pub async fn forward(
         }
     };
     match sent {
+        Ok(mut resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some() => {
+            target.succeeded();
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            if let Some(client_upgrade) = client_upgrade {
+                tokio::spawn(async move {
+                    match (client_upgrade.await, upstream_upgrade.await) {
+                        (Ok(c), Ok(u)) => {
+                            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                        }
+                        (c, u) => tracing::debug!(client = c.is_ok(), upstream = u.is_ok(), "upgrade not completed"),
+                    }
+                });
+            }
+            // The 101 keeps its Connection/Upgrade headers: they are the answer.
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, Body::empty())
+        }
         Ok(resp) => {
             target.succeeded();
             let (mut parts, body) = resp.into_parts();

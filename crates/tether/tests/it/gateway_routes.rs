@@ -108,6 +108,7 @@ async fn demo(payments: &[std::net::SocketAddr]) -> Demo {
             let mut st = route("/status", OneOrMany::One(format!("http://{status}/health")));
             st.anonymous = Some(true);
             st.preserve_host = Some(true);
+            st.required_scopes = Some(vec!["status:read".into()]);
             c.routes = vec![p, pu, st];
         })
         .await
@@ -344,13 +345,156 @@ async fn health_readiness_and_metrics_with_rejection_reasons() {
     get(&c, &d.gw.url("/public/x"), Some(&format!("{head}.{other_sig}"))).await; // bad_signature
     get(&c, &d.gw.url("/nowhere"), Some(&unbound)).await; // no_route
     get(&c, &d.gw.url("/public/..%2fx"), Some(&unbound)).await; // bad_request
+    get(&c, &d.gw.url("/status"), Some(&unbound)).await; // scope (a sent token is checked)
+    let admin = {
+        let mut ch = app(&["client_credentials"]);
+        ch.scopes = Some(vec!["admin:read".into()]);
+        ch.token_type = Some("jwt".into());
+        let a = d.srv.create_app(ch).await;
+        let r = d.srv.token(&a, &[("grant_type", "client_credentials"), ("scope", "admin:read")]).await;
+        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+    };
+    let (s, b) = get(&c, &d.gw.url("/public/x"), Some(&admin)).await; // audience: never an admin token
+    assert_eq!(s, 401, "an admin API token does not pass: {b}");
+    let r = c
+        .get(d.gw.url("/public/x"))
+        .header("authorization", format!("DPoP {unbound}"))
+        .header("dpop", "not.a.proof")
+        .send()
+        .await
+        .unwrap(); // dpop_invalid
+    assert_eq!(r.status(), 401);
     d.srv.clock.advance(7200);
     get(&c, &d.gw.url("/public/x"), Some(&unbound)).await; // expired
     let text = plain.get(format!("{ops}/metrics")).send().await.unwrap().text().await.unwrap();
-    for reason in ["no_token", "pop_certificate", "bad_signature", "no_route", "bad_request", "expired"] {
+    for reason in [
+        "no_token",
+        "pop_certificate",
+        "bad_signature",
+        "no_route",
+        "bad_request",
+        "expired",
+        "scope",
+        "audience",
+        "dpop_invalid",
+    ] {
         assert!(text.contains(&format!("reason=\"{reason}\"")), "{reason} missing:\n{text}");
     }
     assert!(text.contains("tether_gateway_requests_total") && text.contains("route=\"/public\""), "{text}");
     assert!(text.contains("tether_gateway_upstream_seconds"), "{text}");
     d.gw.stop().await;
+}
+
+/// A raw upstream that accepts an upgrade (101) and then echoes every byte.
+async fn upgrade_echo_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                assert!(head.contains("upgrade: websocket") && head.contains("authorization: bearer"), "{head}");
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                    .await;
+                let (mut r, mut w) = s.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// An admin API token passes only a route whose `audience` names the admin API.
+#[tokio::test]
+async fn admin_tokens_pass_only_where_the_route_names_their_audience() {
+    let srv = TestServer::start().await;
+    let mut ch = app(&["client_credentials"]);
+    ch.scopes = Some(vec!["admin:read".into()]);
+    ch.token_type = Some("jwt".into());
+    let a = srv.create_app(ch).await;
+    let r = srv.token(&a, &[("grant_type", "client_credentials"), ("scope", "admin:read")]).await;
+    let admin = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let up = named_upstream("ops").await;
+    let admin_aud = srv.url("/api/admin/v1");
+    let gw = srv
+        .gateway(up, |c| {
+            c.auth_methods = Some(vec!["bearer".into()]);
+            let mut r = route("/ops", OneOrMany::One(format!("http://{up}")));
+            r.audience = Some(admin_aud.clone());
+            c.routes = vec![r];
+        })
+        .await
+        .unwrap();
+    let c = gw.client();
+    let (s, b) = get(&c, &gw.url("/elsewhere"), Some(&admin)).await;
+    assert_eq!((s, b["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{b}");
+    assert_eq!(get(&c, &gw.url("/ops/x"), Some(&admin)).await.0, 200, "the route that names the admin API");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_passes_after_the_checks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start().await;
+    let mut ch = app(&["client_credentials"]);
+    ch.token_type = Some("jwt".into());
+    let a = srv.create_app(ch).await;
+    let t = srv.token(&a, &[("grant_type", "client_credentials")]).await.json::<Value>().await.unwrap();
+    let t = t["access_token"].as_str().unwrap().to_string();
+    let up = upgrade_echo_upstream().await;
+    let gw = srv.gateway(up, |c| c.auth_methods = Some(vec!["bearer".into()])).await.unwrap();
+
+    let open = |token: Option<String>| {
+        let (addr, ca) = (gw.addr(), gw.ca_pem.clone());
+        async move {
+            use base64::Engine;
+            let mut roots = rustls::RootCertStore::empty();
+            let b64: String = ca.lines().filter(|l| !l.starts_with("-----")).collect();
+            roots.add(base64::engine::general_purpose::STANDARD.decode(b64).unwrap().into()).unwrap();
+            let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .unwrap();
+            let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+            let req = format!(
+                "GET /chat HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            );
+            tls.write_all(req.as_bytes()).await.unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if tls.read(&mut b).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(b[0]);
+            }
+            (String::from_utf8_lossy(&head).into_owned(), tls)
+        }
+    };
+    // Without a token: refused before anything reaches the upstream.
+    let (head, _) = open(None).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    // With one: 101, then bytes flow both ways.
+    let (head, mut tls) = open(Some(t)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    tls.write_all(b"ping over the tunnel").await.unwrap();
+    let mut got = vec![0u8; 20];
+    tls.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"ping over the tunnel");
+    drop(tls);
+    gw.stop().await;
 }

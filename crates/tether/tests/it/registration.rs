@@ -393,3 +393,70 @@ async fn a_registered_clients_urls_are_guarded_when_the_server_connects() {
     }
     panic!("the guarded delivery left no event");
 }
+
+/// Certificate clients register through their metadata: `self_signed_tls_client_auth` with its
+/// certificate as `x5c` in `jwks` (and then authenticates with it, its token bound to it), and
+/// `tls_client_auth` with `tls_client_auth_subject_dn`.
+#[tokio::test]
+async fn certificate_clients_register_and_authenticate() {
+    use base64::Engine;
+    let srv = TestServer::start().await;
+    let (_, token) = registrar_token(&srv).await;
+    let cert = client_cert("registered-device");
+    let x5c = base64::engine::general_purpose::STANDARD.encode(&cert.der);
+    let r = register(
+        &srv,
+        Some(&token),
+        &json!({
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "x5c": [x5c]}]},
+            "tls_client_certificate_bound_access_tokens": true,
+            "access_token_type": "jwt",
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let c: Value = r.json().await.unwrap();
+    assert_eq!((c["token_binding_type"].as_str(), c["access_token_type"].as_str()), (Some("certificate"), Some("jwt")));
+    let id = c["client_id"].as_str().unwrap();
+    let t = srv
+        .client_with(&cert)
+        .post(srv.url("/oauth2/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.status(), 200, "authenticated by its certificate");
+    let at = t.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(jwt_claims(&at)["cnf"]["x5t#S256"], cert.thumbprint.as_str());
+    let other = client_cert("someone-else");
+    let t = srv
+        .client_with(&other)
+        .post(srv.url("/oauth2/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.status(), 401, "another certificate does not authenticate");
+
+    let r = register(
+        &srv,
+        Some(&token),
+        &json!({
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=partner,O=Example",
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["tls_client_auth_subject_dn"], "CN=partner,O=Example");
+    let r = register(
+        &srv,
+        Some(&token),
+        &json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "tls_client_auth"}),
+    )
+    .await;
+    refused(r, 400, "invalid_client_metadata").await;
+}
