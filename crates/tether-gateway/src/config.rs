@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub upstream_ca_file: Option<PathBuf>,
     /// `/healthz`, `/readyz` and `/metrics` (default `127.0.0.1:9465`; `off`).
     pub metrics_listen: Option<String>,
+    /// Worker threads, each serving its own share of the connections (default: one per CPU).
+    pub workers: Option<usize>,
     /// `[[routes]]`: several APIs, each with its upstreams and policy (`crate::routes`).
     #[serde(default)]
     pub routes: Vec<crate::routes::RouteFile>,
@@ -90,6 +92,7 @@ pub struct Config {
     pub upstream_ca_file: Option<PathBuf>,
     /// `None`: `metrics_listen = "off"`.
     pub metrics_listen: Option<SocketAddr>,
+    pub workers: usize,
     pub issuer: String,
     pub ca_file: Option<PathBuf>,
     pub auth_methods: Vec<AuthMethod>,
@@ -244,6 +247,11 @@ impl Config {
             routes: f.routes,
             upstream_ca_file: f.upstream_ca_file,
             metrics_listen,
+            workers: match f.workers {
+                Some(0) => return Err("workers must be at least 1".into()),
+                Some(n) => n.min(256),
+                None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            },
             issuer,
             ca_file: f.ca_file,
             auth_methods,

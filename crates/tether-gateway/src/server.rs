@@ -63,6 +63,7 @@ impl Running {
         let old = &self.guard.cfg;
         let fixed: Vec<&str> = [
             ("listen", old.listen != new.listen),
+            ("workers", old.workers != new.workers),
             ("metrics_listen", old.metrics_listen != new.metrics_listen),
             ("cert_file", old.cert_file != new.cert_file),
             ("key_file", old.key_file != new.key_file),
@@ -209,6 +210,61 @@ fn ops_router(guard: Arc<Guard>, routes: SharedRoutes) -> Router {
         .route("/metrics", get(move || std::future::ready(handle.render())))
 }
 
+/// A listening socket on `addr` that other workers may share (SO_REUSEPORT), as a std listener
+/// (each worker registers it with its own runtime).
+fn listening_socket(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(|e| e.to_string())?;
+    let fail = |e: std::io::Error| format!("cannot listen on {addr} (listen): {e}");
+    socket.set_reuseaddr(true).map_err(fail)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    let listener = socket.listen(1024).map_err(fail)?;
+    listener.into_std().map_err(fail)
+}
+
+/// One worker: a single-threaded runtime serving its own listener, with its own router and
+/// upstream connection pool, so a request, its checks and its upstream exchange stay on one thread
+/// (no hop between tasks on different cores, memory freed where it was allocated). The guard,
+/// its caches and the routes are shared by every worker.
+#[allow(clippy::too_many_arguments)]
+fn worker(
+    socket: std::net::TcpListener,
+    guard: Arc<Guard>,
+    routes: SharedRoutes,
+    tls_cfg: Arc<rustls::ServerConfig>,
+    rx: watch::Receiver<bool>,
+    limits: tether_tls::limits::HttpLimits,
+    trusted: Vec<ipnet::IpNet>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot start a gateway worker: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let prepared = socket
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())
+            .and_then(|()| tokio::net::TcpListener::from_std(socket).map_err(|e| e.to_string()))
+            .and_then(|l| router(guard.clone(), routes).map(|app| (l, app)));
+        let (listener, app) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let app = if guard.cfg.access_log { app.layer(AccessLogLayer::new(&trusted)) } else { app };
+        let _ = ready.send(Ok(()));
+        tls::serve(listener, Some(tls_cfg), app, rx, Duration::from_secs(20), limits).await;
+    });
+}
+
 pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     pki::create_private_dir(&cfg.data_dir)
@@ -219,10 +275,15 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
         _ => return Err("cert_file and key_file must be given together".into()),
     };
     let tls_cfg = tls::server_config(&material, true)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {} (listen): {e}", cfg.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let workers = cfg.workers.max(1);
+    // One listening socket per worker, all on the same address (SO_REUSEPORT): the kernel spreads
+    // connections over them, and each worker serves its own (see `worker`).
+    let first = listening_socket(cfg.listen)?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(listening_socket(addr)?);
+    }
     let metrics_listener = match cfg.metrics_listen {
         Some(a) => Some(
             tokio::net::TcpListener::bind(a)
@@ -245,17 +306,25 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running, String> {
     }
     let limits = guard.cfg.limits();
     let (tx, rx) = watch::channel(false);
-    let app = router(guard.clone(), routes.clone())?;
     let trusted = tether_tls::client_cert::ProxyCertConfig::parse(None, &guard.cfg.trusted_proxies)?.trusted;
-    let app = if guard.cfg.access_log { app.layer(AccessLogLayer::new(&trusted)) } else { app };
-    let mut tasks = vec![tokio::spawn(tls::serve(
-        listener,
-        Some(tls_cfg),
-        app,
-        rx.clone(),
-        Duration::from_secs(20),
-        limits.clone(),
-    ))];
+    let mut tasks = Vec::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (guard, routes, tls_cfg, rx, limits, trusted) =
+            (guard.clone(), routes.clone(), tls_cfg.clone(), rx.clone(), limits.clone(), trusted.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        std::thread::Builder::new()
+            .name(format!("tether-gw-{i}"))
+            .spawn(move || {
+                worker(socket, guard, routes, tls_cfg, rx, limits, trusted, ready_tx);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| format!("cannot start a gateway worker thread: {e}"))?;
+        ready_rx.recv().map_err(|_| "a gateway worker stopped at start".to_string())??;
+        tasks.push(tokio::spawn(async move {
+            let _ = done_rx.await;
+        }));
+    }
     if let Some(l) = metrics_listener {
         let ops = ops_router(guard.clone(), routes.clone());
         tasks.push(tokio::spawn(tls::serve(l, None, ops, rx, Duration::from_secs(5), limits)));

@@ -11,6 +11,11 @@ mod admin;
 mod cli;
 mod logbuf;
 
+/// jemalloc. Measured with bench/gateway (the gateway in front of a trivial API, CPU µs per
+/// request): glibc malloc 62.9, mimalloc 54.0 (but 38 MB resident), jemalloc 43.7 (23 MB).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
