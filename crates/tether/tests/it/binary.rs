@@ -452,25 +452,28 @@ async fn config_file_and_precedence() {
     p.term();
 }
 
-/// A standard, independent client library (panva's openid-client and jose, from npm) drives the
-/// server: discovery, client credentials, password, authorization code + PKCE through the login
-/// form, refresh rotation and reuse detection, userinfo, introspection, revocation, and JWT
-/// verification against the JWKS. See interop/oidc-client.mjs.
-#[tokio::test]
-async fn openid_client_library_interop() {
+/// Start `tether serve` (with `config`, a TOML text, when given) and run an interop script of
+/// `interop/` against it (`SCRIPT DATA_DIR ISSUER`); every check must pass.
+fn run_interop(tag: &str, script: &str, config: Option<&str>) {
     let node = Command::new("node").arg("--version").output();
     assert!(node.is_ok_and(|o| o.status.success()), "node is required for the interop test (install nodejs)");
-    let d = TempDir::new("interop");
+    let d = TempDir::new(tag);
     let dir = d.path().to_path_buf();
-    let mut p = Proc::spawn(
-        &dir,
-        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "off"],
-        &[],
+    let conf = dir.join("tether.toml");
+    let mut args = vec!["serve".to_string()];
+    if let Some(text) = config {
+        std::fs::write(&conf, text).unwrap();
+        args.extend(["--config".into(), conf.to_str().unwrap().into()]);
+    }
+    args.extend(
+        ["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "off"].map(String::from),
     );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut p = Proc::spawn(&dir, &args, &[]);
     let port = port_of(&p.wait_for("listening on https://"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/run.sh");
+    let script = format!("{}/../../interop/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")
-        .args([script, dir.to_str().unwrap(), &format!("https://localhost:{port}")])
+        .args([script.as_str(), dir.to_str().unwrap(), &format!("https://localhost:{port}")])
         .env("TETHER_BIN", BIN)
         .output()
         .expect("run interop");
@@ -479,6 +482,15 @@ async fn openid_client_library_interop() {
     assert!(out.status.success(), "interop failed:\n{stdout}\n{stderr}");
     assert!(stdout.lines().any(|l| l.ends_with("passed, 0 failed")), "{stdout}");
     p.term();
+}
+
+/// A standard, independent client library (panva's openid-client and jose, from npm) drives the
+/// server: discovery, client credentials, password, authorization code + PKCE through the login
+/// form, refresh rotation and reuse detection, userinfo, introspection, revocation, and JWT
+/// verification against the JWKS. See interop/oidc-client.mjs.
+#[tokio::test]
+async fn openid_client_library_interop() {
+    run_interop("interop", "run.sh", None);
 }
 
 /// The FAPI 2.0 profile and back-channel logout driven by openid-client, unchanged: PAR + PKCE +
@@ -488,39 +500,8 @@ async fn openid_client_library_interop() {
 /// interop/fapi2.mjs.
 #[tokio::test]
 async fn openid_client_fapi2_interop() {
-    let node = Command::new("node").arg("--version").output();
-    assert!(node.is_ok_and(|o| o.status.success()), "node is required for the interop test (install nodejs)");
-    let d = TempDir::new("interop-fapi2");
-    let dir = d.path().to_path_buf();
-    let config = dir.join("tether.toml");
-    std::fs::write(&config, "[tls]\nmtls_listen = \"127.0.0.1:0\"\nrequest_client_cert = false\n").unwrap();
-    let mut p = Proc::spawn(
-        &dir,
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "off",
-        ],
-        &[],
-    );
-    let port = port_of(&p.wait_for("listening on https://"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/fapi2.sh");
-    let out = Command::new("bash")
-        .args([script, dir.to_str().unwrap(), &format!("https://localhost:{port}")])
-        .env("TETHER_BIN", BIN)
-        .output()
-        .expect("run interop");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "interop failed:\n{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.ends_with("passed, 0 failed")), "{stdout}");
-    p.term();
+    let config = "[tls]\nmtls_listen = \"127.0.0.1:0\"\nrequest_client_cert = false\n";
+    run_interop("interop-fapi2", "fapi2.sh", Some(config));
 }
 
 /// Dynamic client registration driven by openid-client's `dynamicClientRegistration` (a
@@ -528,27 +509,7 @@ async fn openid_client_fapi2_interop() {
 /// HTTP, and every forbidden metadata value refused with its RFC 7591 error. See interop/dcr.mjs.
 #[tokio::test]
 async fn openid_client_dynamic_registration_interop() {
-    let node = Command::new("node").arg("--version").output();
-    assert!(node.is_ok_and(|o| o.status.success()), "node is required for the interop test (install nodejs)");
-    let d = TempDir::new("interop-dcr");
-    let dir = d.path().to_path_buf();
-    let mut p = Proc::spawn(
-        &dir,
-        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--metrics-listen", "off"],
-        &[],
-    );
-    let port = port_of(&p.wait_for("listening on https://"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/dcr.sh");
-    let out = Command::new("bash")
-        .args([script, dir.to_str().unwrap(), &format!("https://localhost:{port}")])
-        .env("TETHER_BIN", BIN)
-        .output()
-        .expect("run interop");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "interop failed:\n{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.ends_with("passed, 0 failed")), "{stdout}");
-    p.term();
+    run_interop("interop-dcr", "dcr.sh", None);
 }
 
 /// `tether gateway --log-format json`: every line is a JSON object; `SIGHUP` applies a changed

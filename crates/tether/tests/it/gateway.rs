@@ -35,8 +35,8 @@ async fn setup() -> Setup {
     Setup { srv, upstream, bound_jwt, unbound_jwt, bound_opaque, gw_app }
 }
 
-/// A password-grant token, over a connection presenting `cert` when given.
-async fn token(srv: &TestServer, a: &AppCreds, cert: Option<&ClientCert>) -> String {
+/// A password-grant token (user alice), over a connection presenting `cert` when given.
+pub(crate) async fn token(srv: &TestServer, a: &AppCreds, cert: Option<&ClientCert>) -> String {
     let c = match cert {
         Some(c) => srv.client_with(c),
         None => srv.client(),

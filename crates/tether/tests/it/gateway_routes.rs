@@ -13,6 +13,8 @@ use tether_gateway::FileConfig;
 use tether_gateway::routes::{OneOrMany, RouteFile};
 use tether_testkit::*;
 
+use crate::gateway::token;
+
 /// An upstream that says who it is and what reached it.
 async fn named_upstream(name: &'static str) -> std::net::SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -62,22 +64,6 @@ struct Demo {
     gw: TestGateway,
     bound: AppCreds,
     unbound: AppCreds,
-}
-
-async fn token(srv: &TestServer, a: &AppCreds, cert: Option<&ClientCert>) -> String {
-    let c = match cert {
-        Some(c) => srv.client_with(c),
-        None => srv.client(),
-    };
-    let r = c
-        .post(srv.url("/oauth2/token"))
-        .basic_auth(&a.client_id, a.client_secret.as_deref())
-        .form(&[("grant_type", "password"), ("username", "alice"), ("password", "pw")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
 }
 
 /// The Kong seed's demo: `/payments` strict mTLS, `/public` optional (prefix stripped),
