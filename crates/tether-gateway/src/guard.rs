@@ -310,9 +310,11 @@ impl Guard {
                 if self.proxy_cert.header.as_ref().is_some_and(|h| parts.headers.contains_key(h)) {
                     tracing::warn!(peer = %conn.remote, "client certificate header from an untrusted peer ignored");
                 }
-                match &conn.peer_cert {
-                    Some(d) => d.as_slice(),
-                    None => return Ok(None),
+                match (&conn.peer_cert, &conn.peer_thumbprint, &self.client_trust) {
+                    // The hot path: the connection's thumbprint, computed once at its handshake.
+                    (_, Some(t), None) => return Ok(Some(t.to_string())),
+                    (Some(d), _, _) => d.as_slice(),
+                    (None, _, _) => return Ok(None),
                 }
             }
         };
@@ -521,8 +523,12 @@ pub(crate) fn authenticated(token: String, claims: &Value, method: AuthMethod) -
 
 /// Remove what a client must never be able to set for the upstream (G-1).
 pub fn strip_authenticated_headers(h: &mut HeaderMap) {
-    let names: Vec<http::HeaderName> =
-        h.keys().filter(|k| k.as_str().starts_with("x-authenticated-")).cloned().collect();
+    let client_set = |k: &http::HeaderName| k.as_str().starts_with("x-authenticated-");
+    // Called on every request: one scan, and nothing allocated unless there is one to remove.
+    if !h.keys().any(client_set) {
+        return;
+    }
+    let names: Vec<http::HeaderName> = h.keys().filter(|k| client_set(k)).cloned().collect();
     for n in names {
         h.remove(n);
     }

@@ -50,6 +50,7 @@ pub struct Issuer {
     jwks_refresh: tokio::sync::Mutex<()>,
     /// token hash → (result, valid until, Unix seconds on the gateway's clock)
     introspection: Mutex<crate::cache::TokenCache>,
+    cache_metrics: crate::metrics::CacheMetrics,
     cache_ttl: i64,
     cache_ttl_neg: i64,
 }
@@ -88,6 +89,7 @@ impl Issuer {
             jwks: RwLock::new(JwksState { keys: Vec::new(), fetched: None }),
             jwks_refresh: tokio::sync::Mutex::new(()),
             introspection: Mutex::new(HashMap::new()),
+            cache_metrics: Default::default(),
             cache_ttl: i64::try_from(cfg.cache_ttl).unwrap_or(i64::MAX),
             cache_ttl_neg: i64::try_from(cfg.cache_ttl_neg).unwrap_or(i64::MAX),
         })
@@ -190,10 +192,10 @@ impl Issuer {
             && let Some((v, until)) = c.get(&key)
             && now_unix < *until
         {
-            crate::metrics::introspection_cache(true);
+            self.cache_metrics.count(true);
             return Ok(v.clone());
         }
-        crate::metrics::introspection_cache(false);
+        self.cache_metrics.count(false);
         let endpoint = self
             .endpoints()
             .await?

@@ -93,6 +93,11 @@ fn upgrade_of(req: &Request<Body>) -> Option<HeaderValue> {
 }
 
 fn strip_hop_by_hop(h: &mut http::HeaderMap) {
+    // Called twice per request (request and answer), usually with nothing to remove: one scan
+    // of the names first instead of a hashed lookup per hop-by-hop name.
+    if !h.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -213,7 +218,8 @@ pub async fn forward(
             *req.method(),
             http::Method::GET | http::Method::HEAD | http::Method::DELETE | http::Method::OPTIONS
         );
-    let again = bodyless.then(|| (req.method().clone(), req.headers().clone()));
+    // (Kept only where there is another target to try: a copy of the headers per request.)
+    let again = (bodyless && route.targets.len() > 1).then(|| (req.method().clone(), req.headers().clone()));
     let mut target = target;
     let mut req = req;
     let sent = loop {
@@ -225,7 +231,7 @@ pub async fn forward(
             },
             None => client.request(req).await.map_err(Some),
         };
-        crate::metrics::upstream_latency(&route.policy.name, started.elapsed());
+        route.metrics.upstream_latency(started.elapsed());
         match (&sent, &again) {
             (Err(Some(e)), Some((method, headers))) if e.is_connect() => {
                 target.failed(now_ms());

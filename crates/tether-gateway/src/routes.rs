@@ -117,6 +117,8 @@ pub struct Route {
     pub preserve_host: bool,
     pub timeout: Option<Duration>,
     pub policy: Arc<RoutePolicy>,
+    /// Kept metric handles (named after `policy.name`).
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 impl Route {
@@ -243,6 +245,7 @@ pub fn default_route(upstream: &str, d: &Defaults<'_>) -> Result<Route, String> 
         strip_prefix: false,
         preserve_host: false,
         timeout: None,
+        metrics: crate::metrics::RouteMetrics::new("default"),
         policy: Arc::new(RoutePolicy {
             name: "default".into(),
             auth_methods: d.auth_methods.to_vec(),
@@ -308,6 +311,7 @@ pub fn route(i: usize, f: &RouteFile, d: &Defaults<'_>) -> Result<Route, String>
         strip_prefix: f.strip_prefix.unwrap_or(false),
         preserve_host: f.preserve_host.unwrap_or(false),
         timeout: f.upstream_timeout_seconds.map(Duration::from_secs),
+        metrics: crate::metrics::RouteMetrics::new(&path_prefix),
         policy: Arc::new(RoutePolicy {
             name: path_prefix,
             auth_methods,

@@ -138,10 +138,12 @@ pub fn router(guard: Arc<Guard>, routes: SharedRoutes) -> Result<Router, String>
     // authority form) and a path that could reach another route than it seems (encoded
     // slashes, dot-segments) are refused; no route is 404. An answer to HEAD carries no body
     // (the gateway's own refusals have one; over HTTP/2 nothing strips it).
+    let unrouted = Arc::new(metrics::RouteMetrics::new("none"));
     let svc = tower::service_fn(move |req: Request<Body>| {
         let guarded = guarded.clone();
         let g = guard.clone();
         let routes = routes.clone();
+        let unrouted = unrouted.clone();
         async move {
             let head = req.method() == http::Method::HEAD;
             let (mut parts, body) = req.into_parts();
@@ -162,10 +164,7 @@ pub fn router(guard: Arc<Guard>, routes: SharedRoutes) -> Result<Router, String>
                     }),
                 }
             };
-            let route_name = match &checked {
-                Ok(i) => all.routes[*i].policy.name.clone(),
-                Err(_) => "none".into(),
-            };
+            let routed = checked.as_ref().ok().copied();
             let mut resp = match checked {
                 Ok(index) => {
                     let policy: Arc<RoutePolicy> = all.routes[index].policy.clone();
@@ -176,9 +175,13 @@ pub fn router(guard: Arc<Guard>, routes: SharedRoutes) -> Result<Router, String>
                 Err(r) => g.reject(r),
             };
             let refused = resp.extensions().get::<Refused>().map(|r| r.0);
-            metrics::answered(&route_name, resp.status().as_u16(), refused);
-            let sub = resp.extensions().get::<AccessNote>().and_then(|n| n.sub.clone());
-            resp.extensions_mut().insert(AccessNote { route: Some(route_name), sub, reason: refused });
+            let m = match routed {
+                Some(i) => &all.routes[i].metrics,
+                None => &*unrouted,
+            };
+            m.answered(resp.status().as_u16(), refused);
+            let sub = resp.extensions_mut().remove::<AccessNote>().and_then(|n| n.sub);
+            resp.extensions_mut().insert(AccessNote { route: Some(m.route().to_string()), sub, reason: refused });
             Ok::<Response<Body>, Infallible>(if head { resp.map(|_| Body::empty()) } else { resp })
         }
     });

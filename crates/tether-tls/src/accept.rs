@@ -49,6 +49,9 @@ pub struct ConnInfo {
     pub tls: bool,
     /// DER of the client certificate presented in the TLS handshake.
     pub peer_cert: Option<Arc<Vec<u8>>>,
+    /// Its `x5t#S256` thumbprint, computed once per connection (a gateway checks it on every
+    /// request of the connection).
+    pub peer_thumbprint: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -203,11 +206,12 @@ pub async fn serve(
                     };
                     let peer_cert =
                         tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.to_vec()));
-                    let info = ConnInfo { remote, tls: true, peer_cert };
+                    let peer_thumbprint = peer_cert.as_ref().map(|d| Arc::from(tether_core::cert::thumbprint(d)));
+                    let info = ConnInfo { remote, tls: true, peer_cert, peer_thumbprint };
                     serve_connection(tls, info, app, &limits, accepted, shutdown).await;
                 }
                 None => {
-                    let info = ConnInfo { remote, tls: false, peer_cert: None };
+                    let info = ConnInfo { remote, tls: false, peer_cert: None, peer_thumbprint: None };
                     serve_connection(tcp, info, app, &limits, accepted, shutdown).await;
                 }
             }

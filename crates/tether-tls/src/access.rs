@@ -352,6 +352,7 @@ mod tests {
             remote: "10.1.2.3:4444".parse().unwrap(),
             tls: true,
             peer_cert: None,
+            peer_thumbprint: None,
         });
         svc.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
