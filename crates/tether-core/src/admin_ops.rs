@@ -99,6 +99,20 @@ fn changes(before: &Value, after: &Value) -> Value {
     Value::Object(out)
 }
 
+/// The web console's built-in app (admin-api.md A-6): created and kept in shape by the server
+/// at every start, hidden from app lists and exports; no one changes or deletes it.
+pub const CONSOLE_CLIENT_ID: &str = "tether-console";
+
+fn not_console(client_id: &str) -> Result<(), AdminError> {
+    if client_id == CONSOLE_CLIENT_ID {
+        return Err(AdminError::Conflict(
+            "tether-console is the web console's built-in app: the server manages it, it cannot be changed or deleted"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn change_event(p: &Provider, actor: &Actor, action: &str, target: &str, extra: Value) {
     let mut detail = json!({"action": action, "target": target});
     if let (Some(d), Some(e)) = (detail.as_object_mut(), extra.as_object()) {
@@ -161,6 +175,7 @@ pub async fn update_app_as(
     changes: &AppChanges,
     action: &str,
 ) -> Result<(AppRecord, Option<Secret>), AdminError> {
+    not_console(client_id)?;
     let existing = get_app(p, client_id).await?;
     let (mut rec, secret) = admin::update(&existing, changes).map_err(invalid)?;
     seal_secret(p, &mut rec, secret.as_ref());
@@ -200,6 +215,7 @@ pub async fn delete_app(p: &Provider, actor: &Actor, client_id: &str) -> Result<
 
 /// [`delete_app`], recorded as `action`.
 pub async fn delete_app_as(p: &Provider, actor: &Actor, client_id: &str, action: &str) -> Result<(), AdminError> {
+    not_console(client_id)?;
     if !p.store.delete_app(client_id, p.now()).await? {
         return Err(AdminError::NotFound(format!("no app with client_id {client_id}")));
     }
@@ -210,6 +226,7 @@ pub async fn delete_app_as(p: &Provider, actor: &Actor, client_id: &str, action:
 
 /// A new client secret, shown once; the old one stays valid `grace` more seconds.
 pub async fn regenerate_secret(p: &Provider, actor: &Actor, client_id: &str, grace: i64) -> Result<Secret, AdminError> {
+    not_console(client_id)?;
     if !(0..=30 * 86_400).contains(&grace) {
         return Err(AdminError::Invalid {
             detail: "grace_seconds must be between 0 and 2592000".into(),

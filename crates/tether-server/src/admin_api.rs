@@ -584,6 +584,7 @@ async fn list_apps(c: Call, Query(q): Query<PageQuery>) -> Response {
     };
     match c.s.p.store.list_apps().await {
         Ok(mut apps) => {
+            apps.retain(|a| a.app.client_id != ops::CONSOLE_CLIENT_ID);
             apps.sort_by(|a, b| a.app.client_id.cmp(&b.app.client_id));
             let p = page(apps, |a| a.app.client_id.clone(), q.cursor.as_deref(), limit, |a| a.app.clone());
             json_ok(StatusCode::OK, AppPage::from(p))

@@ -21,6 +21,7 @@
 
 mod admin_api;
 pub mod config;
+mod console;
 mod cookies;
 mod cors;
 mod csrf;
@@ -302,6 +303,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         pcfg.client_trust = Some(Arc::new(client_cert::CaTrust::load(ca)?));
     }
     let provider = Provider::open(pcfg, store, clock, master).await?;
+    console::ensure_app(&provider).await?;
     let refresher = provider.spawn_refresher();
     let purger = provider.spawn_purger();
     let auditor = provider.spawn_auditor();
@@ -327,6 +329,7 @@ pub async fn start(settings: Settings, clock: SharedClock) -> Result<Running, St
         secure_cookies: true,
         proxy_cert: proxy_cert.clone(),
         revoke_on_password_change: settings.revoke_on_password_change,
+        master_key_file: std::env::var_os("TETHER_MASTER_KEY").is_none().then(|| settings.master_key_file.clone()),
     };
     let app = routes::router(provider.clone(), opts(), settings.admin_listen.is_none());
     let app = nosniff(app);

@@ -31,7 +31,11 @@ use crate::state::{AppState, Options};
 /// The main listener's router; with `admin` the admin API too (no `admin_listen`).
 pub fn router(p: Arc<Provider>, opts: Options, admin: bool) -> Router {
     let state = AppState { p, opts: Arc::new(opts) };
-    let admin_routes = if admin { Router::new().nest(paths::ADMIN_API, admin_api::routes()) } else { Router::new() };
+    let admin_routes = if admin {
+        Router::new().nest(paths::ADMIN_API, admin_api::routes()).merge(crate::console::routes(state.clone()))
+    } else {
+        Router::new()
+    };
     // Endpoints that need the database answer 503 while the provider is unhealthy. Userinfo
     // checks for itself, after it has refused requests without credentials.
     let healthy = middleware::from_fn_with_state(state.clone(), health::require_healthy);
@@ -79,6 +83,7 @@ pub fn admin_router(p: Arc<Provider>, opts: Options) -> Router {
     let state = AppState { p, opts: Arc::new(opts) };
     Router::new()
         .nest(paths::ADMIN_API, admin_api::routes())
+        .merge(crate::console::routes(state.clone()))
         .route(paths::HEALTH, get(health::healthz))
         .route_layer(middleware::from_fn(track))
         .fallback(not_found)

@@ -13,6 +13,9 @@ pub struct Options {
     pub proxy_cert: ProxyCertConfig,
     /// `[security] revoke_on_password_change`.
     pub revoke_on_password_change: bool,
+    /// The master key file (the console warns when others can read it); `None` when the key
+    /// comes from the environment.
+    pub master_key_file: Option<std::path::PathBuf>,
 }
 
 /// The router's state.

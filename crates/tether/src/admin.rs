@@ -359,7 +359,9 @@ pub async fn app(g: &Global, cmd: AppCmd) -> ExitCode {
         AppCmd::List { json } => {
             let store = tryx!(open(g).await);
             match store.list_apps().await {
-                Ok(apps) => {
+                Ok(mut apps) => {
+                    // The console's built-in app is the server's own, not the operator's.
+                    apps.retain(|a| a.app.client_id != tether_core::admin_ops::CONSOLE_CLIENT_ID);
                     print_apps(&apps, json);
                     ExitCode::SUCCESS
                 }

@@ -48,6 +48,8 @@ pub struct AdminRequest<'a> {
 pub struct AdminCaller {
     pub actor: Actor,
     pub client_id: String,
+    /// The token carries `admin:write` (a read-only caller does not).
+    pub can_write: bool,
 }
 
 pub async fn authenticate(p: &Provider, req: AdminRequest<'_>) -> Result<AdminCaller, OAuthError> {
@@ -76,7 +78,7 @@ pub async fn authenticate(p: &Provider, req: AdminRequest<'_>) -> Result<AdminCa
     }
     let actor =
         Actor { client_id: Some(rec.client_id.clone()), username: rec.username.clone(), ip: None, user_agent: None };
-    Ok(AdminCaller { actor, client_id: rec.client_id })
+    Ok(AdminCaller { actor, client_id: rec.client_id, can_write: scopes.contains(&ADMIN_WRITE) })
 }
 
 /// An access token presented to one of Tether's own APIs, as received.
