@@ -348,3 +348,28 @@ mod tests {
         assert_eq!(u.to_string(), "http://[::1]:9000/api/orders");
     }
 }
+
+/// `tether health`: GET `url` (http or https; `ca_file` adds a CA to trust, e.g. the local CA of
+/// `tether serve`) within `timeout`. Returns the status code.
+pub async fn probe(url: &str, ca_file: Option<&std::path::Path>, timeout: std::time::Duration) -> Result<u16, String> {
+    let uri: Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("{url:?}: only http:// and https:// URLs can be checked"));
+    }
+    let c = client(ca_file)?;
+    let req = Request::get(uri).body(Body::empty()).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, c.request(req)).await {
+        Ok(Ok(r)) => Ok(r.status().as_u16()),
+        Ok(Err(e)) => {
+            // hyper's "client error (Connect)" says little: add the causes (refused, TLS, …).
+            let mut why = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                why.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            Err(format!("{url}: {why}"))
+        }
+        Err(_) => Err(format!("{url}: no answer within {} s", timeout.as_secs())),
+    }
+}

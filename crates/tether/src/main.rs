@@ -63,6 +63,25 @@ enum Cmd {
     /// The local CA clients and gateways trust
     #[command(subcommand)]
     Tls(TlsCmd),
+    /// Check that a running server (or gateway) answers its health check; exit 0 when it does.
+    /// For container HEALTHCHECKs and readiness probes (the image has no curl).
+    ///
+    /// Example: tether health --url http://127.0.0.1:9465/healthz
+    Health(HealthArgs),
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// The health URL (default: this configuration's `http_listen` /healthz, else
+    /// https://localhost:PORT/healthz of `listen`, trusting the local CA)
+    #[arg(long)]
+    url: Option<String>,
+    /// A CA certificate (PEM) to trust for an https URL (default: the data directory's local CA)
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
+    /// Seconds to wait for the answer
+    #[arg(long, default_value_t = 5)]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -212,8 +231,50 @@ fn main() -> ExitCode {
                 init(&cli.global).await
             }
             Cmd::Tls(TlsCmd::Ca { out }) => tls_ca(&cli.global, out.as_deref()),
+            Cmd::Health(a) => health(&cli.global, a).await,
         }
     })
+}
+
+/// `tether health`: 0 when the URL answers 200, 1 otherwise (with the reason).
+async fn health(g: &Global, a: HealthArgs) -> ExitCode {
+    let (url, ca) = match a.url {
+        Some(u) => (u, a.ca_file),
+        None => {
+            let s = match settings(g, Overrides::default()) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            let local = |addr: std::net::SocketAddr| {
+                if addr.ip().is_unspecified() {
+                    std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+                } else {
+                    addr
+                }
+            };
+            match s.http_listen {
+                Some(h) => (format!("http://{}/healthz", local(h)), a.ca_file),
+                None => {
+                    let ca = a.ca_file.or_else(|| Some(s.data_dir.join("tls/ca.pem")).filter(|p| p.exists()));
+                    (format!("https://localhost:{}/healthz", s.listen.port()), ca)
+                }
+            }
+        }
+    };
+    match tether_gateway::proxy::probe(&url, ca.as_deref(), std::time::Duration::from_secs(a.timeout.max(1))).await {
+        Ok(200) => {
+            println!("healthy: {url} answered 200");
+            ExitCode::SUCCESS
+        }
+        Ok(code) => {
+            eprintln!("unhealthy: {url} answered {code}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `tether init`.
