@@ -326,29 +326,6 @@ pub fn upstream_uri(upstream: &url::Url, path: &str, query: Option<&str>) -> Opt
     Uri::builder().scheme(upstream.scheme()).authority(authority).path_and_query(path_and_query).build().ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_origin_form_targets_reach_the_upstream() {
-        let up = url::Url::parse("http://127.0.0.1:9000").unwrap();
-        let t = |s: &str| {
-            let u = s.parse::<Uri>().unwrap();
-            upstream_uri(&up, u.path(), u.query()).map(|u| u.to_string())
-        };
-        assert_eq!(t("/orders?x=1").as_deref(), Some("http://127.0.0.1:9000/orders?x=1"));
-        assert_eq!(t("/").as_deref(), Some("http://127.0.0.1:9000/"));
-        assert_eq!(t("*"), None);
-        assert_eq!(t("evil.example:443"), None);
-        // Absolute form: only the path and query are taken.
-        assert_eq!(t("http://evil.example/x?y").as_deref(), Some("http://127.0.0.1:9000/x?y"));
-        let based = url::Url::parse("http://[::1]:9000/api/").unwrap();
-        let u = upstream_uri(&based, "/orders", None).unwrap();
-        assert_eq!(u.to_string(), "http://[::1]:9000/api/orders");
-    }
-}
-
 /// `tether health`: GET `url` (http or https; `ca_file` adds a CA to trust, e.g. the local CA of
 /// `tether serve`) within `timeout`. Returns the status code.
 pub async fn probe(url: &str, ca_file: Option<&std::path::Path>, timeout: std::time::Duration) -> Result<u16, String> {
@@ -371,5 +348,28 @@ pub async fn probe(url: &str, ca_file: Option<&std::path::Path>, timeout: std::t
             Err(format!("{url}: {why}"))
         }
         Err(_) => Err(format!("{url}: no answer within {} s", timeout.as_secs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_origin_form_targets_reach_the_upstream() {
+        let up = url::Url::parse("http://127.0.0.1:9000").unwrap();
+        let t = |s: &str| {
+            let u = s.parse::<Uri>().unwrap();
+            upstream_uri(&up, u.path(), u.query()).map(|u| u.to_string())
+        };
+        assert_eq!(t("/orders?x=1").as_deref(), Some("http://127.0.0.1:9000/orders?x=1"));
+        assert_eq!(t("/").as_deref(), Some("http://127.0.0.1:9000/"));
+        assert_eq!(t("*"), None);
+        assert_eq!(t("evil.example:443"), None);
+        // Absolute form: only the path and query are taken.
+        assert_eq!(t("http://evil.example/x?y").as_deref(), Some("http://127.0.0.1:9000/x?y"));
+        let based = url::Url::parse("http://[::1]:9000/api/").unwrap();
+        let u = upstream_uri(&based, "/orders", None).unwrap();
+        assert_eq!(u.to_string(), "http://[::1]:9000/api/orders");
     }
 }

@@ -13,6 +13,7 @@ mod browser_binding;
 mod certificate;
 mod client_jwt;
 mod code_flow;
+mod console;
 mod device;
 mod dpop;
 mod dpop_algs;
