@@ -30,23 +30,33 @@ use crate::cli::{Global, runtime_error, settings, usage_error};
 #[derive(Subcommand)]
 pub enum AppCmd {
     /// Register an application
+    ///
+    /// Example: tether app create --name web --grant-types authorization_code,refresh_token --redirect-uri https://app.example/cb --binding sso-session
     Create(AppFlags),
     /// Change an application's settings
+    ///
+    /// Example: tether app update --binding dpop --validate-binding CLIENT_ID
     Update {
         /// The app's client_id (one that starts with '-' goes after --: `app update --name x -- -Ab3`)
         client_id: String,
         #[command(flatten)]
         flags: AppFlags,
+        /// Stop refusing bound tokens presented without their proof
         #[arg(long)]
         no_validate_binding: bool,
+        /// Keep the app's tokens when the user signs out
         #[arg(long)]
         no_revoke_on_logout: bool,
+        /// Let the app introspect only its own tokens again
         #[arg(long)]
         no_introspect_any: bool,
+        /// Stop asking users for consent
         #[arg(long)]
         no_require_consent: bool,
+        /// Accept authorization requests that were not pushed first
         #[arg(long)]
         no_require_par: bool,
+        /// Stop advertising that the logout_token always carries sid
         #[arg(long)]
         no_backchannel_logout_session_required: bool,
         /// Allow a change that deletes something (--public on a confidential app deletes its secret)
@@ -54,29 +64,40 @@ pub enum AppCmd {
         force: bool,
     },
     /// Show one application
+    ///
+    /// Example: tether app show --json CLIENT_ID
     Show {
         /// The app's client_id (one that starts with '-' goes after --: `app show -- -Ab3`)
         client_id: String,
+        /// Print the result as JSON
         #[arg(long)]
         json: bool,
     },
     /// List applications
+    ///
+    /// Example: tether app list --json
     List {
+        /// Print the result as JSON
         #[arg(long)]
         json: bool,
     },
     /// Delete an application and revoke its tokens
+    ///
+    /// Example: tether app delete CLIENT_ID
     Delete {
         /// The app's client_id (one that starts with '-' goes after --: `app delete -- -Ab3`)
         client_id: String,
     },
     /// Give a confidential application a new client secret (shown once)
+    ///
+    /// Example: tether app secret --grace 3600 CLIENT_ID
     Secret {
         /// The app's client_id (one that starts with '-' goes after --: `app secret -- -Ab3`)
         client_id: String,
         /// Seconds the old secret stays valid (0 to 2592000; 0: it stops working now)
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         grace: i64,
+        /// Print the result as JSON
         #[arg(long)]
         json: bool,
     },
@@ -84,6 +105,7 @@ pub enum AppCmd {
 
 #[derive(Args)]
 pub struct AppFlags {
+    /// The app's name, unique (shown on the sign-in and consent pages)
     #[arg(long)]
     name: Option<String>,
     /// Comma-separated grant types (wire values, or the aliases device_code, token_exchange)
@@ -95,6 +117,7 @@ pub struct AppFlags {
     /// Public client: no secret, PKCE required
     #[arg(long)]
     public: bool,
+    /// How a confidential client authenticates: client_secret_basic (default), client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth
     #[arg(long)]
     auth_method: Option<String>,
     /// For tls_client_auth: the subject DN of the client's certificate, RFC 4514 form ("CN=svc,O=Acme")
@@ -115,19 +138,25 @@ pub struct AppFlags {
     /// none, cookie, sso-session, certificate, device-flow, client-request, dpop
     #[arg(long)]
     binding: Option<String>,
+    /// Refuse a bound token presented without its proof (WSO2's "Validate token bindings")
     #[arg(long)]
     validate_binding: bool,
+    /// Revoke the app's tokens when the user signs out (WSO2's "Revoke tokens upon user logout")
     #[arg(long)]
     revoke_on_logout: bool,
+    /// Comma-separated scopes the app may ask for (admin:read,admin:write make admin tokens)
     #[arg(long, value_delimiter = ',')]
     scopes: Option<Vec<String>>,
+    /// Comma-separated audiences (aud) of the app's access tokens
     #[arg(long, value_delimiter = ',')]
     audience: Option<Vec<String>>,
     /// CORS origin (repeatable)
     #[arg(long = "allowed-origin")]
     allowed_origin: Vec<String>,
+    /// Let the app introspect any app's tokens (a resource server or gateway)
     #[arg(long)]
     introspect_any: bool,
+    /// Ask users for consent before issuing the app's tokens
     #[arg(long)]
     require_consent: bool,
     /// Authorization requests must be pushed first (RFC 9126 PAR)
@@ -142,15 +171,19 @@ pub struct AppFlags {
     /// Advertise that the logout_token always carries sid
     #[arg(long)]
     backchannel_logout_session_required: bool,
+    /// Comma-separated client_ids whose tokens this app may exchange (RFC 8693)
     #[arg(long, value_delimiter = ',')]
     exchange_from: Option<Vec<String>>,
     /// RS256 or ES256 (default RS256; ES256 for --profile fapi2)
     #[arg(long)]
     id_token_alg: Option<String>,
+    /// Access token lifetime in seconds (default from [tokens] access_token_ttl)
     #[arg(long)]
     access_token_ttl: Option<i64>,
+    /// Refresh token lifetime in seconds (default from [tokens] refresh_token_ttl)
     #[arg(long)]
     refresh_token_ttl: Option<i64>,
+    /// Print the result as JSON
     #[arg(long)]
     json: bool,
 }
@@ -474,12 +507,18 @@ fn roles() -> PossibleValuesParser {
 #[derive(Subcommand)]
 pub enum UserCmd {
     /// Add a user; the password is read from standard input
+    ///
+    /// Example: echo 'correct horse' | tether user add alice --password-stdin --role viewer
     Add {
+        /// The username
         username: String,
+        /// Read the password from standard input (one line)
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// Email address
         #[arg(long)]
         email: Option<String>,
+        /// Display name
         #[arg(long)]
         name: Option<String>,
         /// A role (repeatable): admin (admin:read and admin:write) or viewer (admin:read)
@@ -487,7 +526,10 @@ pub enum UserCmd {
         role: Vec<String>,
     },
     /// Change a user's roles, state, email or name
+    ///
+    /// Example: tether user update alice --role admin
     Update {
+        /// The username
         username: String,
         /// A role (repeatable): the user's roles become exactly these
         #[arg(long = "role", value_parser = roles())]
@@ -513,26 +555,47 @@ pub enum UserCmd {
         json: bool,
     },
     /// Set a user's password from standard input
+    ///
+    /// Example: echo 'new password' | tether user passwd alice --password-stdin
     Passwd {
+        /// The username
         username: String,
+        /// Read the password from standard input (one line)
         #[arg(long, required = true)]
         password_stdin: bool,
     },
     /// End every session of a user and revoke every token of theirs
+    ///
+    /// Example: tether user logout alice
     Logout {
+        /// The username
         username: String,
+        /// Print the result as JSON
         #[arg(long)]
         json: bool,
     },
     /// Clear a user's sign-in throttles on every running server (within a second)
-    Unlock { username: String },
+    ///
+    /// Example: tether user unlock alice
+    Unlock {
+        /// The username
+        username: String,
+    },
     /// List users
+    ///
+    /// Example: tether user list --json
     List {
+        /// Print the result as JSON
         #[arg(long)]
         json: bool,
     },
     /// Delete a user, ending their sessions and revoking their tokens
-    Delete { username: String },
+    ///
+    /// Example: tether user delete alice
+    Delete {
+        /// The username
+        username: String,
+    },
 }
 
 fn read_password() -> Result<Secret, String> {
@@ -697,17 +760,25 @@ async fn user_change(ctx: &Ctx, cmd: UserCmd) -> ExitCode {
 #[derive(Subcommand)]
 pub enum KeysCmd {
     /// Add new signing keys; old ones stay in the JWKS until their tokens expire
+    ///
+    /// Example: tether keys rotate
     Rotate {
+        /// Print the result as JSON
         #[arg(long)]
         json: bool,
     },
     /// List signing keys
+    ///
+    /// Example: tether keys list --json
     List {
+        /// Print the result as JSON
         #[arg(long)]
         json: bool,
     },
     /// Retire a key now: it leaves the JWKS and its tokens stop verifying (never the only
     /// current key of its algorithm: rotate first)
+    ///
+    /// Example: tether keys retire KID
     Retire {
         /// The key's kid (one that starts with '-' goes after --: `keys retire -- -Ab3`)
         kid: String,

@@ -24,7 +24,11 @@ use cli::{Global, runtime_error, settings, usage_error};
 use tether_server::Overrides;
 
 #[derive(Parser)]
-#[command(name = "tether", version, about = "OAuth 2.0 / OpenID Connect server whose tokens are bound to their holder")]
+#[command(
+    name = "tether",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TETHER_GIT_COMMIT"), ")"),
+    about = "OAuth 2.0 / OpenID Connect server whose tokens are bound to their holder"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -43,11 +47,17 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the authorization server (creating the database, master key and keys on first start)
+    ///
+    /// Example: tether serve --listen 0.0.0.0:9443 --issuer https://id.example.com
     Serve(ServeArgs),
     /// Create the data directory, database (or PostgreSQL schema), master key, signing keys and
     /// local CA, then exit
+    ///
+    /// Example: tether init --data-dir /var/lib/tether
     Init,
     /// Run the proof-of-possession gateway (SIGHUP reloads its configuration)
+    ///
+    /// Example: tether gateway --config gateway.toml
     Gateway(GatewayArgs),
     /// Manage applications (OAuth clients)
     #[command(subcommand)]
@@ -59,6 +69,8 @@ enum Cmd {
     #[command(subcommand)]
     Keys(admin::KeysCmd),
     /// Show audit events, newest first
+    ///
+    /// Example: tether events --type binding.mismatch --since 2026-11-30T08:00:00Z
     Events(admin::EventsArgs),
     /// The local CA clients and gateways trust
     #[command(subcommand)]
@@ -68,6 +80,22 @@ enum Cmd {
     ///
     /// Example: tether health --url http://127.0.0.1:9465/healthz
     Health(HealthArgs),
+    /// Print a shell completion script
+    ///
+    /// Example: tether completions bash > /etc/bash_completion.d/tether
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (tether.1, tether-serve.1, …) into a directory
+    ///
+    /// Example: tether man --out /usr/local/share/man/man1
+    Man {
+        /// The directory (created when missing)
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -87,6 +115,8 @@ struct HealthArgs {
 #[derive(Subcommand)]
 enum TlsCmd {
     /// Write the local CA certificate (public) to a file, or print it
+    ///
+    /// Example: tether tls ca --out ca.pem
     Ca {
         /// Where to write it (mode 0644); standard output when absent
         #[arg(long)]
@@ -232,8 +262,46 @@ fn main() -> ExitCode {
             }
             Cmd::Tls(TlsCmd::Ca { out }) => tls_ca(&cli.global, out.as_deref()),
             Cmd::Health(a) => health(&cli.global, a).await,
+            Cmd::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "tether", &mut script);
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+                ExitCode::SUCCESS
+            }
+            Cmd::Man { out } => man_pages(&out),
         }
     })
+}
+
+/// `tether man --out DIR`: one page per command and subcommand (`tether-app-create.1`).
+fn man_pages(out: &std::path::Path) -> ExitCode {
+    fn write(cmd: &clap::Command, name: &str, out: &std::path::Path, n: &mut usize) -> std::io::Result<()> {
+        // A one-shot command: the few names leaked here live until the process ends anyway.
+        let cmd = cmd.clone().name(&*Box::leak(name.to_string().into_boxed_str()));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+        std::fs::write(out.join(format!("{name}.1")), buf)?;
+        *n += 1;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            write(sub, &format!("{name}-{}", sub.get_name()), out, n)?;
+        }
+        Ok(())
+    }
+    if let Err(e) = std::fs::create_dir_all(out) {
+        return runtime_error(format!("cannot create {}: {e}", out.display()));
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let mut n = 0;
+    match write(&cmd, "tether", out, &mut n) {
+        Ok(()) => {
+            println!("wrote {n} manual pages to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => runtime_error(format!("cannot write the manual pages to {}: {e}", out.display())),
+    }
 }
 
 /// `tether health`: 0 when the URL answers 200, 1 otherwise (with the reason).

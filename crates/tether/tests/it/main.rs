@@ -11,6 +11,7 @@ mod binding_agreement;
 mod browser;
 mod browser_binding;
 mod certificate;
+mod cli_docs;
 mod client_jwt;
 mod code_flow;
 mod console;
