@@ -37,6 +37,7 @@ macro_rules! migrations {
 }
 
 mod backend;
+mod backup;
 mod errors;
 mod filter;
 mod postgres;
@@ -44,6 +45,7 @@ mod rows;
 mod sqlite;
 
 pub use backend::{Backend, Probe};
+pub use backup::{Copied, backup_sqlite, restore_sqlite};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -80,6 +80,21 @@ enum Cmd {
     ///
     /// Example: tether health --url http://127.0.0.1:9465/healthz
     Health(HealthArgs),
+    /// Take a consistent copy of the SQLite database while the server runs (never the master key)
+    ///
+    /// Example: tether backup --out /backups/tether-$(date +%F).db
+    Backup {
+        /// The file to write (must not exist; written with mode 0600)
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty data directory (then put the master key beside it)
+    ///
+    /// Example: tether restore --data-dir /var/lib/tether /backups/tether-2026-11-30.db
+    Restore {
+        /// The backup file written by `tether backup`
+        file: std::path::PathBuf,
+    },
     /// Print a shell completion script
     ///
     /// Example: tether completions bash > /etc/bash_completion.d/tether
@@ -271,8 +286,77 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Cmd::Man { out } => man_pages(&out),
+            Cmd::Backup { out } => backup(&cli.global, &out).await,
+            Cmd::Restore { file } => restore(&cli.global, &file).await,
         }
     })
+}
+
+const PG_BACKUP: &str = "this database is PostgreSQL: back it up with its own tools, e.g. \
+    `pg_dump --format=custom --file tether.dump DATABASE_URL`, and restore with \
+    `pg_restore --dbname NEW_DATABASE_URL tether.dump` (see docs/operations.md); keep the master key apart";
+
+/// The SQLite database file of these settings, or the refusal for PostgreSQL.
+fn sqlite_path(g: &Global) -> Result<(tether_server::Settings, std::path::PathBuf), ExitCode> {
+    let s = settings(g, Overrides::default()).map_err(usage_error)?;
+    match tether_store::Backend::parse(&s.database_url) {
+        Ok(tether_store::Backend::Sqlite(p)) => Ok((s, p)),
+        Ok(tether_store::Backend::Postgres(_)) => Err(usage_error(PG_BACKUP.to_string())),
+        Err(e) => Err(usage_error(e)),
+    }
+}
+
+/// `tether backup --out FILE`.
+async fn backup(g: &Global, out: &std::path::Path) -> ExitCode {
+    let (_, db) = match sqlite_path(g) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let (db2, out2) = (db.clone(), out.to_path_buf());
+    match tokio::task::spawn_blocking(move || tether_store::backup_sqlite(&db2, &out2)).await {
+        Ok(Ok(c)) => {
+            println!(
+                "backed up {} to {} ({} bytes, schema version {}); the master key is not in it: keep a copy of it apart",
+                db.display(),
+                out.display(),
+                c.bytes,
+                c.schema_version
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => runtime_error(e),
+        Err(e) => runtime_error(e.to_string()),
+    }
+}
+
+/// `tether restore FILE`.
+async fn restore(g: &Global, file: &std::path::Path) -> ExitCode {
+    let (s, db) = match sqlite_path(g) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if let Some(dir) = db.parent().filter(|d| !d.exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+            return runtime_error(format!("cannot create {}: {e}", dir.display()));
+        }
+    }
+    let (file2, db2) = (file.to_path_buf(), db.clone());
+    match tokio::task::spawn_blocking(move || tether_store::restore_sqlite(&file2, &db2)).await {
+        Ok(Ok(c)) => {
+            println!("restored {} into {} (schema version {})", file.display(), db.display(), c.schema_version);
+            if std::env::var_os("TETHER_MASTER_KEY").is_none() && !s.master_key_file.exists() {
+                println!(
+                    "next: put the backed-up installation's master key at {} (mode 0600) or set TETHER_MASTER_KEY: \
+                     its keys are sealed under it, and `tether serve` refuses to start without it",
+                    s.master_key_file.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => runtime_error(e),
+        Err(e) => runtime_error(e.to_string()),
+    }
 }
 
 /// `tether man --out DIR`: one page per command and subcommand (`tether-app-create.1`).

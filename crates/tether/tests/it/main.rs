@@ -6,6 +6,7 @@ mod access_log;
 mod admin_api;
 mod admin_cli;
 mod audit;
+mod backup;
 mod binary;
 mod binding_agreement;
 mod browser;
