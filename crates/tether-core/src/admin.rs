@@ -58,7 +58,7 @@ pub fn new_client_id() -> String {
     }
 }
 
-fn defaults(client_id: String) -> App {
+pub(crate) fn defaults(client_id: String) -> App {
     App {
         client_id,
         name: String::new(),

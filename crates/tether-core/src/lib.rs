@@ -27,6 +27,7 @@ pub mod client_keys;
 pub mod clock;
 pub mod config_text;
 pub mod crypto;
+pub mod declarative;
 pub mod dn;
 pub mod dpop;
 pub mod endpoint;

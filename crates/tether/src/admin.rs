@@ -956,3 +956,97 @@ fn event_line(e: &EventRecord) -> String {
     .trim_end()
     .to_string()
 }
+
+// ---------- declarative configuration ----------
+
+/// `tether export`: the apps and users as one TOML document.
+pub async fn export(g: &Global, include_secrets: bool, out: Option<&std::path::Path>) -> ExitCode {
+    let store = match open(g).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (apps, users) = match (store.list_apps().await, store.list_users().await) {
+        (Ok(a), Ok(u)) => (a, u),
+        (Err(e), _) | (_, Err(e)) => return store_err(e),
+    };
+    let doc = tether_core::declarative::export(&apps, &users, include_secrets);
+    let body = match toml::to_string_pretty(&doc) {
+        Ok(t) => t,
+        Err(e) => return runtime_error(format!("cannot write TOML: {e}")),
+    };
+    let header = format!(
+        "# Tether apps and users: `tether apply -f FILE` makes a database match this.\n# {}\n\n",
+        if include_secrets {
+            "Holds client-secret and password hashes: keep it as private as a backup."
+        } else {
+            "No secrets: apps and users created from it have no working credentials until given new ones."
+        }
+    );
+    let text = header + &body;
+    match out {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.mode(if include_secrets { 0o600 } else { 0o644 });
+            }
+            match o.open(path).and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes())) {
+                Ok(()) => {
+                    eprintln!("exported {} apps and {} users to {}", apps.len(), users.len(), path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => runtime_error(format!("cannot write {}: {e}", path.display())),
+            }
+        }
+    }
+}
+
+/// `tether apply -f FILE`: make the database match the document (creating it if needed).
+pub async fn apply(g: &Global, file: &std::path::Path, prune: bool, dry_run: bool) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return usage_error(format!("cannot read {}: {e}", file.display())),
+    };
+    let doc: serde_json::Value = match toml::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => return usage_error(format!("{}: {e}", file.display())),
+    };
+    let s = match settings(g, Overrides::default()) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
+    };
+    // Like `tether init`: the database (and master key, keys) when there is none yet.
+    if !dry_run && let Err(e) = tether_server::init(&s).await {
+        return runtime_error(e);
+    }
+    let ctx = tryx!(Ctx::open(g).await);
+    let steps = match tether_core::declarative::plan(&ctx.p, &doc, prune).await {
+        Ok(s) => s,
+        Err(e) => return ctx.done(usage_error(format!("{}: {e}", file.display()))).await,
+    };
+    for st in &steps {
+        println!("{}", st.describe());
+    }
+    if steps.is_empty() {
+        println!("no changes: the database matches {}", file.display());
+        return ctx.done(ExitCode::SUCCESS).await;
+    }
+    if dry_run {
+        println!("{} change(s) planned; nothing written (--dry-run)", steps.len());
+        return ctx.done(ExitCode::SUCCESS).await;
+    }
+    let code = match tether_core::declarative::apply(&ctx.p, &ctx.actor, steps, ctx.revoke_on_password_change).await {
+        Ok(n) => {
+            println!("applied {n} change(s)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => op_err(e),
+    };
+    ctx.done(code).await
+}

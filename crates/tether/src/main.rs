@@ -80,6 +80,33 @@ enum Cmd {
     ///
     /// Example: tether health --url http://127.0.0.1:9465/healthz
     Health(HealthArgs),
+    /// Write the apps and users (roles included) as one TOML document, for `tether apply`
+    ///
+    /// Example: tether export --out tether.toml
+    Export {
+        /// Also write client-secret hashes and argon2 password hashes (the file is then mode 0600);
+        /// without them, apps and users come back without working credentials
+        #[arg(long)]
+        include_secrets: bool,
+        /// The file to write (standard output when absent)
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Make the database match a document written by `tether export` (creating the database if
+    /// there is none); idempotent
+    ///
+    /// Example: tether apply -f tether.toml --prune --dry-run
+    Apply {
+        /// The document (TOML)
+        #[arg(short = 'f', long = "file")]
+        file: std::path::PathBuf,
+        /// Also delete the apps and users the document does not name
+        #[arg(long)]
+        prune: bool,
+        /// Print the changes (+ create, ~ change, - delete) without making them
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Take a consistent copy of the SQLite database while the server runs (never the master key)
     ///
     /// Example: tether backup --out /backups/tether-$(date +%F).db
@@ -287,6 +314,8 @@ fn main() -> ExitCode {
             }
             Cmd::Man { out } => man_pages(&out),
             Cmd::Backup { out } => backup(&cli.global, &out).await,
+            Cmd::Export { include_secrets, out } => admin::export(&cli.global, include_secrets, out.as_deref()).await,
+            Cmd::Apply { file, prune, dry_run } => admin::apply(&cli.global, &file, prune, dry_run).await,
             Cmd::Restore { file } => restore(&cli.global, &file).await,
         }
     })

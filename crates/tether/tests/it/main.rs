@@ -15,6 +15,7 @@ mod certificate;
 mod cli_docs;
 mod client_jwt;
 mod code_flow;
+mod declarative;
 mod console;
 mod device;
 mod dpop;
