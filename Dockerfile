@@ -55,6 +55,10 @@ RUN channel="$(sed -n 's/^channel *= *"\([^"]*\)".*/\1/p' rust-toolchain.toml)" 
 
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
+# The build context has no .git: `tether --version` names the commit given here, e.g.
+#   docker build --build-arg TETHER_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t tether .
+# (crates/tether/build.rs; "unknown" without it).
+ARG TETHER_GIT_COMMIT=
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \

@@ -896,6 +896,9 @@ async function scenarios(x) {
     const mismatches = await tableRows(p, 'table#events', 'events ?type=binding.mismatch');
     assert(mismatches.length >= 1, `no binding.mismatch event of the app (the test caused one at userinfo) ${await seen(p)}`);
     assert(mismatches[0].links.includes(app.path), `the binding.mismatch row does not link to ${app.path}: ${JSON.stringify(mismatches[0])}`);
+    // Why the token was refused, in words: where, and which binding's proof was missing.
+    assert(/refused at userinfo: a certificate-bound token was presented without its proof/.test(mismatches[0].text),
+      `the binding.mismatch row does not say why the token was refused: ${mismatches[0].text}`);
     await consolePage(p, x, `/console/events?username=${encodeURIComponent(admin.username)}`, 'events ?username=');
     const mine = await tableRows(p, 'table#events', 'events ?username=');
     assert(mine.length >= 1, `no event of ${admin.username}`);

@@ -765,15 +765,24 @@ pub(crate) async fn retire_key(c: Console, Path(kid): Path<String>, body: Bytes)
 fn event_row(e: &EventRecord) -> EventRow {
     let d = &e.detail;
     let s = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let mismatch = e.kind == kind::BINDING_MISMATCH;
     let summary = match (s("action"), s("target"), s("reason"), s("where")) {
+        _ if mismatch => format!(
+            "refused at {}: a {}-bound token was presented without its proof",
+            s("where").unwrap_or_else(|| "a resource".into()),
+            s("binding_type").unwrap_or_else(|| "bound".into())
+        ),
         (Some(a), Some(t), _, _) => format!("{a} {t}"),
         (_, _, Some(r), _) => r,
-        (_, _, _, Some(w)) => {
-            format!("at {w}{}", s("binding_type").map(|b| format!(" ({b} binding)")).unwrap_or_default())
-        }
+        (_, _, _, Some(w)) => format!("at {w}"),
+        _ if e.kind == kind::TOKEN_ISSUED || e.kind == kind::TOKEN_REFRESHED => format!(
+            "{} {}{}",
+            s("grant_type").unwrap_or_default(),
+            s("token_type").unwrap_or_default(),
+            s("binding_type").map(|b| format!(", {b} binding")).unwrap_or_default()
+        ),
         _ => String::new(),
     };
-    let mismatch = e.kind == kind::BINDING_MISMATCH;
     EventRow {
         id: e.id.clone(),
         time: time(e.time),
