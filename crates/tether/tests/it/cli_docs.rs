@@ -9,7 +9,8 @@ use tether_testkit::TempDir;
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).env_remove("TETHER_CONFIG").output().expect("tether runs");
+    // No inherited TETHER_* variable may show up in a help text (`[env: TETHER_X=value]`).
+    let out = Command::new(BIN).args(args).env_clear().output().expect("tether runs");
     assert!(out.status.success(), "tether {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")
 }
@@ -173,4 +174,42 @@ fn nothing_points_outside_the_repository() {
             assert!(!text.contains(bad), "{f} points outside the repository ({bad})");
         }
     }
+}
+
+/// `docs/cli.md`: every command's `--help`, generated from the binary (refresh it with
+/// `TETHER_UPDATE_DOCS=1 cargo test -p tether --test it cli_reference`).
+#[test]
+fn cli_reference_in_docs_is_current() {
+    let mut pages = Vec::new();
+    let mut todo = vec![vec![]];
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = run(&args);
+        for s in subcommands(&help).into_iter().rev() {
+            let mut p = path.clone();
+            p.push(s);
+            todo.push(p);
+        }
+        pages.push((path, help));
+    }
+    let mut md = String::from(
+        "# Command-line reference\n\nGenerated from `tether --help` and every subcommand's `--help` \
+         (`TETHER_UPDATE_DOCS=1 cargo test -p tether --test it cli_reference` refreshes it; a test fails \
+         when it is stale). The same text is in the manual pages (`tether man --out DIR`).\n",
+    );
+    for (path, help) in &pages {
+        let name = if path.is_empty() { "tether".to_string() } else { format!("tether {}", path.join(" ")) };
+        md.push_str(&format!("\n## {name}\n\n```text\n{}\n```\n", help.trim_end()));
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli.md");
+    if std::env::var_os("TETHER_UPDATE_DOCS").is_some() {
+        std::fs::write(file, &md).unwrap();
+    }
+    let committed = std::fs::read_to_string(file).unwrap_or_default();
+    assert!(
+        committed == md,
+        "docs/cli.md is stale: refresh it with TETHER_UPDATE_DOCS=1 cargo test -p tether --test it cli_reference"
+    );
+    assert!(pages.len() > 25, "only {} commands", pages.len());
 }
