@@ -771,9 +771,20 @@ async function scenarios(x) {
     const s2 = squash(await p.locator('#client-secret').innerText());
     assert(s2 && s2 !== s1, 'the regenerated secret is empty or the same as before');
 
+    // Deleting needs a recent sign-in: the test moves the clock past it, the confirmation
+    // page offers a fresh sign-in instead of the form, and comes back with the form.
+    await handOff(cfg, { step: 'stale' });
     await consolePage(p, x, tmpPath, 'temp app page');
     await clickLink(p, p.locator('body'), /^delete\b/i, 'temp app page');
-    assertEq(pathOf(p), `${tmpPath}/delete`, 'delete confirmation path');
+    assertEq(pathOf(p), `${tmpPath}/delete`, 'delete confirmation path (stale sign-in)');
+    assertEq(await p.locator(`form[action$="${tmpPath}/delete"]`).count(), 0,
+      'a sign-in older than five minutes gets no delete form');
+    await clickLink(p, p.locator('main'), /sign in again/i, 'stale delete confirmation');
+    if (!isLoginPage(p, x.baseOrigin)) throw new Error(`"Sign in again" did not lead to the login page ${await seen(p)}`);
+    await loginForm(p, 're-authentication');
+    await fillAndSubmitLogin(p, admin.username, admin.password, 're-authentication');
+    assertEq(pathOf(p), `${tmpPath}/delete`, 'back at the confirmation after signing in again');
+    facts.reauth = { asked: true, returned_to: pathOf(p) };
     await checkLayout(p, 'delete confirmation');
     const del = p.locator(`form[action$="${tmpPath}/delete"]`);
     if ((await del.count()) !== 1) throw new Error(`delete confirmation: no POST form to ${tmpPath}/delete ${await seen(p)}`);
@@ -959,6 +970,13 @@ async function scenarios(x) {
     await shot(p, cfg.shots, '10-overview-dark', facts);
     await p.emulateMedia({ colorScheme: 'light' });
     facts.dark_mode = { light_background: light, dark_background: dark, differs: light !== dark };
+    // A phone: the app page fits the width (no sideways scrolling of the page itself).
+    await p.setViewportSize({ width: 390, height: 844 });
+    await consolePage(p, x, app.path, 'app page on a phone');
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 1, `on a 390 px wide screen the app page is ${overflow} px too wide`);
+    await shot(p, cfg.shots, '13-app-phone', facts);
+    await p.setViewportSize({ width: 1280, height: 800 });
   });
 
   // ------------------------------------------------------------ 12. sign out

@@ -39,6 +39,7 @@ const SHOTS: &[(&str, bool)] = &[
     ("10-overview-dark", true),
     ("11-viewer-apps", true),
     ("12-no-access", false),
+    ("13-app-phone", true),
 ];
 
 /// A user with roles (`TestServer::add_user` makes users without any).
@@ -220,6 +221,10 @@ async fn console_in_headless_chromium() {
                     assert_eq!(rec.app.binding.as_str(), "dpop", "the console saved the binding");
                     check_dpop_binding(&srv, creds).await;
                 }
+                Some("stale") => {
+                    // Past the console's re-authentication age (five minutes) for destructive acts.
+                    srv.clock.advance(360);
+                }
                 _ => panic!("unexpected line from console.mjs: {line}"),
             }
             handoffs.push(msg["step"].as_str().unwrap_or("").to_string());
@@ -245,7 +250,8 @@ async fn console_in_headless_chromium() {
         report["error"],
         seen.join("\n")
     );
-    assert_eq!(handoffs, ["created", "dpop"]);
+    assert_eq!(handoffs, ["created", "dpop", "stale"]);
+    assert_eq!(report["facts"]["reauth"]["asked"], true, "deleting after five minutes asked for a fresh sign-in");
     let app = app.expect("the script handed off the created app");
     let facts = &report["facts"];
     assert!(facts.is_object(), "{report}");
