@@ -146,6 +146,11 @@ pub fn router(guard: Arc<Guard>, routes: SharedRoutes) -> Result<Router, String>
         let unrouted = unrouted.clone();
         async move {
             let head = req.method() == http::Method::HEAD;
+            // HTTP/1 request that announces a body: if the gateway refuses it, the body may be
+            // left unread, and the connection cannot carry another request.
+            let http1_body = req.version() < http::Version::HTTP_2
+                && (req.headers().contains_key(http::header::TRANSFER_ENCODING)
+                    || req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0"));
             let (mut parts, body) = req.into_parts();
             let all = current(&routes);
             let checked = if !parts.uri.path().starts_with('/') {
@@ -182,6 +187,12 @@ pub fn router(guard: Arc<Guard>, routes: SharedRoutes) -> Result<Router, String>
             m.answered(resp.status().as_u16(), refused);
             let sub = resp.extensions_mut().remove::<AccessNote>().and_then(|n| n.sub);
             resp.extensions_mut().insert(AccessNote { route: Some(m.route().to_string()), sub, reason: refused });
+            // A refusal of a request whose body was not read says it closes the connection
+            // (RFC 9112 §9.6), so a client never sends its next request on a connection the
+            // server is about to close.
+            if http1_body && (refused.is_some() || routed.is_none()) {
+                resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             Ok::<Response<Body>, Infallible>(if head { resp.map(|_| Body::empty()) } else { resp })
         }
     });
