@@ -36,23 +36,29 @@ import https from 'node:https';
 import tls from 'node:tls';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import {
+  assert,
+  assertEq,
+  configure,
+  fillAndSubmitLogin,
+  goto,
+  log,
+  loginForm,
+  main,
+  navigate,
+  notePage,
+  seen,
+  step,
+  watchPage,
+  withTimeout,
+} from './pages-lib.mjs';
 import * as jose from 'jose';
 
 const STEP_TIMEOUT = 15_000; // ms, per browser action / HTTP request
 const OVERALL_TIMEOUT = 200_000; // ms, the whole run (below the 240 s the Rust test allows)
+configure({ tag: 'browser.mjs', stepTimeout: STEP_TIMEOUT });
 
 // ---------------------------------------------------------------- output
-
-let finished = false;
-function finish(result) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-}
-
-function log(msg) {
-  process.stderr.write(`browser.mjs: ${msg}\n`);
-}
 
 // ---------------------------------------------------------------- config
 
@@ -77,48 +83,13 @@ function loadConfig() {
 
 // ---------------------------------------------------------------- helpers
 
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-function assertEq(actual, expected, what) {
-  if (actual !== expected) {
-    throw new Error(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-  }
-}
-
 const md5hex = (s) => createHash('md5').update(s, 'utf8').digest('hex');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise.finally(() => clearTimeout(t)),
-    new Promise((_, rej) => {
-      t = setTimeout(() => rej(new Error(`${what}: timed out after ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
 function jwtPayload(token, what) {
   const parts = String(token).split('.');
   assert(parts.length === 3, `${what} is not a JWT (${parts.length} parts): ${String(token).slice(0, 40)}...`);
   return JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
-}
-
-let currentStep = '(none)';
-async function step(name, fn) {
-  currentStep = name;
-  log(`step ${name}`);
-  const started = Date.now();
-  try {
-    const r = await fn();
-    log(`step ${name}: ok (${Date.now() - started} ms)`);
-    return r;
-  } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    throw new Error(`step "${name}" failed: ${msg}`, { cause: err });
-  }
 }
 
 // ------------------------------------------------- server-to-server HTTP
@@ -231,66 +202,6 @@ function describeResponse(r) {
 
 // ---------------------------------------------------------------- browser helpers
 
-// What the page shows, for error messages.
-async function seen(page) {
-  try {
-    const url = page.url();
-    const text = await withTimeout(
-      page.evaluate(() => (document.body ? document.body.innerText : document.documentElement.outerHTML)),
-      3000,
-      'reading the page',
-    );
-    const t = String(text).replace(/\s+/g, ' ').trim();
-    return `[page ${url}: "${t.length > 300 ? `${t.slice(0, 300)}...` : t}"${browserNotes(page)}]`;
-  } catch (e) {
-    return `[page ${page.url()}: unreadable: ${e.message}${browserNotes(page)}]`;
-  }
-}
-
-// Console errors (e.g. Content-Security-Policy violations) and failed requests
-// the page saw since the last call: they explain a navigation that never came.
-const notes = new WeakMap();
-function watchPage(page) {
-  const list = [];
-  notes.set(page, list);
-  page.on('console', (m) => {
-    if (m.type() === 'error') list.push(`console error: ${m.text()}`);
-  });
-  page.on('requestfailed', (r) => list.push(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
-  page.on('crash', () => list.push('the page crashed'));
-}
-function browserNotes(page) {
-  const list = notes.get(page);
-  if (!list?.length) return '';
-  const s = list.splice(0).join('; ');
-  const hint = /Content Security Policy directive: "form-action/.test(s)
-    ? ' (Chromium applies CSP form-action to the redirects that follow a form submission: a page whose form ' +
-      'ends in a redirect to the client needs the client origin in form-action, or no form-action)'
-    : '';
-  return `; the browser reported: ${s}${hint}`;
-}
-
-// Run `action` (a click, a goto) and wait for the navigation it causes.
-async function navigate(page, action, what) {
-  try {
-    const [resp] = await Promise.all([
-      page.waitForNavigation({ timeout: STEP_TIMEOUT, waitUntil: 'load' }),
-      action(),
-    ]);
-    return resp;
-  } catch (e) {
-    throw new Error(`${what}: ${e.message.split('\n')[0]} ${await seen(page)}`);
-  }
-}
-
-async function goto(page, url, what) {
-  try {
-    return await page.goto(url, { timeout: STEP_TIMEOUT, waitUntil: 'load' });
-  } catch (e) {
-    throw new Error(`${what}: ${e.message.split('\n')[0]} ${await seen(page)}`);
-  }
-}
-
 function isRp(page, rpOrigin) {
   return page.url().startsWith(`${rpOrigin}/`);
 }
@@ -302,27 +213,6 @@ async function callbackParams(page, rpOrigin, what) {
   const url = page.url();
   assert(rpCallbacks.get(page)?.includes(url), `${what}: ${url} was not answered by the interception`);
   return new URL(url).searchParams;
-}
-
-async function loginForm(page, what) {
-  const forms = await page.locator('form').count();
-  const user = await page.locator('form input[name="username"]').count();
-  const pass = await page.locator('form input[name="password"][type="password"]').count();
-  if (forms !== 1 || user !== 1 || pass !== 1) {
-    throw new Error(
-      `${what}: expected one form with inputs username and password, found ${forms} form(s), ` +
-        `${user} username and ${pass} password input(s) ${await seen(page)}`,
-    );
-  }
-  const method = (await page.locator('form').getAttribute('method')) ?? '';
-  assertEq(method.toLowerCase(), 'post', `${what}: form method`);
-}
-
-async function fillAndSubmitLogin(page, username, password, what) {
-  await loginForm(page, what);
-  await page.fill('form input[name="username"]', username);
-  await page.fill('form input[name="password"]', password);
-  return navigate(page, () => page.click('form button[type="submit"]'), `${what}: submitting the sign-in form`);
 }
 
 async function clickApprove(page, value, what) {
@@ -463,7 +353,7 @@ async function newContext(browser, rpOrigin, label) {
     } else {
       reply = cdp.send('Fetch.continueRequest', { requestId: ev.requestId });
     }
-    reply.catch((e) => notes.get(page)?.push(`interception of ${ev.request.url} failed: ${e.message}`));
+    reply.catch((e) => notePage(page, `interception of ${ev.request.url} failed: ${e.message}`));
   });
   await cdp.send('Fetch.enable', { patterns: [{ urlPattern: `${rpOrigin}/*`, requestStage: 'Request' }] });
   return { context, page, callbacks, label };
@@ -798,20 +688,4 @@ async function scenarios(x) {
 
 // ---------------------------------------------------------------- main
 
-const facts = {};
-const watchdog = setTimeout(() => {
-  finish({ ok: false, error: `the whole run took longer than ${OVERALL_TIMEOUT / 1000} s (last step: ${currentStep})`, facts });
-  process.exit(1);
-}, OVERALL_TIMEOUT);
-
-try {
-  const cfg = loadConfig();
-  await run(cfg, facts);
-  finish({ ok: true, facts });
-  clearTimeout(watchdog);
-  process.exit(0);
-} catch (err) {
-  finish({ ok: false, error: err instanceof Error ? err.message : String(err), facts });
-  clearTimeout(watchdog);
-  process.exit(1);
-}
+await main(loadConfig, run, OVERALL_TIMEOUT);

@@ -40,10 +40,29 @@ import readline from 'node:readline';
 import tls from 'node:tls';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import {
+  assert,
+  assertEq,
+  configure,
+  excerpt,
+  fillAndSubmitLogin,
+  goto,
+  log,
+  loginForm,
+  main,
+  navigate,
+  notePage,
+  seen,
+  squash,
+  step,
+  watchPage,
+  withTimeout,
+} from './pages-lib.mjs';
 
 const STEP_TIMEOUT = 30_000; // ms, per browser action / HTTP request
 const HANDOFF_TIMEOUT = 90_000; // ms, for the test's "go"
 const OVERALL_TIMEOUT = 280_000; // ms, the whole run (below the 300 s the Rust test allows)
+configure({ tag: 'console.mjs', stepTimeout: STEP_TIMEOUT });
 
 const APP_NAME = 'Console Cert App';
 const TEMP_APP_NAME = 'Console Temp App';
@@ -67,17 +86,6 @@ const NAV = {
 const SIGNOUT = '/console/signout';
 
 // ---------------------------------------------------------------- output
-
-let finished = false;
-function finish(result) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-}
-
-function log(msg) {
-  process.stderr.write(`console.mjs: ${msg}\n`);
-}
 
 // ---------------------------------------------------------------- config
 
@@ -105,47 +113,6 @@ function loadConfig() {
 }
 
 // ---------------------------------------------------------------- helpers
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-function assertEq(actual, expected, what) {
-  if (actual !== expected) {
-    throw new Error(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-  }
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise.finally(() => clearTimeout(t)),
-    new Promise((_, rej) => {
-      t = setTimeout(() => rej(new Error(`${what}: timed out after ${ms} ms`)), ms);
-    }),
-  ]);
-}
-
-const squash = (s) => String(s ?? '').replace(/\s+/g, ' ').trim();
-const excerpt = (s, n = 300) => {
-  const t = squash(s);
-  return t.length > n ? `${t.slice(0, n)}...` : t;
-};
-
-let currentStep = '(none)';
-async function step(name, fn) {
-  currentStep = name;
-  log(`step ${name}`);
-  const started = Date.now();
-  try {
-    const r = await fn();
-    log(`step ${name}: ok (${Date.now() - started} ms)`);
-    return r;
-  } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    throw new Error(`step "${name}" failed: ${msg}`, { cause: err });
-  }
-}
 
 // ---------------------------------------------------------------- hand-offs (stdin)
 
@@ -207,61 +174,6 @@ function spkiHash(base, ca) {
 
 // ---------------------------------------------------------------- browser helpers
 
-// What the page shows, for error messages.
-async function seen(page) {
-  try {
-    const url = page.url();
-    const text = await withTimeout(
-      page.evaluate(() => (document.body ? document.body.innerText : document.documentElement.outerHTML)),
-      3000,
-      'reading the page',
-    );
-    return `[page ${url}: "${excerpt(text, 400)}"${browserNotes(page)}]`;
-  } catch (e) {
-    return `[page ${page.url()}: unreadable: ${e.message}${browserNotes(page)}]`;
-  }
-}
-
-// Console errors (e.g. Content-Security-Policy violations) and failed requests
-// the page saw since the last call: they explain a navigation that never came.
-const notes = new WeakMap();
-function watchPage(page) {
-  const list = [];
-  notes.set(page, list);
-  page.on('console', (m) => {
-    if (m.type() === 'error') list.push(`console error: ${m.text()}`);
-  });
-  page.on('requestfailed', (r) => list.push(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
-  page.on('crash', () => list.push('the page crashed'));
-}
-function browserNotes(page) {
-  const list = notes.get(page);
-  if (!list?.length) return '';
-  return `; the browser reported: ${list.splice(0).join('; ')}`;
-}
-
-// Run `action` (a click) and wait for the navigation it causes; returns the
-// final response (after redirects).
-async function navigate(page, action, what) {
-  try {
-    const [resp] = await Promise.all([
-      page.waitForNavigation({ timeout: STEP_TIMEOUT, waitUntil: 'load' }),
-      action(),
-    ]);
-    return resp;
-  } catch (e) {
-    throw new Error(`${what}: ${e.message.split('\n')[0]} ${await seen(page)}`);
-  }
-}
-
-async function goto(page, url, what) {
-  try {
-    return await page.goto(url, { timeout: STEP_TIMEOUT, waitUntil: 'load' });
-  } catch (e) {
-    throw new Error(`${what}: ${e.message.split('\n')[0]} ${await seen(page)}`);
-  }
-}
-
 // The redirects that led to `resp`: [{path, status}, ...], the first request first.
 async function redirectChain(resp) {
   const hops = [];
@@ -283,27 +195,6 @@ const isLoginPage = (page, baseOrigin) =>
 async function expectStatus(page, resp, status, what) {
   const got = resp ? resp.status() : null;
   if (got !== status) throw new Error(`${what}: expected HTTP ${status}, got ${got} ${await seen(page)}`);
-}
-
-async function loginForm(page, what) {
-  const forms = await page.locator('form').count();
-  const user = await page.locator('form input[name="username"]').count();
-  const pass = await page.locator('form input[name="password"][type="password"]').count();
-  if (forms !== 1 || user !== 1 || pass !== 1) {
-    throw new Error(
-      `${what}: expected one form with inputs username and password, found ${forms} form(s), ` +
-        `${user} username and ${pass} password input(s) ${await seen(page)}`,
-    );
-  }
-  const method = (await page.locator('form').getAttribute('method')) ?? '';
-  assertEq(method.toLowerCase(), 'post', `${what}: form method`);
-}
-
-async function fillAndSubmitLogin(page, username, password, what) {
-  await loginForm(page, what);
-  await page.fill('form input[name="username"]', username);
-  await page.fill('form input[name="password"]', password);
-  return navigate(page, () => page.click('form button[type="submit"]'), `${what}: submitting the sign-in form`);
 }
 
 async function shot(page, dir, name, facts) {
@@ -472,7 +363,7 @@ async function newContext(browser, label) {
   // (Playwright would dismiss it, and the form would silently not be sent).
   page.on('dialog', (d) => {
     log(`${label}: accepting a ${d.type()} dialog: ${d.message()}`);
-    d.accept().catch((e) => notes.get(page)?.push(`accepting a dialog failed: ${e.message}`));
+    d.accept().catch((e) => notePage(page, `accepting a dialog failed: ${e.message}`));
   });
   return { context, page, label };
 }
@@ -1109,20 +1000,4 @@ async function scenarios(x) {
 
 // ---------------------------------------------------------------- main
 
-const facts = {};
-const watchdog = setTimeout(() => {
-  finish({ ok: false, error: `the whole run took longer than ${OVERALL_TIMEOUT / 1000} s (last step: ${currentStep})`, facts });
-  process.exit(1);
-}, OVERALL_TIMEOUT);
-
-try {
-  const cfg = loadConfig();
-  await run(cfg, facts);
-  finish({ ok: true, facts });
-  clearTimeout(watchdog);
-  process.exit(0);
-} catch (err) {
-  finish({ ok: false, error: err instanceof Error ? err.message : String(err), facts });
-  clearTimeout(watchdog);
-  process.exit(1);
-}
+await main(loadConfig, run, OVERALL_TIMEOUT);
