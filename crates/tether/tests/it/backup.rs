@@ -3,29 +3,17 @@
 //! introspects active there, the backup holds no master key, and the refusals say what to do.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 use tether_testkit::TempDir;
 
-use crate::binary::{Proc, client, port_of};
+use crate::binary::{Proc, cli_db, client, port_of};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tether");
-
-fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).arg("--data-dir").arg(dir).env_remove("TETHER_DATABASE_URL").env_remove("TETHER_MASTER_KEY");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("tether runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// The CLI on a data dir (`db`: a database URL instead of its SQLite database).
+fn cli(dir: &Path, args: &[&str], db: &Option<String>) -> (i32, String, String) {
+    cli_db(dir, db, args, None)
 }
 
 struct Server {
@@ -81,18 +69,18 @@ async fn backup_under_load_and_restore_elsewhere() {
     if let Ok(url) = std::env::var("TETHER_TEST_POSTGRES_URL") {
         // PostgreSQL has its own tools: the command says which, and writes nothing.
         let out = d.path().join("pg.db");
-        let (code, _, err) = cli(&a, &["backup", "--out", out.to_str().unwrap()], &[("TETHER_DATABASE_URL", &url)]);
+        let (code, _, err) = cli(&a, &["backup", "--out", out.to_str().unwrap()], &Some(url.clone()));
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("pg_dump") && err.contains("pg_restore"), "{err}");
         assert!(!out.exists());
         return;
     }
-    let (code, _, err) = cli(&a, &["init"], &[]);
+    let (code, _, err) = cli(&a, &["init"], &None);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = cli(
         &a,
         &["app", "create", "--name", "svc", "--grant-types", "client_credentials", "--token-type", "opaque", "--json"],
-        &[],
+        &None,
     );
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -123,7 +111,7 @@ async fn backup_under_load_and_restore_elsewhere() {
     let f = file.clone();
     let a2 = a.clone();
     let (code, said, err) =
-        tokio::task::spawn_blocking(move || cli(&a2, &["backup", "--out", f.to_str().unwrap()], &[])).await.unwrap();
+        tokio::task::spawn_blocking(move || cli(&a2, &["backup", "--out", f.to_str().unwrap()], &None)).await.unwrap();
     assert_eq!(code, 0, "backup under load: {err}");
     assert!(said.contains("master key is not in it"), "{said}");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -148,16 +136,16 @@ async fn backup_under_load_and_restore_elsewhere() {
         "the master key must never be inside a backup"
     );
     // A backup never overwrites a file.
-    let (code, _, err) = cli(&a, &["backup", "--out", file.to_str().unwrap()], &[]);
+    let (code, _, err) = cli(&a, &["backup", "--out", file.to_str().unwrap()], &None);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("exists"), "{err}");
 
     // Restore elsewhere: refused into a directory that has a database; then into an empty one,
     // with the master key put beside it as the command says.
-    let (code, _, err) = cli(&a, &["restore", file.to_str().unwrap()], &[]);
+    let (code, _, err) = cli(&a, &["restore", file.to_str().unwrap()], &None);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("empty data directory"), "{err}");
-    let (code, said, err) = cli(&c, &["restore", file.to_str().unwrap()], &[]);
+    let (code, said, err) = cli(&c, &["restore", file.to_str().unwrap()], &None);
     assert_eq!(code, 0, "{err}");
     assert!(said.contains("master key") && said.contains("master.key"), "{said}");
     std::fs::copy(a.join("master.key"), c.join("master.key")).unwrap();
@@ -173,7 +161,7 @@ async fn backup_under_load_and_restore_elsewhere() {
     // Not a Tether backup: refused, nothing written.
     let junk = d.path().join("junk.db");
     std::fs::write(&junk, b"not a database").unwrap();
-    let (code, _, err) = cli(&d.path().join("e"), &["restore", junk.to_str().unwrap()], &[]);
+    let (code, _, err) = cli(&d.path().join("e"), &["restore", junk.to_str().unwrap()], &None);
     assert_eq!(code, 1, "{err}");
     assert!(!d.path().join("e/tether.db").exists());
 }

@@ -87,7 +87,7 @@ fn db_env(db: &Option<String>) -> Vec<(&'static str, String)> {
     db.iter().map(|u| ("TETHER_DATABASE_URL", u.clone())).collect()
 }
 
-fn cli_db(dir: &Path, db: &Option<String>, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+pub(crate) fn cli_db(dir: &Path, db: &Option<String>, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args).arg("--data-dir").arg(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.env_remove("TETHER_DATABASE_URL");

@@ -3,37 +3,14 @@
 //! not name, and secrets come along only with `--include-secrets`.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use tether_testkit::TempDir;
 
-use crate::binary::{Proc, client, port_of};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tether");
+use crate::binary::{Proc, cli_db, client, port_of};
 
 fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    use std::io::Write;
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("TETHER_DATABASE_URL")
-        .env_remove("TETHER_MASTER_KEY")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("tether runs");
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli_db(dir, &None, args, stdin)
 }
 
 fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
