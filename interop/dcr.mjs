@@ -23,17 +23,9 @@
 import { randomUUID } from 'node:crypto';
 import * as client from 'openid-client';
 import * as jose from 'jose';
+import { assert, assertEq, check, env, finish, request } from './lib.mjs';
 
 // ---------------------------------------------------------------- inputs
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`missing environment variable ${name}`);
-    process.exit(2);
-  }
-  return v;
-}
 
 const ISSUER = env('ISSUER');
 const PORTAL_CLIENT_ID = env('PORTAL_CLIENT_ID');
@@ -48,65 +40,6 @@ const RUN = randomUUID().slice(0, 8); // tags the client names of this run
 
 // ---------------------------------------------------------------- harness
 
-let passed = 0;
-let failed = 0;
-
-// Runs one check. `fn` gets `note(text)` for details printed under the ok line.
-async function check(name, fn) {
-  const notes = [];
-  try {
-    await fn((text) => notes.push(text));
-    passed += 1;
-    console.log(`ok - ${name}`);
-    for (const n of notes) for (const line of n.split('\n')) console.log(`#   ${line}`);
-  } catch (err) {
-    failed += 1;
-    console.log(`not ok - ${name}`);
-    let text = describe(err);
-    // a 401 with a WWW-Authenticate challenge: the OAuth error is in the body
-    if (err instanceof client.WWWAuthenticateChallengeError && !err.response.bodyUsed) {
-      text += `\nbody: ${await err.response.text().catch((e) => `(unreadable: ${e.message})`)}`;
-    }
-    for (const n of notes) text += `\n${n}`;
-    for (const line of text.split('\n')) console.log(`#   ${line}`);
-  }
-}
-
-function describe(err) {
-  if (!(err instanceof Error)) return String(err);
-  const parts = [`${err.name}: ${err.message}`];
-  if (err.code) parts.push(`code: ${err.code}`);
-  if (err.error) parts.push(`error: ${err.error}`);
-  if (err.error_description) parts.push(`error_description: ${err.error_description}`);
-  if (err.status) parts.push(`status: ${err.status}`);
-  if (err.cause !== undefined) {
-    let cause = err.cause;
-    if (cause instanceof Error) cause = `${cause.name}: ${cause.message}`;
-    else if (cause instanceof URLSearchParams) cause = cause.toString();
-    else if (typeof cause === 'object') {
-      try {
-        cause = JSON.stringify(cause);
-      } catch {
-        cause = String(cause);
-      }
-    }
-    parts.push(`cause: ${cause}`);
-  }
-  return parts.join('\n');
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(`assertion failed: ${message}`);
-}
-
-function assertEq(actual, expected, what) {
-  if (actual !== expected) {
-    throw new Error(
-      `assertion failed: ${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`,
-    );
-  }
-}
-
 function assertSameJson(actual, expected, what) {
   const a = JSON.stringify(actual);
   const e = JSON.stringify(expected);
@@ -114,30 +47,7 @@ function assertSameJson(actual, expected, what) {
 }
 
 // ------------------------------------------------------------ plain HTTP
-
-// One request with fetch (no redirects followed); the body is read as text
-// and parsed as JSON when it is JSON.
-async function request(url, { method = 'GET', token, json, form, headers = {} } = {}) {
-  const h = { accept: 'application/json', ...headers };
-  if (token != null) h.authorization = `Bearer ${token}`;
-  let body;
-  if (json !== undefined) {
-    h['content-type'] = 'application/json';
-    body = JSON.stringify(json);
-  } else if (form !== undefined) {
-    h['content-type'] = 'application/x-www-form-urlencoded';
-    body = new URLSearchParams(form);
-  }
-  const res = await fetch(url, { method, headers: h, body, redirect: 'manual' });
-  const text = await res.text();
-  let parsed;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.status, headers: res.headers, json: parsed, text };
-}
+// `request` (lib.mjs) sends with fetch; these read its { status, json, text }.
 
 function seen(r) {
   return `${r.status} ${r.json ? JSON.stringify(r.json) : r.text.slice(0, 300)}`;
@@ -612,5 +522,4 @@ for (const [uri, token] of toDelete) {
   if (r.status !== 204) console.log(`# clean-up: DELETE ${uri} answered ${r.status}`);
 }
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

@@ -28,38 +28,9 @@
 # Every client dcr.mjs registers is deleted again through RFC 7592 when the
 # checks get that far.
 set -euo pipefail
-
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 DATA_DIR ISSUER" >&2
-  exit 2
-fi
-
-DATA_DIR=$1
-ISSUER=$2
-TETHER_BIN=${TETHER_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/debug/tether}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CA="$DATA_DIR/tls/ca.pem"
-
-for tool in node npm; do
-  command -v "$tool" >/dev/null || { echo "dcr: $tool is not installed" >&2; exit 2; }
-done
-[[ -x $TETHER_BIN ]] || { echo "dcr: $TETHER_BIN is not an executable" >&2; exit 2; }
-[[ -f $CA ]] || { echo "dcr: no CA certificate at $CA" >&2; exit 2; }
-
-if [[ ! -d $HERE/node_modules ]]; then
-  (cd "$HERE" && npm ci --no-audit --no-fund) >&2
-fi
-
-suffix=$(node -e 'process.stdout.write(require("node:crypto").randomBytes(6).toString("hex"))')
-
-json_field() { # json_field FIELD  (reads one JSON object on stdin)
-  node -e '
-    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-      const v = JSON.parse(s)[process.argv[1]];
-      if (typeof v !== "string" || !v) { console.error(`no ${process.argv[1]} in ${s}`); process.exit(1); }
-      process.stdout.write(v);
-    });' "$1"
-}
+# shellcheck source=interop/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+interop_init dcr "node npm" "$@"
 
 PORTAL_CLIENT_NAME="dcr-portal-$suffix"
 portal=$("$TETHER_BIN" app create --name "$PORTAL_CLIENT_NAME" \

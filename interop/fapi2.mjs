@@ -19,10 +19,6 @@
 //   MTLS_KEY_FILE         with --cert-file) and its private key (PEM)
 //   BACKCHANNEL_PORT    this script listens on http://127.0.0.1:PORT/backchannel
 //                         for back-channel logout tokens
-//   FAPI2_DEV_NO_NEW_FLAGS  when set, the apps were created without
-//                         --profile fapi2 / --backchannel-logout-uri (a binary
-//                         that lacks them): the checks that need them are
-//                         labelled so when they fail (they still count)
 // TLS: the server's CA must be trusted via NODE_EXTRA_CA_CERTS; verification
 // is never disabled. The mTLS requests go through node:https with the client
 // certificate (openid-client's customFetch), every other request through fetch.
@@ -36,17 +32,11 @@ import http from 'node:http';
 import https from 'node:https';
 import * as client from 'openid-client';
 import * as jose from 'jose';
+import {
+  assert, assertEq, Browser, check, codeFlow, env, finish, halfHash, pageSummary, parseJwk, redeem, request,
+} from './lib.mjs';
 
 // ---------------------------------------------------------------- inputs
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`missing environment variable ${name}`);
-    process.exit(2);
-  }
-  return v;
-}
 
 const ISSUER = env('ISSUER');
 const REDIRECT_URI = env('REDIRECT_URI');
@@ -58,243 +48,14 @@ const MTLS_CLIENT_ID = env('MTLS_CLIENT_ID');
 const MTLS_CERT = readFileSync(env('MTLS_CERT_FILE'), 'utf8');
 const MTLS_KEY = readFileSync(env('MTLS_KEY_FILE'), 'utf8');
 const BACKCHANNEL_PORT = Number(env('BACKCHANNEL_PORT'));
-const DEV_NO_NEW_FLAGS = Boolean(process.env.FAPI2_DEV_NO_NEW_FLAGS);
-
-// The private JWK in the environment variable `name`.
-function parseJwk(name) {
-  let jwk;
-  try {
-    jwk = JSON.parse(env(name));
-  } catch (err) {
-    console.error(`${name} is not JSON: ${err.message}`);
-    process.exit(2);
-  }
-  if (typeof jwk?.d !== 'string' || typeof jwk.kid !== 'string' || !jwk.kid) {
-    console.error(`${name} must be a private JWK (with "d") that has a "kid"`);
-    process.exit(2);
-  }
-  return jwk;
-}
 
 const SCOPE = 'openid profile email';
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
-// What a check depends on beyond a server without FAPI 2.0 support (see
-// FAPI2_DEV_NO_NEW_FLAGS): only used to label failures in development runs.
-const PROFILE = 'app create --profile fapi2';
-const BACKCHANNEL = 'app create --backchannel-logout-uri / --backchannel-logout-session-required';
-const BACKCHANNEL_DISCOVERY = 'server support for back-channel logout';
 
-// ---------------------------------------------------------------- harness
-
-let passed = 0;
-let failed = 0;
-
-// Runs one check. `fn` gets `note(text)` for details printed under the ok
-// line. `needs` names the app flag the check depends on: when the apps were
-// created without it (FAPI2_DEV_NO_NEW_FLAGS) a failure says so.
-async function check(name, fn, { needs } = {}) {
-  const notes = [];
-  try {
-    await fn((text) => notes.push(text));
-    passed += 1;
-    console.log(`ok - ${name}`);
-    for (const n of notes) for (const line of n.split('\n')) console.log(`#   ${line}`);
-  } catch (err) {
-    failed += 1;
-    const waiting = needs && DEV_NO_NEW_FLAGS ? ` # needs ${needs} (not in this run: FAPI2_DEV_NO_NEW_FLAGS=1)` : '';
-    console.log(`not ok - ${name}${waiting}`);
-    let text = describe(err);
-    // a 401 with a WWW-Authenticate challenge: the OAuth error is in the body
-    if (err instanceof client.WWWAuthenticateChallengeError && !err.response.bodyUsed) {
-      text += `\nbody: ${await err.response.text().catch((e) => `(unreadable: ${e.message})`)}`;
-    }
-    for (const n of notes) text += `\n${n}`;
-    for (const line of text.split('\n')) console.log(`#   ${line}`);
-  }
-}
-
-function describe(err) {
-  if (!(err instanceof Error)) return String(err);
-  const parts = [`${err.name}: ${err.message}`];
-  if (err.code) parts.push(`code: ${err.code}`);
-  if (err.error) parts.push(`error: ${err.error}`);
-  if (err.error_description) parts.push(`error_description: ${err.error_description}`);
-  if (err.status) parts.push(`status: ${err.status}`);
-  if (err.cause !== undefined) {
-    let cause = err.cause;
-    if (cause instanceof Error) cause = `${cause.name}: ${cause.message}`;
-    else if (cause instanceof URLSearchParams) cause = cause.toString();
-    else if (typeof cause === 'object') {
-      try {
-        cause = JSON.stringify(cause);
-      } catch {
-        cause = String(cause);
-      }
-    }
-    parts.push(`cause: ${cause}`);
-  }
-  return parts.join('\n');
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(`assertion failed: ${message}`);
-}
-
-function assertEq(actual, expected, what) {
-  if (actual !== expected) {
-    throw new Error(
-      `assertion failed: ${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`,
-    );
-  }
-}
-
-// at_hash: base64url of the left half of the hash that matches the JWS alg of
-// the ID token (OIDC Core 3.1.3.6).
-function halfHash(alg, value) {
-  const bits = { 256: 'sha256', 384: 'sha384', 512: 'sha512' }[alg.slice(-3)];
-  assert(bits, `unsupported ID token alg ${alg}`);
-  const digest = createHash(bits).update(value, 'ascii').digest();
-  return jose.base64url.encode(digest.subarray(0, digest.length / 2));
-}
-
-// ------------------------------------------------------- a minimal browser
-// Keeps cookies for the issuer's origin, never follows redirects, and can
-// find and submit the login form. Only what is needed to play a user agent.
-
-class Browser {
-  constructor() {
-    this.cookies = new Map();
-  }
-
-  cookieHeader() {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-  }
-
-  store(res) {
-    for (const sc of res.headers.getSetCookie()) {
-      const [pair, ...attrs] = sc.split(';');
-      const eq = pair.indexOf('=');
-      if (eq < 1) continue;
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      const expired = attrs.some((a) => {
-        const [k, v] = a.split('=').map((s) => s.trim());
-        return (k.toLowerCase() === 'max-age' && Number(v) <= 0) ||
-          (k.toLowerCase() === 'expires' && Date.parse(v) < Date.now());
-      });
-      if (expired || value === '') this.cookies.delete(name);
-      else this.cookies.set(name, value);
-    }
-  }
-
-  async request(url, init = {}) {
-    const headers = new Headers(init.headers);
-    if (this.cookies.size) headers.set('cookie', this.cookieHeader());
-    headers.set('accept', 'text/html,application/xhtml+xml');
-    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
-    this.store(res);
-    return res;
-  }
-}
-
-function decodeEntities(s) {
-  const named = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
-  return s.replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);/gi, (m, ent) => {
-    if (ent[0] === '#') {
-      const cp = ent[1] === 'x' || ent[1] === 'X' ? parseInt(ent.slice(2), 16) : parseInt(ent.slice(1), 10);
-      return String.fromCodePoint(cp);
-    }
-    return named[ent.toLowerCase()] ?? m;
-  });
-}
-
-function parseAttrs(tag) {
-  const attrs = {};
-  const re = /([^\s=\/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?/g;
-  // skip the element name
-  const body = tag.replace(/^<\s*[a-z]+/i, '');
-  let m;
-  while ((m = re.exec(body))) {
-    attrs[m[1].toLowerCase()] = decodeEntities(m[2] ?? m[3] ?? m[4] ?? '');
-  }
-  return attrs;
-}
-
-// A short human-readable summary of an HTML page, for error messages: the
-// text of an element with class "error" if there is one, else the page's text.
-function pageSummary(html) {
-  const text = (s) => decodeEntities(s.replace(/<[^>]*>/g, ' ')).replace(/\s+/g, ' ').trim();
-  const err = html.match(/<(\w+)[^>]*class\s*=\s*["'][^"']*\berror\b[^"']*["'][^>]*>([\s\S]*?)<\/\1>/i);
-  if (err) return `error on page: ${text(err[2])}`;
-  const body = html.match(/<body[^>]*>([\s\S]*)<\/body>/i)?.[1] ?? html;
-  return text(body.replace(/<(style|script)[^>]*>[\s\S]*?<\/\1>/gi, '')).slice(0, 300);
-}
-
-// Finds the single <form method=post> in the page; returns its absolute
-// action URL and its input fields (name -> value).
-function parseLoginForm(html, pageUrl) {
-  const forms = [...html.matchAll(/<form\b[^>]*>[\s\S]*?<\/form>/gi)].map((m) => m[0]);
-  const posts = forms.filter((f) => /method\s*=\s*["']?post/i.test(f.match(/<form\b[^>]*>/i)[0]));
-  assertEq(posts.length, 1, 'number of POST forms on the login page');
-  const form = posts[0];
-  const formAttrs = parseAttrs(form.match(/<form\b[^>]*>/i)[0]);
-  const action = new URL(formAttrs.action ?? '', pageUrl);
-  const fields = new URLSearchParams();
-  for (const m of form.matchAll(/<input\b[^>]*>/gi)) {
-    const a = parseAttrs(m[0]);
-    if (!a.name) continue;
-    fields.set(a.name, a.value ?? '');
-  }
-  return { action, fields };
-}
-
-// Runs one authorization request in `browser`. When `expectLogin` the server
-// must answer with the login page, which is filled in and submitted; otherwise
-// it must redirect straight back. Returns the callback URL (not followed).
-async function authorize(browser, authUrl, { expectLogin }) {
-  const res = await browser.request(authUrl);
-  let location;
-  if (expectLogin) {
-    if (res.status !== 200) {
-      throw new Error(`authorization endpoint: expected the login page (200), got ${res.status}` +
-        `${res.headers.get('location') ? ` to ${res.headers.get('location')}` : ''}: ${pageSummary(await res.text())}`);
-    }
-    assert(
-      (res.headers.get('content-type') ?? '').startsWith('text/html'),
-      `login page content-type is text/html (got ${res.headers.get('content-type')})`,
-    );
-    const { action, fields } = parseLoginForm(await res.text(), authUrl);
-    assertEq(action.origin, new URL(ISSUER).origin, 'login form posts to the issuer');
-    assert(fields.has('username') && fields.has('password'), 'login form has username and password fields');
-    fields.set('username', USERNAME);
-    fields.set('password', PASSWORD);
-    const post = await browser.request(action, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        origin: new URL(ISSUER).origin,
-      },
-      body: fields,
-    });
-    if (post.status !== 303 && post.status !== 302) {
-      throw new Error(`login POST: expected a redirect, got ${post.status}: ${pageSummary(await post.text())}`);
-    }
-    location = post.headers.get('location');
-  } else {
-    if (res.status !== 302 && res.status !== 303) {
-      throw new Error(
-        `authorization with an existing session: expected a redirect, got ${res.status}: ${pageSummary(await res.text())}`,
-      );
-    }
-    await res.arrayBuffer();
-    location = res.headers.get('location');
-  }
-  assert(location, 'redirect has a Location header');
-  const callback = new URL(location, authUrl);
-  assertEq(`${callback.origin}${callback.pathname}`, REDIRECT_URI, 'redirect target');
-  assert(callback.searchParams.has('code'), `callback carries a code (${callback.search})`);
-  return callback;
-}
+// Sign-in through the login form and the code flow (lib.mjs) for USERNAME.
+const { authorize, newAuthorization } = codeFlow({
+  issuer: ISSUER, username: USERNAME, password: PASSWORD, redirectUri: REDIRECT_URI, scope: SCOPE,
+});
 
 // ------------------------------------------- openid-client configurations
 
@@ -359,33 +120,6 @@ function mtlsFetch(url, options = {}) {
     req.on('error', reject);
     req.end(body ?? undefined);
   });
-}
-
-// Starts a fresh code flow for `config` through PAR: state, nonce and a PKCE
-// S256 pair. `options` goes to buildAuthorizationUrlWithPAR (DPoP).
-async function newParAuthorization(config, options) {
-  const codeVerifier = client.randomPKCECodeVerifier();
-  const codeChallenge = await client.calculatePKCECodeChallenge(codeVerifier);
-  const state = client.randomState();
-  const nonce = client.randomNonce();
-  const url = await client.buildAuthorizationUrlWithPAR(config, {
-    redirect_uri: REDIRECT_URI,
-    scope: SCOPE,
-    code_challenge: codeChallenge,
-    code_challenge_method: 'S256',
-    state,
-    nonce,
-  }, options);
-  return { url, codeVerifier, codeChallenge, state, nonce };
-}
-
-async function redeem(config, callback, auth, options) {
-  return client.authorizationCodeGrant(config, callback, {
-    pkceCodeVerifier: auth.codeVerifier,
-    expectedState: auth.state,
-    expectedNonce: auth.nonce,
-    idTokenExpected: true,
-  }, undefined, options);
 }
 
 // The pushed request in `log` (the last one): status 201, redirect_uri, PKCE
@@ -527,7 +261,7 @@ await check('discovery: authorization_response_iss_parameter_supported is true (
 await check('discovery: backchannel_logout_supported and backchannel_logout_session_supported are true', async () => {
   assertEq(needMetadata().backchannel_logout_supported, true, 'backchannel_logout_supported');
   assertEq(md.backchannel_logout_session_supported, true, 'backchannel_logout_session_supported');
-}, { needs: BACKCHANNEL_DISCOVERY });
+});
 
 await check('discovery: pushed_authorization_request_endpoint advertised (RFC 9126)', async () => {
   const ep = needMetadata().pushed_authorization_request_endpoint;
@@ -567,7 +301,7 @@ await check('DPoP client: PAR (PKCE S256, DPoP proof, private_key_jwt) + login; 
   dpopHandle = client.getDPoPHandle(dpopConfig, dpopKeyPair);
   dpopJkt = await jose.calculateJwkThumbprint(await jose.exportJWK(dpopKeyPair.publicKey));
 
-  const auth = await newParAuthorization(dpopConfig, { DPoP: dpopHandle });
+  const auth = await newAuthorization(dpopConfig, { par: true, dpop: dpopHandle });
   dpopAuth = auth;
   const push = checkPushed(dpopLog, md.pushed_authorization_request_endpoint, auth, DPOP_CLIENT_ID);
   assert(push.headers.get('dpop'), 'openid-client sent a DPoP proof with the push');
@@ -603,7 +337,7 @@ await check('DPoP client: access token is a JWT bound to the DPoP key (cnf.jkt),
 
 await check('DPoP client: ID token validated by openid-client (signature, nonce, at_hash), alg ES256', async () => {
   checkIdToken(needDpop(), dpopAuth, DPOP_CLIENT_ID);
-}, { needs: PROFILE });
+});
 
 await check('DPoP client: userinfo with DPoP', async () => {
   const res = needDpop();
@@ -621,7 +355,7 @@ await check('DPoP client: refresh with DPoP returns the SAME refresh token (no r
   const at = await verifyAccessToken(dpopRefreshed.access_token, DPOP_CLIENT_ID);
   assertEq(at.cnf?.jkt, dpopJkt, 'refreshed access token cnf.jkt');
   assertEq(dpopRefreshed.refresh_token, res.refresh_token, 'refresh_token in the refresh response');
-}, { needs: PROFILE });
+});
 
 await check('DPoP client: refreshing again with the same refresh token works; new access token, same jkt', async () => {
   const res = needDpop();
@@ -633,7 +367,7 @@ await check('DPoP client: refreshing again with the same refresh token works; ne
   const at = await verifyAccessToken(again.access_token, DPOP_CLIENT_ID);
   assertEq(at.cnf?.jkt, dpopJkt, 'access token cnf.jkt');
   assertEq(again.refresh_token, res.refresh_token, 'refresh_token in the second refresh response');
-}, { needs: PROFILE });
+});
 
 // ------------------------------------ the mTLS client (self_signed_tls_client_auth)
 // use_mtls_endpoint_aliases makes openid-client send PAR, token and userinfo
@@ -674,7 +408,7 @@ await check('mTLS client: PAR (PKCE S256) + login at the aliases with the certif
   client.enableNonRepudiationChecks(mtlsConfig);
   mtlsLog = recordRequests(mtlsConfig, mtlsFetch);
 
-  const auth = await newParAuthorization(mtlsConfig);
+  const auth = await newAuthorization(mtlsConfig, { par: true });
   checkPushed(mtlsLog, aliases.pushed_authorization_request_endpoint, auth, MTLS_CLIENT_ID);
   const browser = new Browser();
   const callback = await authorize(browser, auth.url, { expectLogin: true });
@@ -715,7 +449,7 @@ await check('mTLS client: refresh returns the SAME refresh token; new access tok
   const at = await verifyAccessToken(refreshed.access_token, MTLS_CLIENT_ID);
   assertEq(at.cnf?.['x5t#S256'], certThumbprint, 'refreshed access token cnf["x5t#S256"]');
   assertEq(refreshed.refresh_token, res.refresh_token, 'refresh_token in the refresh response');
-}, { needs: PROFILE });
+});
 
 // ---------------------------------------------------------- negative probes
 // Plain fetch, so nothing is corrected on the client side. Client assertions
@@ -750,21 +484,9 @@ async function dpopProof(htm, htu) {
     .sign(probeDpopKeys.privateKey);
 }
 
-async function postForm(url, params, headers = {}) {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...headers },
-    body: new URLSearchParams(params),
-    redirect: 'manual',
-  });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
+// A form POST with fetch: { status, headers, json, text }.
+function postForm(url, params, headers = {}) {
+  return request(url, { method: 'POST', form: params, headers });
 }
 
 // `r` must be an OAuth error response with one of `statuses` and one of
@@ -792,7 +514,7 @@ await check('negative: pushed request without code_challenge -> 400 invalid_requ
   const r = await postForm(needMetadata().pushed_authorization_request_endpoint,
     { ...pushParams({}), ...assertionParams(await clientAssertion()) });
   expectError(r, [400], ['invalid_request'], 'PAR without code_challenge');
-}, { needs: PROFILE });
+});
 
 await check('negative: pushed request with code_challenge_method=plain -> 400 invalid_request', async () => {
   const r = await postForm(needMetadata().pushed_authorization_request_endpoint, {
@@ -800,7 +522,7 @@ await check('negative: pushed request with code_challenge_method=plain -> 400 in
     ...assertionParams(await clientAssertion()),
   });
   expectError(r, [400], ['invalid_request'], 'PAR with code_challenge_method=plain');
-}, { needs: PROFILE });
+});
 
 // A code grant with a made-up code (and a valid DPoP proof): with client
 // authentication accepted the server answers invalid_grant, so invalid_client
@@ -822,7 +544,7 @@ await check('negative: client assertion with aud = the token endpoint URL (not t
   const r = await bogusCodeGrant(await clientAssertion({ aud: md.token_endpoint }));
   expectError(r, [400, 401], ['invalid_client'], 'assertion aud = token endpoint');
   note(`status ${r.status}`);
-}, { needs: PROFILE });
+});
 
 await check('negative: client assertion signed with RS256 (fresh RSA key, not registered; registered kid) -> invalid_client', async (note) => {
   const { privateKey } = await jose.generateKeyPair('RS256', { modulusLength: 2048 });
@@ -853,14 +575,14 @@ await check('negative: /oauth2/authorize without PAR -> 400 HTML error page ment
     `content-type is text/html (got ${res.headers.get('content-type')})`);
   assert(body.includes('invalid_request'), `the page mentions invalid_request (${pageSummary(body)})`);
   note(pageSummary(body));
-}, { needs: PROFILE });
+});
 
 await check('negative: code exchange without a DPoP proof (DPoP app) -> 400 invalid_dpop_proof or invalid_request', async (note) => {
   assert(dpopBrowser?.cookies.has('tether_session'), 'prerequisite failed: no signed-in browser from the DPoP client\'s flow');
   // A fresh code, pushed without a DPoP proof (so the code itself is not bound
   // to a key); the browser's session answers without a login page.
   const { config, log } = dpopClient();
-  const auth = await newParAuthorization(config);
+  const auth = await newAuthorization(config, { par: true });
   checkPushed(log, md.pushed_authorization_request_endpoint, auth, DPOP_CLIENT_ID);
   const callback = await authorize(dpopBrowser, auth.url, { expectLogin: false });
   const r = await postForm(md.token_endpoint, {
@@ -892,7 +614,7 @@ await check('back-channel logout: RP-initiated logout (id_token_hint, client_id,
   note(`logout answered ${out.status}${out.headers.get('location') ? ` to ${out.headers.get('location')}` : `: ${pageSummary(body)}`}`);
   // The session is over: a new authorization asks for the login page again.
   const { config } = dpopClient();
-  const auth = await newParAuthorization(config);
+  const auth = await newAuthorization(config, { par: true });
   const again = await dpopBrowser.request(auth.url);
   await again.arrayBuffer();
   assertEq(again.status, 200, 'a new authorization after logout shows the login page (status)');
@@ -915,7 +637,7 @@ await check('back-channel logout: one POST with logout_token to the registered U
   logoutToken = form.get('logout_token');
   assert(logoutToken, `logout_token in the body (${req.body.slice(0, 200)})`);
   note(`received after ${waited} ms`);
-}, { needs: BACKCHANNEL });
+});
 
 await check('back-channel logout: logout_token verified (JWKS, iss, aud, typ logout+jwt, ES256); events, sid, sub, jti, exp - iat <= 120, no nonce', async () => {
   assert(logoutToken, 'prerequisite failed: no logout_token received');
@@ -939,9 +661,8 @@ await check('back-channel logout: logout_token verified (JWKS, iss, aud, typ log
   assert(!('nonce' in payload), `no nonce claim (${JSON.stringify(payload)})`);
   assert(typeof payload.jti === 'string' && payload.jti.length > 0, 'jti present');
   assert(payload.exp - payload.iat <= 120, `exp - iat <= 120 (got ${payload.exp - payload.iat})`);
-}, { needs: BACKCHANNEL });
+});
 
 receiver.close();
 mtlsAgent.destroy();
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

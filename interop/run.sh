@@ -42,46 +42,16 @@
 #                  JAR_CLIENT_SECRET, JAR_PRIVATE_JWK. Request objects pushed
 #                  inside PAR are signed with interop-pkjwt-code-*'s key.
 set -euo pipefail
+# shellcheck source=interop/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+interop_init interop "node npm" "$@"
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 DATA_DIR ISSUER" >&2
-  exit 2
-fi
-
-DATA_DIR=$1
-ISSUER=$2
-TETHER_BIN=${TETHER_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/debug/tether}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CA="$DATA_DIR/tls/ca.pem"
 REDIRECT_URI=https://app.example/cb
 EXPECTED_AUDIENCE=https://api.interop.example
-
-for tool in node npm; do
-  command -v "$tool" >/dev/null || { echo "interop: $tool is not installed" >&2; exit 2; }
-done
-[[ -x $TETHER_BIN ]] || { echo "interop: $TETHER_BIN is not an executable" >&2; exit 2; }
-[[ -f $CA ]] || { echo "interop: no CA certificate at $CA" >&2; exit 2; }
-
-if [[ ! -d $HERE/node_modules ]]; then
-  (cd "$HERE" && npm ci --no-audit --no-fund) >&2
-fi
-
-suffix=$(node -e 'process.stdout.write(require("node:crypto").randomBytes(6).toString("hex"))')
-password=$(node -e 'process.stdout.write(require("node:crypto").randomBytes(18).toString("base64url"))')
+password=$(random_string 18 base64url)
 username="interop-$suffix"
 
-json_field() { # json_field FIELD  (reads one JSON object on stdin)
-  node -e '
-    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-      const v = JSON.parse(s)[process.argv[1]];
-      if (typeof v !== "string" || !v) { console.error(`no ${process.argv[1]} in ${s}`); process.exit(1); }
-      process.stdout.write(v);
-    });' "$1"
-}
-
-printf '%s\n' "$password" |
-  "$TETHER_BIN" user add "$username" --password-stdin \
-    --email "$username@example.com" --name "Interop $suffix" --data-dir "$DATA_DIR" >&2
+add_user "$username" "Interop $suffix" "$password"
 
 conf=$("$TETHER_BIN" app create --name "interop-confidential-$suffix" \
   --grant-types authorization_code,refresh_token,password,client_credentials \
@@ -93,20 +63,7 @@ pub=$("$TETHER_BIN" app create --name "interop-public-$suffix" --public \
   --data-dir "$DATA_DIR")
 
 # private_key_jwt: a fresh ES256 key pair. The public half goes to the server
-# as a JWK Set file, the private JWK (same kid) to the checks on stdout.
-es256_key_pair() { # es256_key_pair JWKS_FILE  (prints the private JWK)
-  (cd "$HERE" && node --input-type=module -e '
-  import { writeFileSync } from "node:fs";
-  import * as jose from "jose";
-  const { publicKey, privateKey } = await jose.generateKeyPair("ES256", { extractable: true });
-  const pub = await jose.exportJWK(publicKey);
-  const kid = await jose.calculateJwkThumbprint(pub);
-  writeFileSync(process.argv[1],
-    JSON.stringify({ keys: [{ ...pub, kid, alg: "ES256", use: "sig" }] }) + "\n",
-    { mode: 0o600 }); // tether warns about group/other-readable files in its data dir
-  process.stdout.write(JSON.stringify({ ...(await jose.exportJWK(privateKey)), kid, alg: "ES256" }));
-' "$1")
-}
+# as a JWK Set file, the private JWK (same kid) to the checks.
 PKJWT_JWKS_FILE="$DATA_DIR/interop-pkjwt-$suffix.jwks.json"
 PKJWT_PRIVATE_JWK=$(es256_key_pair "$PKJWT_JWKS_FILE")
 pkjwt=$("$TETHER_BIN" app create --name "interop-pkjwt-$suffix" \
@@ -143,19 +100,13 @@ CONF_CLIENT_ID=$(json_field client_id <<<"$conf")
 CONF_CLIENT_SECRET=$(json_field client_secret <<<"$conf")
 PUBLIC_CLIENT_ID=$(json_field client_id <<<"$pub")
 PKJWT_CLIENT_ID=$(json_field client_id <<<"$pkjwt")
-if node -e 'process.exit("client_secret" in JSON.parse(process.argv[1]) ? 0 : 1)' "$pkjwt"; then
-  echo "interop: app create printed a client_secret for a private_key_jwt client: $pkjwt" >&2
-  exit 1
-fi
+no_client_secret "$pkjwt"
 CSJWT_CLIENT_ID=$(json_field client_id <<<"$csjwt")
 CSJWT_CLIENT_SECRET=$(json_field client_secret <<<"$csjwt")
 PAR_CLIENT_ID=$(json_field client_id <<<"$par")
 PAR_CLIENT_SECRET=$(json_field client_secret <<<"$par")
 PKJWT_CODE_CLIENT_ID=$(json_field client_id <<<"$pkjwt_code")
-if node -e 'process.exit("client_secret" in JSON.parse(process.argv[1]) ? 0 : 1)' "$pkjwt_code"; then
-  echo "interop: app create printed a client_secret for a private_key_jwt client: $pkjwt_code" >&2
-  exit 1
-fi
+no_client_secret "$pkjwt_code"
 JAR_CLIENT_ID=$(json_field client_id <<<"$jar")
 JAR_CLIENT_SECRET=$(json_field client_secret <<<"$jar")
 USERNAME=$username
